@@ -1,0 +1,9 @@
+"""Custom RLlib algorithms (new API stack): REINFORCE with baselines; DQN and A2C follow.
+
+``ALGORITHMS`` maps the CLI name to the import path of the algorithm's Config class, so the CLI
+can validate a name without importing RLlib.
+"""
+
+ALGORITHMS = {
+    "reinforce": "algorithms.reinforce.algorithm:ReinforceConfig",
+}

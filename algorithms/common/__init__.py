@@ -1,0 +1,1 @@
+"""Pure helpers shared by the RL algorithms: returns, baselines, metric names."""

@@ -1,0 +1,41 @@
+"""Range checks shared by every algorithm's ``validate()``: messages name the field and value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def check_range(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> None:
+    """Raise ValueError("name=value is out of range: must be ...") unless low <= value <= high
+    (strict where ``*_open``), and an int where ``integer``."""
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise ValueError(f"{name}={value!r} must be {kind}")
+    lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+    hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
+    rule = " and ".join(part for part in (lo, hi) if part)
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        raise ValueError(f"{name}={value!r} is out of range: must be {rule}")
+
+
+def check_common(config: Any) -> None:
+    """Checks RLlib leaves to the user: lr > 0, gamma in (0, 1], runner counts >= 0."""
+    if isinstance(config.lr, (int, float)):
+        check_range("lr", config.lr, low=0.0, low_open=True)
+    check_range("gamma", config.gamma, low=0.0, high=1.0, low_open=True)
+    check_range("num_env_runners", config.num_env_runners, low=0, integer=True)
+    check_range("num_envs_per_env_runner", config.num_envs_per_env_runner, low=1, integer=True)
+    if config.grad_clip is not None:
+        check_range("grad_clip", config.grad_clip, low=0.0, low_open=True)

@@ -1,0 +1,41 @@
+"""Metric names, defined once: TensorBoard tags, result.json keys, tests and benchmarks."""
+
+# result.json keys (DESIGN contract, RL jobs).
+ALGORITHM = "algorithm"
+ENV = "env"
+ENV_STEPS = "env_steps"
+WALL_TIME_S = "wall_time_s"
+EPISODE_RETURN_MEAN = "episode_return_mean"
+BEST_EPISODE_RETURN_MEAN = "best_episode_return_mean"
+SOLVED = "solved"
+ENV_STEPS_PER_S = "env_steps_per_s"
+CHECKPOINT = "checkpoint"
+TENSORBOARD_DIR = "tensorboard_dir"
+
+# Learner-side metrics (logged by each Learner, reduced by RLlib).
+POLICY_LOSS = "policy_loss"
+VALUE_LOSS = "value_loss"
+ENTROPY = "entropy"
+GRAD_NORM = "grad_norm"
+BASELINE_MEAN = "baseline_mean"
+ADVANTAGE_STD = "advantage_std"
+NONFINITE_UPDATES = "nonfinite_updates_skipped"
+
+# Driver-side metric.
+MOVING_AVERAGE_BASELINE = "moving_average_baseline"
+
+# TensorBoard tags, x-axis = env steps.
+TB_TAGS = {
+    "episode_return_mean": "episode/return_mean",
+    "episode_return_min": "episode/return_min",
+    "episode_return_max": "episode/return_max",
+    "episode_len_mean": "episode/len_mean",
+    POLICY_LOSS: "learner/policy_loss",
+    VALUE_LOSS: "learner/value_loss",
+    ENTROPY: "learner/entropy",
+    GRAD_NORM: "learner/grad_norm",
+    BASELINE_MEAN: "learner/baseline_mean",
+    ADVANTAGE_STD: "learner/advantage_std",
+    MOVING_AVERAGE_BASELINE: "learner/moving_average_baseline",
+    ENV_STEPS_PER_S: "perf/env_steps_per_s",
+}

@@ -1,0 +1,82 @@
+"""``rlgen eval``: the trained policy, greedy and sampling, on fresh episodes of its env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from algorithms.driver import MODULE_SUBDIR, STATE_FILE, latest_checkpoint
+from runkit.errors import UserError
+from runkit.rundir import read_json
+
+
+def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
+    """The RLModule and the run spec stored in a checkpoint (or a run directory's newest)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    ckpt = latest_checkpoint(Path(checkpoint))
+    spec = read_json(ckpt / STATE_FILE).get("spec")
+    if not isinstance(spec, dict) or "env" not in spec:
+        raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")
+    if not (ckpt / MODULE_SUBDIR).is_dir():
+        raise UserError(f"checkpoint {ckpt}: no policy weights under {MODULE_SUBDIR}")
+    try:
+        module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
+    except Exception as exc:  # noqa: BLE001 - a failing load is a corrupt checkpoint
+        raise UserError(f"checkpoint {ckpt}: corrupt policy weights ({type(exc).__name__})") from None
+    module.eval()
+    return module, spec
+
+
+def policy_action(module: Any, obs: np.ndarray, space: gym.Space, *, greedy: bool) -> Any:
+    """One action from the module for one observation, mapped into the env's action space the
+    way RLlib's EnvRunner does (Box: the policy acts in [-1, 1], unsquashed to [low, high])."""
+    import torch
+    from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+    with torch.no_grad():
+        out = module.forward_inference({"obs": torch.as_tensor(np.asarray(obs)[None])})
+    dist = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
+    if greedy:
+        dist = dist.to_deterministic()
+    action = dist.sample()[0].cpu().numpy()
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(unsquash_action(action, space), space.low, space.high)
+    return int(action)
+
+
+def run_episodes(module: Any, env_id: str, *, episodes: int, greedy: bool, seed: int) -> list[float]:
+    from envs import check_env_id
+
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(
+                    policy_action(module, obs, env.action_space, greedy=greedy)
+                )
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
+
+
+def evaluate(checkpoint: str | Path, *, episodes: int, seed: int = 0) -> dict[str, Any]:
+    if episodes < 1:
+        raise UserError(f"--episodes {episodes}: must be >= 1")
+    module, spec = load_policy(checkpoint)
+    report: dict[str, Any] = {"env": spec["env"], "algorithm": spec.get("algorithm"), "episodes": episodes}
+    for mode, greedy in (("greedy", True), ("sampling", False)):
+        returns = run_episodes(module, spec["env"], episodes=episodes, greedy=greedy, seed=seed)
+        report[f"{mode}_return_mean"] = float(np.mean(returns))
+        report[f"{mode}_return_std"] = float(np.std(returns))
+    return report

@@ -1,0 +1,210 @@
+"""REINFORCE Config and Algorithm (custom RLlib algorithm, new API stack)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+
+from algorithms.common import metrics as M
+from algorithms.common import returns as mc
+from algorithms.common.config_checks import check_common, check_range
+
+BASELINES = ("none", "moving_average", "value")
+MA_STATE_KEY = "rlgen_moving_average_baseline"
+
+
+class ReinforceConfig(AlgorithmConfig):
+    """Defaults solve CartPole-v1 (return >= 475) with the value baseline."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or Reinforce)
+        self.episodes_per_batch = 16
+        self.baseline = "value"
+        self.reward_to_go = True
+        self.baseline_decay = 0.9
+        self.bootstrap_truncated = True
+        self.normalize_advantages = True
+        self.vf_coeff = 1.0
+        self.entropy_coeff = 0.0
+        # AlgorithmConfig fields with REINFORCE defaults.
+        self.lr = 0.003
+        self.gamma = 0.99
+        self.grad_clip = 1.0
+        self.grad_clip_by = "global_norm"
+        self.num_env_runners = 0
+        self.batch_mode = "complete_episodes"
+        self.model_hiddens = [64, 64]
+        self.model_activation = "tanh"
+
+    def training(
+        self,
+        *,
+        episodes_per_batch: int | Any = NotProvided,
+        baseline: str | Any = NotProvided,
+        reward_to_go: bool | Any = NotProvided,
+        baseline_decay: float | Any = NotProvided,
+        bootstrap_truncated: bool | Any = NotProvided,
+        normalize_advantages: bool | Any = NotProvided,
+        vf_coeff: float | Any = NotProvided,
+        entropy_coeff: float | Any = NotProvided,
+        model_hiddens: list[int] | Any = NotProvided,
+        model_activation: str | Any = NotProvided,
+        **kwargs: Any,
+    ) -> ReinforceConfig:
+        """REINFORCE settings (plus every ``AlgorithmConfig.training`` argument).
+
+        Args:
+            episodes_per_batch: complete episodes per gradient step, split over the rollout
+                actors as evenly as possible (none lost when the count does not divide).
+            baseline: ``none``, ``moving_average`` (one constant b, an exponential moving
+                average of earlier batches' returns) or ``value`` (learned V(s)).
+            reward_to_go: weight log pi(a_t|s_t) by the return from t on (True) or by the
+                whole episode's return (False).
+            baseline_decay: the moving average's decay, in [0, 1).
+            bootstrap_truncated: add gamma^(T-t) V(s_T) to the returns of truncated episodes
+                (value baseline only).
+            normalize_advantages: standardize G_t - b over each batch.
+            vf_coeff: weight of the value regression loss in the total loss.
+            entropy_coeff: weight of the entropy bonus (subtracted from the loss).
+            model_hiddens: hidden layer widths of the policy and value MLPs.
+            model_activation: ``tanh`` or ``relu``.
+        """
+        given = dict(locals())
+        super().training(**kwargs)
+        for name, value in given.items():
+            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    def validate(self) -> None:
+        super().validate()
+        check_common(self)
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline={self.baseline!r} is not one of {', '.join(BASELINES)}")
+        check_range("episodes_per_batch", self.episodes_per_batch, low=1, integer=True)
+        check_range("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
+        check_range("vf_coeff", self.vf_coeff, low=0.0)
+        check_range("entropy_coeff", self.entropy_coeff, low=0.0)
+        if self.model_activation not in ("tanh", "relu"):
+            raise ValueError(f"model_activation={self.model_activation!r} is not tanh or relu")
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        from algorithms.reinforce.module import ReinforceTorchRLModule
+
+        return RLModuleSpec(
+            module_class=ReinforceTorchRLModule,
+            model_config={
+                "hiddens": list(self.model_hiddens),
+                "activation": self.model_activation,
+                "value_head": self.baseline == "value",
+            },
+        )
+
+    def get_default_learner_class(self) -> type:
+        from algorithms.reinforce.learner import ReinforceTorchLearner
+
+        return ReinforceTorchLearner
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``split_evenly(10, 3) == [4, 3, 3]``: every unit assigned, sizes differ by at most one."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _sample_episodes(runner: Any, *, num_episodes: int) -> tuple[list, dict]:
+    if num_episodes == 0:
+        return [], runner.get_metrics()
+    return runner.sample(num_episodes=num_episodes), runner.get_metrics()
+
+
+class Reinforce(Algorithm):
+    @classmethod
+    def get_default_config(cls) -> ReinforceConfig:
+        return ReinforceConfig()
+
+    def setup(self, config: Any) -> None:
+        super().setup(config)
+        self.moving_average_baseline: float | None = None
+
+    def _sample_complete_episodes(self) -> tuple[list, list]:
+        """``episodes_per_batch`` complete, on-policy episodes from all rollout actors."""
+        group = self.env_runner_group
+        if group.num_remote_workers() == 0:
+            runner = self.env_runner
+            episodes = runner.sample(num_episodes=self.config.episodes_per_batch)
+            return episodes, [runner.get_metrics()]
+        ids = group.healthy_worker_ids()
+        counts = split_evenly(self.config.episodes_per_batch, len(ids))
+        results = group.foreach_env_runner(
+            [partial(_sample_episodes, num_episodes=n) for n in counts],
+            local_env_runner=False,
+            remote_worker_ids=ids,
+        )
+        episodes = [e for eps, _ in results for e in eps]
+        return episodes, [stats for _, stats in results]
+
+    def training_step(self) -> None:
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, runner_metrics = self._sample_complete_episodes()
+        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+
+        if self.config.baseline == "moving_average":
+            b = 0.0 if self.moving_average_baseline is None else self.moving_average_baseline
+            self.learner_group.foreach_learner(lambda learner: learner.set_moving_average_baseline(b))
+
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self.learner_group.update(
+                episodes=episodes,
+                timesteps={
+                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
+                    )
+                },
+            )
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+
+        if self.config.baseline == "moving_average":
+            # Update b only after the step: b never depends on the batch it is subtracted from.
+            batch_returns = np.concatenate(
+                [
+                    mc.reward_to_go(e.get_rewards(), gamma=self.config.gamma)
+                    if self.config.reward_to_go
+                    else mc.total_return(e.get_rewards(), gamma=self.config.gamma)
+                    for e in episodes
+                ]
+            )
+            self.moving_average_baseline = mc.moving_average(
+                self.moving_average_baseline,
+                float(batch_returns.mean()),
+                decay=self.config.baseline_decay,
+            )
+            self.metrics.log_value(M.MOVING_AVERAGE_BASELINE, self.moving_average_baseline, window=1)
+
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group, inference_only=True
+            )
+
+    def get_state(self, *args: Any, **kwargs: Any) -> dict:
+        state = super().get_state(*args, **kwargs)
+        state[MA_STATE_KEY] = self.moving_average_baseline
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if MA_STATE_KEY in state:
+            self.moving_average_baseline = state[MA_STATE_KEY]

@@ -1,0 +1,87 @@
+"""REINFORCE Learner: batch -> returns -> losses -> metrics. The math is in ``losses.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+from algorithms.common import metrics as M
+from algorithms.reinforce import losses
+from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
+
+
+class ReinforceTorchLearner(TorchLearner):
+    def build(self) -> None:
+        super().build()
+        # Set by the driver before every update when baseline == "moving_average", so all
+        # Learners subtract the same constant.
+        self.moving_average_baseline = 0.0
+        if self.config.add_default_connectors_to_learner_pipeline:
+            self._learner_connector.prepend(
+                MonteCarloReturns(
+                    gamma=self.config.gamma,
+                    reward_to_go=self.config.reward_to_go,
+                    bootstrap_truncated=self.config.bootstrap_truncated,
+                )
+            )
+
+    def set_moving_average_baseline(self, value: float) -> None:
+        self.moving_average_baseline = float(value)
+
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
+        module = self.module[module_id].unwrapped()
+        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        logp_B = dist.logp(batch[Columns.ACTIONS])
+        returns_B = batch[RETURNS]
+
+        value_loss = torch.zeros((), device=returns_B.device)
+        if config.baseline == "value":
+            values_B = fwd_out[Columns.VF_PREDS]
+            baseline_B = values_B
+            value_loss = losses.value_loss(values_B=values_B, returns_B=returns_B)
+        elif config.baseline == "moving_average":
+            baseline_B = torch.full_like(returns_B, self.moving_average_baseline)
+        else:
+            baseline_B = torch.zeros_like(returns_B)
+
+        adv_B = losses.advantages(returns_B=returns_B, baseline_B=baseline_B)
+        if config.normalize_advantages:
+            adv_B = losses.normalize(adv_B)
+        policy_loss = losses.policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B)
+        entropy = dist.entropy().mean()
+        total = losses.total_loss(
+            policy_loss=policy_loss,
+            value_loss=value_loss,
+            entropy=entropy,
+            vf_coeff=config.vf_coeff,
+            entropy_coeff=config.entropy_coeff,
+        )
+        self.metrics.log_dict(
+            {
+                M.POLICY_LOSS: policy_loss.detach(),
+                M.VALUE_LOSS: value_loss.detach(),
+                M.ENTROPY: entropy.detach(),
+                M.BASELINE_MEAN: baseline_B.detach().mean(),
+                M.ADVANTAGE_STD: (returns_B - baseline_B).detach().std(),
+            },
+            key=module_id,
+            window=1,
+        )
+        return total
+
+    def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
+        """Backward pass, then a guard: a non-finite gradient is zeroed and counted, never
+        applied (RLlib's own NaN skipping still steps the optimizer)."""
+        grads = super().compute_gradients(loss_per_module, **kwargs)
+        present = [g for g in grads.values() if g is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
+        finite = bool(torch.isfinite(norm))
+        if not finite:
+            for g in present:
+                g.zero_()
+        self.metrics.log_value(M.GRAD_NORM, norm.detach() if finite else float("nan"), window=1)
+        self.metrics.log_value(M.NONFINITE_UPDATES, 0 if finite else 1, reduce="sum")
+        return grads

@@ -1,0 +1,53 @@
+"""REINFORCE losses as pure torch functions, one equation each.
+
+Shape suffix legend: ``_B`` is the batch axis (one entry per time step of the batch).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def advantages(*, returns_B: torch.Tensor, baseline_B: torch.Tensor) -> torch.Tensor:
+    """A_t = G_t - b(s_t), detached: the baseline changes the variance of the policy
+    gradient, never its expectation, and receives no gradient from the policy term."""
+    return (returns_B - baseline_B).detach()
+
+
+def normalize(advantages_B: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(A - mean A) / (std A + eps) over the batch; a batch of one is only centred."""
+    centred = advantages_B - advantages_B.mean()
+    if advantages_B.numel() < 2:
+        return centred
+    return centred / (advantages_B.std() + eps)
+
+
+def policy_gradient_loss(*, logp_B: torch.Tensor, advantages_B: torch.Tensor) -> torch.Tensor:
+    """Monte-Carlo policy gradient (Williams 1992; Sutton & Barto section 13.4):
+
+        L_pi = -mean_t[ log pi(a_t|s_t) * A_t ]
+
+    Its gradient is the REINFORCE estimator; ``advantages_B`` is detached here again so the
+    only path for the gradient is through log pi.
+    """
+    return -(logp_B * advantages_B.detach()).mean()
+
+
+def value_loss(*, values_B: torch.Tensor, returns_B: torch.Tensor) -> torch.Tensor:
+    """Regression of the learned baseline on the Monte-Carlo returns:
+
+        L_V = 1/2 mean_t[ (V(s_t) - G_t)^2 ]
+    """
+    return 0.5 * (values_B - returns_B.detach()).pow(2).mean()
+
+
+def total_loss(
+    *,
+    policy_loss: torch.Tensor,
+    value_loss: torch.Tensor,
+    entropy: torch.Tensor,
+    vf_coeff: float,
+    entropy_coeff: float,
+) -> torch.Tensor:
+    """L = L_pi + vf_coeff * L_V - entropy_coeff * H[pi]  (entropy is a bonus, so subtracted)."""
+    return policy_loss + vf_coeff * value_loss - entropy_coeff * entropy

@@ -1,0 +1,87 @@
+"""Policy (and value) networks for REINFORCE: MLPs over the flattened observation.
+
+Discrete actions: categorical logits. Box actions: a Gaussian with a state-dependent mean and a
+learned, state-independent log standard deviation (``TorchDiagGaussian`` reads [mean, log_std]).
+The value network is a separate MLP, built only when the Learner needs it (``value_head``) and
+left out of the inference-only copies that the EnvRunners hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(in_dim: int, hiddens: list[int], out_dim: int, activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hiddens:
+        layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
+    """model_config keys: ``hiddens`` (list of widths), ``activation`` (tanh|relu),
+    ``value_head`` (bool), ``initial_log_std`` (Box actions only)."""
+
+    def setup(self) -> None:
+        cfg = self.model_config
+        hiddens = list(cfg.get("hiddens", [64, 64]))
+        activation = cfg.get("activation", "tanh")
+        obs_dim = int(np.prod(self.observation_space.shape))
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            out_dim = int(self.action_space.n)
+            self.log_std = None
+        elif isinstance(self.action_space, gym.spaces.Box):
+            out_dim = int(np.prod(self.action_space.shape))
+            init = float(cfg.get("initial_log_std", 0.0))
+            self.log_std = nn.Parameter(torch.full((out_dim,), init))
+        else:
+            raise ValueError(f"unsupported action space {self.action_space}")
+        self.pi = mlp(obs_dim, hiddens, out_dim, activation)
+        # Small last layer: a near-uniform (or unit-variance, zero-mean) starting policy.
+        last = self.pi[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.orthogonal_(last.weight, gain=0.01)
+        nn.init.zeros_(last.bias)
+        self.vf = None
+        if cfg.get("value_head", False) and not self.inference_only:
+            self.vf = mlp(obs_dim, hiddens, 1, activation)
+
+    def _flat_obs(self, batch: dict[str, Any]) -> torch.Tensor:
+        obs = batch[Columns.OBS].float()
+        return obs.reshape(obs.shape[0], -1)  # (B, *obs_shape) -> (B, obs_dim)
+
+    def _dist_inputs(self, obs_BD: torch.Tensor) -> torch.Tensor:
+        out = self.pi(obs_BD)
+        if self.log_std is None:
+            return out
+        return torch.cat([out, self.log_std.expand_as(out)], dim=-1)  # (B, 2 * act_dim)
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTION_DIST_INPUTS: self._dist_inputs(self._flat_obs(batch))}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        obs = self._flat_obs(batch)
+        out = {Columns.ACTION_DIST_INPUTS: self._dist_inputs(obs)}
+        if self.vf is not None:
+            out[Columns.VF_PREDS] = self.vf(obs).squeeze(-1)
+        return out
+
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
+        if self.vf is None:
+            raise RuntimeError("this module was built without a value head")
+        return self.vf(self._flat_obs(batch)).squeeze(-1)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["vf"]
