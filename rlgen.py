@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -143,6 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("ray.rllib", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": cmd_train, "eval": cmd_eval}[args.command]

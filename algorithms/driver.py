@@ -42,14 +42,19 @@ class RLRunSpec:
 
 
 def config_class(algorithm: str) -> type:
+    import logging
+
     module, _, name = ALGORITHMS[algorithm].partition(":")
-    return getattr(importlib.import_module(module), name)
+    cls = getattr(importlib.import_module(module), name)
+    # RLlib resets its loggers on import; keep its advice ("new API stack ...") off the terminal.
+    for logger in ("ray.rllib", "ray.tune", "ray.train"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
+    return cls
 
 
 def _settable_keys(config: Any) -> set[str]:
-    return {
-        k for k in dir(config) if not k.startswith("_") and not callable(getattr(config, k, None))
-    }
+    """The config's plain data fields (deprecated names are properties and excluded)."""
+    return {k for k, v in vars(config).items() if not k.startswith("_") and not callable(v)}
 
 
 def build_config(spec: RLRunSpec) -> Any:
@@ -131,7 +136,7 @@ def tensorboard_scalars(result: dict, env_steps_per_s: float) -> dict[str, float
         "episode_len_mean": _get(runners, "episode_len_mean"),
         M.ENV_STEPS_PER_S: env_steps_per_s,
         M.MOVING_AVERAGE_BASELINE: _get(result, M.MOVING_AVERAGE_BASELINE),
-        M.GRAD_NORM: _get(result, "learners", "__all_modules__", M.GRAD_NORM),
+        M.GRAD_NORM: _get(result, "learners", M.GRAD_NORM),
     }
     for key in (M.POLICY_LOSS, M.VALUE_LOSS, M.ENTROPY, M.BASELINE_MEAN, M.ADVANTAGE_STD):
         values[key] = _get(learner, key)

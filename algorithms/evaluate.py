@@ -15,8 +15,11 @@ from runkit.rundir import read_json
 
 def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
     """The RLModule and the run spec stored in a checkpoint (or a run directory's newest)."""
+    import logging
+
     from ray.rllib.core.rl_module.rl_module import RLModule
 
+    logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     ckpt = latest_checkpoint(Path(checkpoint))
     spec = read_json(ckpt / STATE_FILE).get("spec")
     if not isinstance(spec, dict) or "env" not in spec:

@@ -32,7 +32,7 @@ def check_range(
 
 def check_common(config: Any) -> None:
     """Checks RLlib leaves to the user: lr > 0, gamma in (0, 1], runner counts >= 0."""
-    if isinstance(config.lr, (int, float)):
+    if not isinstance(config.lr, list):  # a list is an lr schedule, checked by RLlib
         check_range("lr", config.lr, low=0.0, low_open=True)
     check_range("gamma", config.gamma, low=0.0, high=1.0, low_open=True)
     check_range("num_env_runners", config.num_env_runners, low=0, integer=True)

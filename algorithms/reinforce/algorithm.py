@@ -91,8 +91,8 @@ class ReinforceConfig(AlgorithmConfig):
         return self
 
     def validate(self) -> None:
-        super().validate()
         check_common(self)
+        super().validate()
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline={self.baseline!r} is not one of {', '.join(BASELINES)}")
         check_range("episodes_per_batch", self.episodes_per_batch, low=1, integer=True)
@@ -164,7 +164,11 @@ class Reinforce(Algorithm):
 
         if self.config.baseline == "moving_average":
             b = 0.0 if self.moving_average_baseline is None else self.moving_average_baseline
-            self.learner_group.foreach_learner(lambda learner: learner.set_moving_average_baseline(b))
+            for call in self.learner_group.foreach_learner(
+                lambda learner: learner.set_moving_average_baseline(b)
+            ):
+                if not call.ok:
+                    raise call.get()
 
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self.learner_group.update(
