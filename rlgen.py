@@ -58,23 +58,46 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("algorithm", choices=sorted(ALGORITHMS))
     train.add_argument("--env", help="gymnasium env id, e.g. CartPole-v1 (not needed on --resume)")
     train.add_argument("--config", help="YAML or JSON file of config keys")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="config key override; repeatable; wins over --config")
-    train.add_argument("--num-env-runners", type=_non_negative_int,
-                       help="parallel rollout actors (0 = sample in the driver)")
-    train.add_argument("--num-envs-per-env-runner", type=_positive_int,
-                       help="vectorized envs inside each rollout actor")
-    train.add_argument("--stop-reward", type=float,
-                       help="stop once episode_return_mean reaches this (default: the env's "
-                            "reward_threshold)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config key override; repeatable; wins over --config",
+    )
+    train.add_argument(
+        "--num-env-runners",
+        type=_non_negative_int,
+        help="parallel rollout actors (0 = sample in the driver)",
+    )
+    train.add_argument(
+        "--num-envs-per-env-runner",
+        type=_positive_int,
+        help="vectorized envs inside each rollout actor",
+    )
+    train.add_argument(
+        "--stop-reward",
+        type=float,
+        help="stop once episode_return_mean reaches this (default: the env's reward_threshold)",
+    )
     train.add_argument("--max-env-steps", type=_positive_int)
     train.add_argument("--time-budget-s", type=_positive_float)
     train.add_argument("--seed", type=int)
-    train.add_argument("--checkpoint-every", type=_positive_int, default=10,
-                       help="iterations between checkpoints (one is always written at the end)")
+    train.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=10,
+        help="iterations between checkpoints (one is always written at the end)",
+    )
     train.add_argument("--output", help="run directory (default: a new one under runs/)")
-    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
-                       help="continue the run in DIR (or in --output) from its last checkpoint")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="DIR",
+        help="continue the run in DIR (or in --output) from its last checkpoint",
+    )
 
     ev = sub.add_parser("eval", help="evaluate an RL checkpoint (greedy and sampling policy)")
     ev.add_argument("checkpoint", help="checkpoint directory or run directory")
@@ -95,7 +118,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = new_run_dir(output, prefix="", resume=True)
         spec = RLRunSpec(**read_json(run_dir / RUN_FILE)["spec"])
         if spec.algorithm != args.algorithm:
-            raise UserError(f"--resume {run_dir}: that run trained {spec.algorithm}, not {args.algorithm}")
+            raise UserError(
+                f"--resume {run_dir}: that run trained {spec.algorithm}, not {args.algorithm}"
+            )
         if args.env and args.env != spec.env:
             raise UserError(f"--resume {run_dir}: that run used --env {spec.env}, not {args.env}")
         spec.overrides.update(overrides)
@@ -120,7 +145,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from algorithms.driver import build_config
 
         build_config(spec)  # fail on bad input before anything is written
-        run_dir = new_run_dir(output, prefix=f"{spec.algorithm}-{spec.env.replace('/', '_')}", resume=False)
+        run_dir = new_run_dir(
+            output, prefix=f"{spec.algorithm}-{spec.env.replace('/', '_')}", resume=False
+        )
     print(f"rlgen: run directory {run_dir}", file=sys.stderr)
     result = train(spec, run_dir, resume=resume)
     print(json.dumps(result, indent=2))
@@ -157,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("rlgen: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
+        print(
+            "rlgen: interrupted; the last checkpoint is kept, continue with --resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -59,9 +59,9 @@ def _settable_keys(config: Any) -> set[str]:
 
 def build_config(spec: RLRunSpec) -> Any:
     """The validated AlgorithmConfig, or a UserError naming the bad key or value."""
-    from envs import action_space_of
-
     import gymnasium as gym
+
+    from envs import action_space_of
 
     space = action_space_of(spec.env)
     if not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
@@ -208,7 +208,9 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
         try:
             algo.restore_from_path(str(ckpt))
         except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
-            raise UserError(f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__})") from None
+            raise UserError(
+                f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__})"
+            ) from None
     writer = ScalarWriter(run_dir / "tensorboard")
     progress = Progress(f"{spec.algorithm} {spec.env}")
     start_wall, start_steps = state["wall_time_s"], state["env_steps"]
@@ -220,7 +222,9 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
         result = algo.train()
         now = time.monotonic()
         state["iteration"] += 1
-        state["env_steps"] = int(_get(result, "env_runners", "num_env_steps_sampled_lifetime", default=0))
+        state["env_steps"] = int(
+            _get(result, "env_runners", "num_env_steps_sampled_lifetime", default=0)
+        )
         state["wall_time_s"] = start_wall + (now - t0)
         ret = _get(result, "env_runners", "episode_return_mean")
         if math.isfinite(ret):

@@ -29,7 +29,9 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
     try:
         module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
     except Exception as exc:  # noqa: BLE001 - a failing load is a corrupt checkpoint
-        raise UserError(f"checkpoint {ckpt}: corrupt policy weights ({type(exc).__name__})") from None
+        raise UserError(
+            f"checkpoint {ckpt}: corrupt policy weights ({type(exc).__name__})"
+        ) from None
     module.eval()
     return module, spec
 
@@ -51,7 +53,9 @@ def policy_action(module: Any, obs: np.ndarray, space: gym.Space, *, greedy: boo
     return int(action)
 
 
-def run_episodes(module: Any, env_id: str, *, episodes: int, greedy: bool, seed: int) -> list[float]:
+def run_episodes(
+    module: Any, env_id: str, *, episodes: int, greedy: bool, seed: int
+) -> list[float]:
     from envs import check_env_id
 
     check_env_id(env_id)
@@ -77,7 +81,11 @@ def evaluate(checkpoint: str | Path, *, episodes: int, seed: int = 0) -> dict[st
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be >= 1")
     module, spec = load_policy(checkpoint)
-    report: dict[str, Any] = {"env": spec["env"], "algorithm": spec.get("algorithm"), "episodes": episodes}
+    report: dict[str, Any] = {
+        "env": spec["env"],
+        "algorithm": spec.get("algorithm"),
+        "episodes": episodes,
+    }
     for mode, greedy in (("greedy", True), ("sampling", False)):
         returns = run_episodes(module, spec["env"], episodes=episodes, greedy=greedy, seed=seed)
         report[f"{mode}_return_mean"] = float(np.mean(returns))

@@ -41,7 +41,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"--config {path}: expected a mapping of KEY: VALUE, got {type(data).__name__}")
+        raise UserError(
+            f"--config {path}: expected a mapping of KEY: VALUE, got {type(data).__name__}"
+        )
     return dict(data)
 
 

@@ -22,7 +22,9 @@ def ray_local():
     ray.shutdown()
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run ``rlgen ARGS`` in a fresh process, exactly as a user would."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run(

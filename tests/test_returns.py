@@ -19,15 +19,22 @@ def test_reward_to_go_undiscounted_is_suffix_sum():
 
 def test_truncated_episode_bootstraps_terminated_does_not():
     # Terminated: the return ends with the last reward.
-    np.testing.assert_allclose(reward_to_go([1, 1, 1], gamma=0.5, bootstrap_value=0.0), [1.75, 1.5, 1.0])
-    # Truncated with V(s_T) = 4: G_2 = 1 + 0.5*4 = 3; G_1 = 1 + 0.5*3 = 2.5; G_0 = 1 + 0.5*2.5 = 2.25
-    np.testing.assert_allclose(reward_to_go([1, 1, 1], gamma=0.5, bootstrap_value=4.0), [2.25, 2.5, 3.0])
+    np.testing.assert_allclose(
+        reward_to_go([1, 1, 1], gamma=0.5, bootstrap_value=0.0), [1.75, 1.5, 1.0]
+    )
+    # Truncated with V(s_T) = 4:
+    # G_2 = 1 + 0.5*4 = 3; G_1 = 1 + 0.5*3 = 2.5; G_0 = 1 + 0.5*2.5 = 2.25
+    np.testing.assert_allclose(
+        reward_to_go([1, 1, 1], gamma=0.5, bootstrap_value=4.0), [2.25, 2.5, 3.0]
+    )
 
 
 def test_total_return_gives_every_step_the_episode_return():
     # r(tau) = 1 + 0.5*2 + 0.25*4 = 3 for every step (no reward-to-go)
     np.testing.assert_allclose(total_return([1, 2, 4], gamma=0.5), [3.0, 3.0, 3.0])
-    np.testing.assert_allclose(total_return([1, 2, 4], gamma=0.5, bootstrap_value=8.0), [4.0, 4.0, 4.0])
+    np.testing.assert_allclose(
+        total_return([1, 2, 4], gamma=0.5, bootstrap_value=8.0), [4.0, 4.0, 4.0]
+    )
 
 
 def test_reward_to_go_matches_direct_sum_on_random_rewards():

@@ -21,7 +21,11 @@ def _config(env="CartPole-v1", **training):
 
 @pytest.mark.parametrize("num_env_runners,episodes", [(0, 4), (2, 5)])
 def test_one_iteration_samples_every_requested_episode(ray_local, num_env_runners, episodes):
-    algo = _config(episodes_per_batch=episodes).env_runners(num_env_runners=num_env_runners).build_algo()
+    algo = (
+        _config(episodes_per_batch=episodes)
+        .env_runners(num_env_runners=num_env_runners)
+        .build_algo()
+    )
     try:
         result = algo.train()
         runners = result["env_runners"]
@@ -53,7 +57,9 @@ def test_moving_average_baseline_is_the_same_on_every_learner(ray_local):
         for _ in range(3):
             before = algo.moving_average_baseline
             algo.train()
-            seen.append(algo.learner_group.foreach_learner(lambda l: l.moving_average_baseline))
+            seen.append(
+                algo.learner_group.foreach_learner(lambda learner: learner.moving_average_baseline)
+            )
             # Each Learner subtracted the b known before this batch, and all the same one.
             values = [call.get() for call in seen[-1]]
             assert len(values) == 2 and values[0] == values[1]

@@ -15,7 +15,9 @@ import numpy as np
 import scipy.signal
 
 
-def reward_to_go(rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float = 0.0) -> np.ndarray:
+def reward_to_go(
+    rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float = 0.0
+) -> np.ndarray:
     """Discounted reward-to-go (lecture, "Idea 1 + Idea 2"):
 
         G_t = sum_{t' >= t} gamma^(t'-t) r_t'  +  gamma^(T-t) V(s_T)
@@ -29,7 +31,9 @@ def reward_to_go(rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float 
     return returns[:-1].astype(np.float32)
 
 
-def total_return(rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float = 0.0) -> np.ndarray:
+def total_return(
+    rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float = 0.0
+) -> np.ndarray:
     """Whole-trajectory return r(tau) = G_0 given to every step (the lecture's plain estimator,
     before the reward-to-go variance reduction):
 

@@ -196,7 +196,9 @@ class Reinforce(Algorithm):
                 float(batch_returns.mean()),
                 decay=self.config.baseline_decay,
             )
-            self.metrics.log_value(M.MOVING_AVERAGE_BASELINE, self.moving_average_baseline, window=1)
+            self.metrics.log_value(
+                M.MOVING_AVERAGE_BASELINE, self.moving_average_baseline, window=1
+            )
 
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(

@@ -48,12 +48,16 @@ class MonteCarloReturns(ConnectorV2):
             values = module.compute_values({"obs": torch.as_tensor(last_obs, device=device)})
         return {e.id_: float(v) for e, v in zip(truncated, values.cpu().numpy(), strict=True)}
 
-    def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any], **kwargs: Any):
+    def __call__(
+        self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any], **kwargs: Any
+    ):
         single = list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False))
         bootstrap = self._bootstrap_values(rl_module, single)
         for episode in single:
             returns = self.returns_fn(
-                episode.get_rewards(), gamma=self.gamma, bootstrap_value=bootstrap.get(episode.id_, 0.0)
+                episode.get_rewards(),
+                gamma=self.gamma,
+                bootstrap_value=bootstrap.get(episode.id_, 0.0),
             )
             self.add_n_batch_items(
                 batch=batch,
@@ -63,4 +67,3 @@ class MonteCarloReturns(ConnectorV2):
                 single_agent_episode=episode,
             )
         return batch
-

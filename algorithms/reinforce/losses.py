@@ -36,7 +36,7 @@ def policy_gradient_loss(*, logp_B: torch.Tensor, advantages_B: torch.Tensor) ->
 def value_loss(*, values_B: torch.Tensor, returns_B: torch.Tensor) -> torch.Tensor:
     """Regression of the learned baseline on the Monte-Carlo returns:
 
-        L_V = 1/2 mean_t[ (V(s_t) - G_t)^2 ]
+    L_V = 1/2 mean_t[ (V(s_t) - G_t)^2 ]
     """
     return 0.5 * (values_B - returns_B.detach()).pow(2).mean()
 

@@ -1,0 +1,144 @@
+"""The ``rlgen`` command line as users run it: bad input (exit 2, one line, nothing lost),
+and a short train -> resume -> eval round trip."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--env", "CartPol-v1"], ["CartPol-v1", "CartPole-v1"]),
+        (["--env", "CartPole-v1", "--set", "lrr=0.1"], ["lrr", "did you mean lr"]),
+        (["--env", "CartPole-v1", "--set", "lr=0"], ["lr=0", "> 0"]),
+        (["--env", "CartPole-v1", "--set", "lr=-0.01"], ["lr=-0.01"]),
+        (["--env", "CartPole-v1", "--set", "gamma=0"], ["gamma=0", "<= 1"]),
+        (["--env", "CartPole-v1", "--set", "gamma=1.01"], ["gamma=1.01"]),
+        (["--env", "CartPole-v1", "--num-env-runners", "-1"], ["--num-env-runners", "-1"]),
+        (["--env", "CartPole-v1", "--set", "num_env_runners=-2"], ["num_env_runners=-2"]),
+        (["--env", "CartPole-v1", "--set", "baseline=median"], ["baseline", "moving_average"]),
+        (["--env", "CartPole-v1", "--set", "episodes_per_batch=0"], ["episodes_per_batch=0"]),
+        (["--env", "CartPole-v1", "--config", "missing.yaml"], ["missing.yaml"]),
+        ([], ["--env"]),
+    ],
+)
+def test_train_bad_input(args, needles, tmp_path):
+    proc = run_cli("train", "reinforce", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
+    _assert_one_line_error(proc, *needles)
+    assert not (tmp_path / "run").exists()  # nothing written for a refused run
+
+
+def test_bad_config_file_contents(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("lr: [unclosed\n")
+    proc = run_cli("train", "reinforce", "--env", "CartPole-v1", "--config", str(cfg), cwd=tmp_path)
+    _assert_one_line_error(proc, "bad.yaml")
+
+
+def test_existing_output_is_refused_and_kept(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "result.json").write_text('{"keep": true}')
+    proc = run_cli("train", "reinforce", "--env", "CartPole-v1", "--output", str(out), cwd=tmp_path)
+    _assert_one_line_error(proc, str(out), "--resume")
+    assert json.loads((out / "result.json").read_text()) == {"keep": True}
+
+
+def test_resume_of_a_non_run_directory(tmp_path):
+    proc = run_cli("train", "reinforce", "--resume", str(tmp_path), cwd=tmp_path)
+    _assert_one_line_error(proc, "not an rlgen run directory")
+
+
+def test_eval_missing_and_corrupt_checkpoints(tmp_path):
+    _assert_one_line_error(run_cli("eval", str(tmp_path / "nope")), "no such file")
+    _assert_one_line_error(run_cli("eval", str(tmp_path)), "not an rlgen checkpoint")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "rlgen_state.json").write_text("{not json")
+    _assert_one_line_error(run_cli("eval", str(ckpt)), "unreadable")
+    (ckpt / "rlgen_state.json").write_text('{"spec": {"env": "CartPole-v1"}, "state": {}}')
+    weights = ckpt / "learner_group" / "learner" / "rl_module" / "default_policy"
+    weights.mkdir(parents=True)
+    (weights / "module_state.pt").write_bytes(b"garbage")
+    _assert_one_line_error(run_cli("eval", str(ckpt)), "corrupt")
+
+
+def test_train_resume_eval_round_trip(tmp_path):
+    out = tmp_path / "run"
+    first = run_cli(
+        "train",
+        "reinforce",
+        "--env",
+        "CartPole-v1",
+        "--max-env-steps",
+        "2000",
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "1",
+        "--output",
+        str(out),
+    )
+    assert first.returncode == 0, first.stderr
+    r1 = json.loads((out / "result.json").read_text())
+    assert r1["env_steps"] >= 2000 and r1["solved"] is False
+    assert set(r1) >= {
+        "algorithm",
+        "env",
+        "env_steps",
+        "wall_time_s",
+        "episode_return_mean",
+        "best_episode_return_mean",
+        "solved",
+        "env_steps_per_s",
+        "checkpoint",
+        "tensorboard_dir",
+    }
+    assert "tensorboard --logdir" in first.stderr
+
+    second = run_cli("train", "reinforce", "--resume", str(out), "--max-env-steps", "4000")
+    assert second.returncode == 0, second.stderr
+    r2 = json.loads((out / "result.json").read_text())
+    assert r2["env_steps"] >= 4000
+    assert r2["wall_time_s"] > r1["wall_time_s"]
+    assert r2["checkpoint"] != r1["checkpoint"]
+
+    # TensorBoard: the resumed run's curve continues at the env steps where the first stopped.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    steps = []
+    for f in files:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        assert {
+            "episode/return_mean",
+            "learner/policy_loss",
+            "learner/value_loss",
+            "learner/entropy",
+            "learner/grad_norm",
+            "perf/env_steps_per_s",
+        } <= set(acc.Tags()["scalars"])
+        steps.append([e.step for e in acc.Scalars("episode/return_mean")])
+    assert steps[0][-1] == r1["env_steps"]
+    assert steps[1][0] > r1["env_steps"]
+
+    ev = run_cli("eval", str(out), "--episodes", "2")
+    assert ev.returncode == 0, ev.stderr
+    report = json.loads(ev.stdout)
+    assert report["env"] == "CartPole-v1" and report["episodes"] == 2
+    for key in ("greedy_return_mean", "sampling_return_mean"):
+        assert 1 <= report[key] <= 500  # CartPole returns lie in [1, 500]

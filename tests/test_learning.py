@@ -1,0 +1,38 @@
+"""Tier 3: REINFORCE learns CartPole-v1, run through the ``rlgen train`` CLI as a user would."""
+
+import json
+
+from algorithms.reinforce.expected import (
+    CARTPOLE_SOLVED_RETURN,
+    CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS,
+)
+from tests.conftest import run_cli
+
+
+def test_value_baseline_solves_cartpole_within_budget(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train",
+        "reinforce",
+        "--env",
+        "CartPole-v1",
+        "--set",
+        "baseline=value",
+        "--stop-reward",
+        str(CARTPOLE_SOLVED_RETURN),
+        "--max-env-steps",
+        str(CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS),
+        "--seed",
+        "0",
+        "--output",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["solved"] is True, result
+    assert result["episode_return_mean"] >= CARTPOLE_SOLVED_RETURN
+    assert result["env_steps"] <= CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS
+    # The greedy policy of the final checkpoint plays (near) full-length episodes too.
+    ev = run_cli("eval", result["checkpoint"], "--episodes", "5")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["greedy_return_mean"] >= 400
