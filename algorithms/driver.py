@@ -101,6 +101,17 @@ def init_ray() -> None:
         ray.init(logging_level=logging.ERROR, log_to_driver=False)
 
 
+def use_gpu_learner_if_present(config: Any, spec: RLRunSpec) -> None:
+    """GPU use is automatic: a cluster with a GPU gets the Learner on it, unless the user set
+    ``num_gpus_per_learner`` themselves (``--set num_gpus_per_learner=0`` keeps it on CPU)."""
+    import ray
+
+    if "num_gpus_per_learner" in spec.overrides:
+        return
+    if ray.cluster_resources().get("GPU", 0) >= max(1, config.num_learners):
+        config.learners(num_gpus_per_learner=1)
+
+
 def latest_checkpoint(path: Path) -> Path:
     """Accept a checkpoint directory or a run directory; return the newest checkpoint in it."""
     path = Path(path)
@@ -203,6 +214,7 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
     from runkit.tb import ScalarWriter
 
     init_ray()
+    use_gpu_learner_if_present(config, spec)
     algo = config.build_algo()
     if ckpt is not None:
         try:
