@@ -1,4 +1,4 @@
-"""Custom RLlib algorithms (new API stack): REINFORCE with baselines; DQN and A2C follow.
+"""Custom RLlib algorithms (new API stack): REINFORCE with baselines, DQN; A2C follows.
 
 ``ALGORITHMS`` maps the CLI name to the import path of the algorithm's Config class, so the CLI
 can validate a name without importing RLlib.
@@ -6,4 +6,5 @@ can validate a name without importing RLlib.
 
 ALGORITHMS = {
     "reinforce": "algorithms.reinforce.algorithm:ReinforceConfig",
+    "dqn": "algorithms.dqn.algorithm:DQNConfig",
 }

@@ -61,12 +61,11 @@ def build_config(spec: RLRunSpec) -> Any:
     """The validated AlgorithmConfig, or a UserError naming the bad key or value."""
     import gymnasium as gym
 
-    from envs import action_space_of
+    from envs import make_env, rllib_env_name
 
-    space = action_space_of(spec.env)
-    if not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
-        raise UserError(f"--env {spec.env}: action space {space} is not Discrete or Box")
-    config = config_class(spec.algorithm)().environment(spec.env)
+    config = config_class(spec.algorithm)()
+    if spec.env.startswith("ALE/") and hasattr(config, "atari_defaults"):
+        config.atari_defaults()
     if spec.num_env_runners is not None:
         config.env_runners(num_env_runners=spec.num_env_runners)
     if spec.num_envs_per_env_runner is not None:
@@ -83,6 +82,21 @@ def build_config(spec: RLRunSpec) -> Any:
             setattr(config, key, value)
         except (AttributeError, TypeError) as exc:
             raise UserError(f"--set {key}={value!r}: cannot be set ({exc})") from None
+    env_config = {"training": True}
+    for key in ("frame_stack", "sticky_actions"):  # Atari preset options, where the config has them
+        if hasattr(config, key):
+            env_config[key] = getattr(config, key)
+    config.environment(rllib_env_name(spec.env), env_config=env_config)
+    env = make_env({"env_id": spec.env, **env_config})
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        raise UserError(f"--env {spec.env}: action space {act_space} is not Discrete or Box")
+    if hasattr(config, "check_spaces"):
+        try:
+            config.check_spaces(obs_space, act_space)
+        except ValueError as exc:
+            raise UserError(f"--env {spec.env}: {exc}") from None
     try:
         config.validate()
     except (ValueError, TypeError, KeyError) as exc:
@@ -141,7 +155,7 @@ def tensorboard_scalars(result: dict, env_steps_per_s: float) -> dict[str, float
     runners = result.get("env_runners", {})
     learner = result.get("learners", {}).get("default_policy", {})
     values = {
-        "episode_return_mean": _get(runners, "episode_return_mean"),
+        "episode_return_mean": _get(result, "game_return_mean"),
         "episode_return_min": _get(runners, "episode_return_min"),
         "episode_return_max": _get(runners, "episode_return_max"),
         "episode_len_mean": _get(runners, "episode_len_mean"),
@@ -238,7 +252,7 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
             _get(result, "env_runners", "num_env_steps_sampled_lifetime", default=0)
         )
         state["wall_time_s"] = start_wall + (now - t0)
-        ret = _get(result, "env_runners", "episode_return_mean")
+        ret = _get(result, "game_return_mean")  # last 100 games, unclipped
         if math.isfinite(ret):
             state["episode_return_mean"] = ret
             state["best"] = max(state["best"], ret)

@@ -42,8 +42,15 @@ def policy_action(module: Any, obs: np.ndarray, space: gym.Space, *, greedy: boo
     import torch
     from ray.rllib.utils.spaces.space_utils import unsquash_action
 
+    batch = {"obs": torch.as_tensor(np.asarray(obs)[None])}
     with torch.no_grad():
-        out = module.forward_inference({"obs": torch.as_tensor(np.asarray(obs)[None])})
+        out = (
+            module.forward_inference(batch)
+            if greedy
+            else module.forward_exploration(batch, t=10**12)
+        )
+    if "actions" in out:  # value-based modules act directly (greedy / final epsilon-greedy)
+        return int(out["actions"][0])
     dist = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
     if greedy:
         dist = dist.to_deterministic()
@@ -54,12 +61,18 @@ def policy_action(module: Any, obs: np.ndarray, space: gym.Space, *, greedy: boo
 
 
 def run_episodes(
-    module: Any, env_id: str, *, episodes: int, greedy: bool, seed: int
+    module: Any,
+    env_id: str,
+    *,
+    episodes: int,
+    greedy: bool,
+    seed: int,
+    env_options: dict | None = None,
 ) -> list[float]:
-    from envs import check_env_id
+    from envs import check_env_id, make_env
 
     check_env_id(env_id)
-    env = gym.make(env_id)
+    env = make_env({"env_id": env_id, "training": False, **(env_options or {})})
     returns = []
     try:
         for i in range(episodes):
@@ -81,13 +94,22 @@ def evaluate(checkpoint: str | Path, *, episodes: int, seed: int = 0) -> dict[st
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be >= 1")
     module, spec = load_policy(checkpoint)
+    overrides = spec.get("overrides", {})
+    env_options = {k: overrides[k] for k in ("frame_stack", "sticky_actions") if k in overrides}
     report: dict[str, Any] = {
         "env": spec["env"],
         "algorithm": spec.get("algorithm"),
         "episodes": episodes,
     }
     for mode, greedy in (("greedy", True), ("sampling", False)):
-        returns = run_episodes(module, spec["env"], episodes=episodes, greedy=greedy, seed=seed)
+        returns = run_episodes(
+            module,
+            spec["env"],
+            episodes=episodes,
+            greedy=greedy,
+            seed=seed,
+            env_options=env_options,
+        )
         report[f"{mode}_return_mean"] = float(np.mean(returns))
         report[f"{mode}_return_std"] = float(np.std(returns))
     return report

@@ -1,17 +1,75 @@
-"""Environments: resolving and checking gymnasium ids (ALE games included).
+"""Environments: checking gymnasium ids (ALE games included) and registering them for RLlib
+and Tune under stable names, ``rlgen/<gymnasium id>`` (e.g. ``rlgen/ALE/Breakout-v5``).
 
-The Atari preset with DeepMind/Machado preprocessing lands in ``envs/atari.py``.
+Every env built through these names reports its true, unclipped return in ``info["game_return"]``
+on the step where the game ends (``GameStatistics``), which the algorithms average over the last
+100 games. ALE ids get the DeepMind/Machado preset of ``envs/atari.py``.
 """
 
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 import gymnasium as gym
 
 from runkit.errors import UserError
 
 _ALE_REGISTERED = False
+PREFIX = "rlgen/"
+
+
+class GameStatistics(gym.Wrapper):
+    """Full-game raw return and length, put into ``info`` on the step the game ends."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._return, self._length = 0.0, 0
+
+    def reset(self, **kwargs: Any):
+        self._return, self._length = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
+        self._length += 1
+        if terminated or truncated:
+            info = dict(info, game_return=self._return, game_frames=self._length)
+        return obs, reward, terminated, truncated, info
+
+
+def make_env(env_config: dict[str, Any]) -> gym.Env:
+    """The env for ``env_config["env_id"]``: the Atari preset for ALE ids (options
+    ``training``, ``frame_stack``, ``sticky_actions``), else the plain gymnasium env; both with
+    ``GameStatistics`` (innermost for Atari, so it sees raw rewards and whole games)."""
+    env_id = env_config["env_id"]
+    if env_id.startswith("ALE/"):
+        from envs.atari import make_atari_env
+
+        return make_atari_env(
+            env_id,
+            training=env_config.get("training", True),
+            frame_stack=env_config.get("frame_stack", 4),
+            sticky_actions=env_config.get("sticky_actions", 0.0),
+        )
+    return GameStatistics(gym.make(env_id))
+
+
+def rllib_env_name(env_id: str) -> str:
+    """Register ``env_id`` with Ray Tune / RLlib as ``rlgen/<env_id>`` and return that name."""
+    from ray.tune.registry import register_env
+
+    check_env_id(env_id)
+    name = PREFIX + env_id
+    register_env(name, lambda cfg, env_id=env_id: make_env({**cfg, "env_id": env_id}))
+    return name
+
+
+def register_all_atari() -> list[str]:
+    """Register every ALE game (``rlgen/ALE/<Game>-v5``) for RLlib and Tune."""
+    register_ale()
+    return [rllib_env_name(i) for i in gym.registry if i.startswith("ALE/") and i.endswith("-v5")]
 
 
 def register_ale() -> None:
@@ -34,13 +92,3 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"--env {env_id}: unknown gymnasium environment id{hint}") from None
-
-
-def action_space_of(env_id: str) -> gym.Space:
-    """Build the env once, without rendering, to read its action space."""
-    check_env_id(env_id)
-    env = gym.make(env_id)
-    try:
-        return env.action_space
-    finally:
-        env.close()

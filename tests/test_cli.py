@@ -142,3 +142,19 @@ def test_train_resume_eval_round_trip(tmp_path):
     assert report["env"] == "CartPole-v1" and report["episodes"] == 2
     for key in ("greedy_return_mean", "sampling_return_mean"):
         assert 1 <= report[key] <= 500  # CartPole returns lie in [1, 500]
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--env", "CartPole-v1", "--set", "model_torso=cnn"], ["model_torso=cnn", "(C, 84, 84)"]),
+        (["--env", "ALE/Breakot-v5"], ["ALE/Breakot-v5", "ALE/Breakout-v5"]),
+        (["--env", "CartPole-v1", "--set", "replay_ratio=0"], ["replay_ratio=0", "> 0"]),
+        (["--env", "CartPole-v1", "--set", "n_step=0"], ["n_step=0", ">= 1"]),
+        (["--env", "Pendulum-v1"], ["Discrete"]),
+    ],
+)
+def test_dqn_bad_input(args, needles, tmp_path):
+    proc = run_cli("train", "dqn", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
+    _assert_one_line_error(proc, *needles)
+    assert not (tmp_path / "run").exists()

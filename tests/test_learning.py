@@ -36,3 +36,22 @@ def test_value_baseline_solves_cartpole_within_budget(tmp_path):
     ev = run_cli("eval", result["checkpoint"], "--episodes", "5")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["greedy_return_mean"] >= 400
+
+
+def test_dqn_solves_cartpole_within_budget(tmp_path):
+    from algorithms.dqn.expected import CARTPOLE_MAX_ENV_STEPS, CARTPOLE_SOLVED_RETURN
+
+    out = tmp_path / "dqn"
+    proc = run_cli(
+        "train", "dqn", "--env", "CartPole-v1",
+        "--stop-reward", str(CARTPOLE_SOLVED_RETURN),
+        "--max-env-steps", str(CARTPOLE_MAX_ENV_STEPS),
+        "--seed", "0", "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["solved"] is True, result
+    assert result["env_steps"] <= CARTPOLE_MAX_ENV_STEPS
+    ev = run_cli("eval", result["checkpoint"], "--episodes", "3")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["greedy_return_mean"] >= 400

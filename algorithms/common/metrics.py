@@ -26,8 +26,8 @@ MOVING_AVERAGE_BASELINE = "moving_average_baseline"
 
 # TensorBoard tags, x-axis = env steps.
 TB_TAGS = {
-    "episode_return_mean": "episode/return_mean",
-    "episode_return_min": "episode/return_min",
+    "episode_return_mean": "episode/return_mean",  # last 100 games, unclipped
+    "episode_return_min": "episode/return_min",  # episodes of this iteration (RLlib)
     "episode_return_max": "episode/return_max",
     "episode_len_mean": "episode/len_mean",
     POLICY_LOSS: "learner/policy_loss",

@@ -87,6 +87,12 @@ class FrameReplay:
         )
         return sum(a.nbytes for a in arrays) + (self.tree.nodes.nbytes if self.tree else 0)
 
+    @property
+    def bytes_per_transition(self) -> float:
+        """Memory per stored transition once full: the preallocated bytes per slot, times the
+        slots a transition needs (T + 1 slots per T-step episode)."""
+        return self.nbytes / self.capacity * self.num_slots / max(len(self), 1)
+
     def _write_frame(self, frame: np.ndarray, uid: int, step: int) -> int:
         slot = self.cursor
         self.frames[slot] = frame
@@ -232,3 +238,23 @@ class FrameReplay:
         self.max_priority = max(self.max_priority, float(priorities.max()))
         still = self.has_action[indices]
         self.tree.set(indices[still], priorities[still] ** self.alpha)
+
+    def get_state(self) -> dict:
+        """Everything needed to continue sampling after a restore (for checkpoints)."""
+        state = {
+            k: v for k, v in vars(self).items() if isinstance(v, (np.ndarray, int, float, dict))
+        }
+        state["rng"] = self.rng.bit_generator.state
+        if self.tree is not None:
+            state["tree_nodes"] = self.tree.nodes
+        return state
+
+    def set_state(self, state: dict) -> None:
+        for key, value in state.items():
+            if key == "rng":
+                self.rng.bit_generator.state = value
+            elif key == "tree_nodes":
+                assert self.tree is not None
+                self.tree.nodes[:] = value
+            else:
+                setattr(self, key, value)

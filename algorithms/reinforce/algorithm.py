@@ -22,9 +22,11 @@ from ray.rllib.utils.metrics import (
 from algorithms.common import metrics as M
 from algorithms.common import returns as mc
 from algorithms.common.config_checks import check_common, check_range
+from algorithms.common.episodes import ReturnWindow
 
 BASELINES = ("none", "moving_average", "value")
 MA_STATE_KEY = "rlgen_moving_average_baseline"
+GAMES_STATE_KEY = "rlgen_game_returns"
 
 
 class ReinforceConfig(AlgorithmConfig):
@@ -32,7 +34,7 @@ class ReinforceConfig(AlgorithmConfig):
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or Reinforce)
-        self.episodes_per_batch = 16
+        self.episodes_per_batch = 8
         self.baseline = "value"
         self.reward_to_go = True
         self.baseline_decay = 0.9
@@ -43,7 +45,7 @@ class ReinforceConfig(AlgorithmConfig):
         # AlgorithmConfig fields with REINFORCE defaults.
         self.lr = 0.003
         self.gamma = 0.99
-        self.grad_clip = 1.0
+        self.grad_clip = None
         self.grad_clip_by = "global_norm"
         self.num_env_runners = 0
         self.batch_mode = "complete_episodes"
@@ -139,6 +141,7 @@ class Reinforce(Algorithm):
     def setup(self, config: Any) -> None:
         super().setup(config)
         self.moving_average_baseline: float | None = None
+        self.game_returns = ReturnWindow()
 
     def _sample_complete_episodes(self) -> tuple[list, list]:
         """``episodes_per_batch`` complete, on-policy episodes from all rollout actors."""
@@ -161,6 +164,8 @@ class Reinforce(Algorithm):
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, runner_metrics = self._sample_complete_episodes()
         self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        self.game_returns.add(episodes)
+        self.metrics.log_dict(self.game_returns.metrics(), window=1)
 
         if self.config.baseline == "moving_average":
             b = 0.0 if self.moving_average_baseline is None else self.moving_average_baseline
@@ -208,9 +213,12 @@ class Reinforce(Algorithm):
     def get_state(self, *args: Any, **kwargs: Any) -> dict:
         state = super().get_state(*args, **kwargs)
         state[MA_STATE_KEY] = self.moving_average_baseline
+        state[GAMES_STATE_KEY] = self.game_returns.get_state()
         return state
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         if MA_STATE_KEY in state:
             self.moving_average_baseline = state[MA_STATE_KEY]
+        if GAMES_STATE_KEY in state:
+            self.game_returns.set_state(state[GAMES_STATE_KEY])

@@ -9,6 +9,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from algorithms.common import metrics as M
+from algorithms.common.gradients import guard_nonfinite
 from algorithms.reinforce import losses
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
@@ -73,15 +74,6 @@ class ReinforceTorchLearner(TorchLearner):
         return total
 
     def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
-        """Backward pass, then a guard: a non-finite gradient is zeroed and counted, never
-        applied (RLlib's own NaN skipping still steps the optimizer)."""
         grads = super().compute_gradients(loss_per_module, **kwargs)
-        present = [g for g in grads.values() if g is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
-        finite = bool(torch.isfinite(norm))
-        if not finite:
-            for g in present:
-                g.zero_()
-        self.metrics.log_value(M.GRAD_NORM, norm.detach() if finite else float("nan"), window=1)
-        self.metrics.log_value(M.NONFINITE_UPDATES, 0 if finite else 1, reduce="sum")
+        guard_nonfinite(grads, self.metrics)
         return grads

@@ -1,0 +1,23 @@
+"""Gradient guard shared by every Learner: measure the global norm, and never apply a
+non-finite gradient (RLlib's own NaN skipping still steps the optimizer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from algorithms.common import metrics as M
+
+
+def guard_nonfinite(grads: dict[Any, torch.Tensor | None], metrics: Any) -> None:
+    present = [g for g in grads.values() if g is not None]
+    if not present:
+        return
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
+    finite = bool(torch.isfinite(norm))
+    if not finite:
+        for g in present:
+            g.zero_()
+    metrics.log_value(M.GRAD_NORM, norm.detach() if finite else float("nan"), window=1)
+    metrics.log_value(M.NONFINITE_UPDATES, 0 if finite else 1, reduce="sum")

@@ -1,0 +1,17 @@
+"""Deep Q-learning (Mnih et al. 2015) with double Q, dueling heads, n-step returns and
+prioritized replay, as a custom RLlib algorithm on the new API stack.
+
+Pieces: ``algorithm.py`` (Config, replay in the driver, training_step), ``learner.py`` (TD loss,
+target-network updates), ``module.py`` (Nature CNN / MLP, epsilon-greedy acting), ``losses.py``
+(targets and loss), ``replay.py`` + ``sum_tree.py`` (frame replay, prioritized sampling).
+
+Differences from the paper:
+- Adam instead of RMSProp; Huber loss on the TD error; global-norm gradient clipping.
+- Frames: grayscale from the emulator, max over the last two raw frames, area-resized to 84x84
+  (``envs/atari.py``); the 4-frame stack is built env-side for acting, and the replay memory
+  keeps one uint8 frame per transition and rebuilds both stacks when sampling.
+- Epsilon decays linearly over env steps as seen by the rollout actors; several rollout actors
+  act with weights synced once per training iteration.
+- Gradient steps are batched: ``updates_per_learner_call`` minibatches go to the Learner in one
+  call (priorities are refreshed after the call), target updates are counted in gradient steps.
+"""

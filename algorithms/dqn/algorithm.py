@@ -1,0 +1,295 @@
+"""DQN Config and Algorithm (custom RLlib algorithm, new API stack).
+
+The replay memory lives in the driver (``FrameReplay``: single uint8 frames, stacked at sample
+time, n-step windows, optional prioritized sampling); env runners only act and return episode
+chunks; the Learner gets ready-made batches, so no learner connector touches frames.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+
+from algorithms.common.config_checks import check_common, check_range
+from algorithms.common.episodes import ReturnWindow
+from algorithms.common.schedules import linear_schedule
+from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, TD_ERROR, WEIGHTS
+from algorithms.dqn.replay import FrameReplay
+
+REPLAY_STATE_KEY = "rlgen_replay"
+GAMES_STATE_KEY = "rlgen_game_returns"
+
+# Settings close to Mnih et al. 2015 / CleanRL for Atari, applied by ``atari_defaults()``.
+ATARI_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-4,
+    "replay_capacity": 100_000,
+    "learning_starts": 20_000,
+    "replay_ratio": 0.25,
+    "train_batch_size_per_learner": 32,
+    "target_update_period": 1_000,
+    "epsilon": [1.0, 0.01, 250_000],
+    "n_step": 1,
+    "gamma": 0.99,
+    "rollout_steps_per_iteration": 400,
+}
+
+
+DQN_FIELDS = (
+    "replay_capacity", "learning_starts", "replay_ratio", "rollout_steps_per_iteration",
+    "updates_per_learner_call",
+    "target_update_period", "tau", "double_q", "dueling", "n_step", "epsilon",
+    "prioritized_replay", "per_alpha", "per_beta", "huber_delta", "store_replay_in_checkpoint",
+    "frame_stack", "sticky_actions", "model_torso", "model_hiddens",
+)  # fmt: skip
+
+
+class DQNConfig(AlgorithmConfig):
+    """Defaults solve CartPole-v1; ``atari_defaults()`` switches to the Atari settings."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or DQN)
+        self.replay_capacity = 50_000
+        self.learning_starts = 1_000
+        self.replay_ratio = 0.5
+        self.rollout_steps_per_iteration = 200
+        self.updates_per_learner_call = 32
+        self.target_update_period = 250
+        self.tau = 1.0
+        self.double_q = True
+        self.dueling = True
+        self.n_step = 3
+        self.epsilon = [1.0, 0.02, 10_000]
+        self.prioritized_replay = False
+        self.per_alpha = 0.6
+        self.per_beta = [0.4, 100_000]  # initial beta, env steps to anneal it to 1
+        self.huber_delta = 1.0
+        self.store_replay_in_checkpoint = False
+        self.frame_stack = 4  # Atari envs only
+        self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
+        self.model_torso = "auto"
+        self.model_hiddens = [128, 128]
+        self.lr = 5e-4
+        self.gamma = 0.99
+        self.grad_clip = 10.0
+        self.grad_clip_by = "global_norm"
+        self.train_batch_size_per_learner = 64
+        self.num_env_runners = 0
+
+    def training(self, **kwargs: Any) -> DQNConfig:
+        """DQN settings, set as attributes (``--set KEY=VALUE`` on the CLI):
+
+        replay_capacity (transitions), learning_starts (env steps before the first update),
+        replay_ratio (gradient updates per env step, e.g. 0.25 = one per 4 steps),
+        rollout_steps_per_iteration (env steps sampled per training_step, all runners),
+        updates_per_learner_call (gradient steps batched into one Learner call),
+        target_update_period (updates between hard copies; ignored when tau < 1),
+        tau (Polyak coefficient per update; 1 = hard updates), double_q, dueling, n_step,
+        epsilon ([start, end, env steps]), prioritized_replay, per_alpha,
+        per_beta ([start, env steps to reach 1]), huber_delta, store_replay_in_checkpoint,
+        frame_stack, sticky_actions, model_torso (auto|cnn|mlp), model_hiddens.
+        """
+        own = {k: kwargs.pop(k) for k in DQN_FIELDS if k in kwargs}
+        super().training(**kwargs)
+        for key, value in own.items():
+            if value is not NotProvided:
+                setattr(self, key, value)
+        return self
+
+    def atari_defaults(self) -> DQNConfig:
+        for key, value in ATARI_DEFAULTS.items():
+            setattr(self, key, value)
+        return self
+
+    def validate(self) -> None:
+        check_common(self)
+        super().validate()
+        check_range("replay_ratio", self.replay_ratio, low=0.0, low_open=True)
+        check_range("n_step", self.n_step, low=1, integer=True)
+        check_range("updates_per_learner_call", self.updates_per_learner_call, low=1, integer=True)
+        check_range("replay_capacity", self.replay_capacity, low=100, integer=True)
+        check_range("learning_starts", self.learning_starts, low=0, integer=True)
+        check_range("target_update_period", self.target_update_period, low=1, integer=True)
+        check_range("tau", self.tau, low=0.0, high=1.0, low_open=True)
+        check_range(
+            "rollout_steps_per_iteration", self.rollout_steps_per_iteration, low=1, integer=True
+        )
+        check_range("per_alpha", self.per_alpha, low=0.0)
+        check_range("frame_stack", self.frame_stack, low=1, integer=True)
+        check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
+        if not (isinstance(self.epsilon, list) and len(self.epsilon) == 3):
+            raise ValueError(f"epsilon={self.epsilon!r} must be [start, end, env steps]")
+        if self.model_torso not in ("auto", "cnn", "mlp"):
+            raise ValueError(f"model_torso={self.model_torso!r} is not auto, cnn or mlp")
+
+    def check_spaces(self, observation_space: Any, action_space: Any) -> None:
+        """DQN needs discrete actions; the CNN needs (C, 84, 84) frames."""
+        if not hasattr(action_space, "n"):
+            raise ValueError(f"DQN needs a Discrete action space, got {action_space}")
+        shape = tuple(observation_space.shape)
+        if self.model_torso == "cnn" and (len(shape) != 3 or shape[1:] != (84, 84)):
+            raise ValueError(
+                f"model_torso=cnn needs image observations (C, 84, 84), this env gives {shape}"
+            )
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        from algorithms.dqn.module import DQNTorchRLModule
+
+        return RLModuleSpec(
+            module_class=DQNTorchRLModule,
+            model_config={
+                "torso": self.model_torso,
+                "hiddens": list(self.model_hiddens),
+                "dueling": self.dueling,
+                "epsilon": list(self.epsilon),
+            },
+        )
+
+    def get_default_learner_class(self) -> type:
+        from algorithms.dqn.learner import DQNTorchLearner
+
+        return DQNTorchLearner
+
+
+class DQN(Algorithm):
+    @classmethod
+    def get_default_config(cls) -> DQNConfig:
+        return DQNConfig()
+
+    def setup(self, config: Any) -> None:
+        super().setup(config)
+        obs_space = self.env_runner_group.get_spaces()[DEFAULT_MODULE_ID][0]
+        image = len(obs_space.shape) == 3
+        self.replay = FrameReplay(
+            self.config.replay_capacity,
+            tuple(obs_space.shape[1:]) if image else tuple(obs_space.shape),
+            stack=obs_space.shape[0] if image else 1,
+            n_step=self.config.n_step,
+            gamma=self.config.gamma,
+            obs_dtype=obs_space.dtype,
+            prioritized=self.config.prioritized_replay,
+            alpha=self.config.per_alpha,
+            seed=self.config.seed,
+        )
+        self.update_credit = 0.0
+        self.game_returns = ReturnWindow()
+
+    def _sample(self) -> tuple[list, list]:
+        group, total = self.env_runner_group, self.config.rollout_steps_per_iteration
+        if group.num_remote_workers() == 0:
+            return self.env_runner.sample(num_timesteps=total), [self.env_runner.get_metrics()]
+        per_runner = max(1, total // group.num_healthy_remote_workers())
+        results = group.foreach_env_runner(
+            lambda runner: (runner.sample(num_timesteps=per_runner), runner.get_metrics()),
+            local_env_runner=False,
+        )
+        return [e for eps, _ in results for e in eps], [m for _, m in results]
+
+    def _learn(self, env_steps: int, num_updates: int) -> list:
+        """``num_updates`` gradient steps in one Learner call: the replay sample holds that many
+        minibatches, which the Learner steps through in order."""
+        cfg = self.config
+        beta = linear_schedule(env_steps, start=cfg.per_beta[0], end=1.0, steps=cfg.per_beta[1])
+        size = cfg.train_batch_size_per_learner
+        sample = self.replay.sample(size * num_updates, beta=beta)
+        batch = MultiAgentBatch(
+            {
+                DEFAULT_MODULE_ID: SampleBatch(
+                    {
+                        Columns.OBS: sample.obs,
+                        Columns.ACTIONS: sample.actions,
+                        NEXT_OBS: sample.next_obs,
+                        RETURNS: sample.returns,
+                        DISCOUNT: sample.bootstrap_discount,
+                        WEIGHTS: sample.weights,
+                    }
+                )
+            },
+            env_steps=len(sample.actions),
+        )
+        results = self.learner_group.update(
+            batch=batch,
+            timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps},
+            minibatch_size=size,
+            num_epochs=1,
+            shuffle_batch_per_epoch=False,
+        )
+        td = np.concatenate(
+            [
+                np.asarray(r[DEFAULT_MODULE_ID].pop(TD_ERROR).peek(), dtype=np.float64).reshape(-1)
+                for r in results
+            ]
+        )
+        self.replay.update_priorities(sample.indices, td)
+        return results
+
+    def training_step(self) -> None:
+        cfg = self.config
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, runner_metrics = self._sample()
+        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        new_steps = 0
+        for e in episodes:
+            self.replay.add_chunk(
+                e.id_,
+                np.asarray(e.get_observations()),
+                np.asarray(e.get_actions()),
+                np.asarray(e.get_rewards(), dtype=np.float32),
+                terminated=e.is_terminated,
+                truncated=e.is_truncated,
+            )
+            new_steps += len(e)
+        self.game_returns.add(episodes)
+        env_steps = int(self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)))
+        self.metrics.log_dict(
+            {
+                **self.game_returns.metrics(),
+                "replay_size": len(self.replay),
+                "replay_bytes_per_transition": self.replay.bytes_per_transition,
+                "epsilon": linear_schedule(
+                    env_steps, start=cfg.epsilon[0], end=cfg.epsilon[1], steps=cfg.epsilon[2]
+                ),
+            },
+            window=1,
+        )
+        if env_steps < cfg.learning_starts or len(self.replay) == 0:
+            return
+        self.update_credit += new_steps * cfg.replay_ratio
+        updates, self.update_credit = int(self.update_credit), self.update_credit % 1.0
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            for start in range(0, updates, cfg.updates_per_learner_call):
+                count = min(cfg.updates_per_learner_call, updates - start)
+                self.metrics.aggregate(self._learn(env_steps, count), key=LEARNER_RESULTS)
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group, inference_only=True
+            )
+
+    def get_state(self, *args: Any, **kwargs: Any) -> dict:
+        state = super().get_state(*args, **kwargs)
+        state[GAMES_STATE_KEY] = self.game_returns.get_state()
+        if self.config.store_replay_in_checkpoint:
+            state[REPLAY_STATE_KEY] = self.replay.get_state()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if GAMES_STATE_KEY in state:
+            self.game_returns.set_state(state[GAMES_STATE_KEY])
+        if REPLAY_STATE_KEY in state:
+            self.replay.set_state(state[REPLAY_STATE_KEY])

@@ -1,0 +1,117 @@
+"""Q-networks: the Nature CNN for stacked uint8 frames (scaled to [0, 1] inside the module), an
+MLP for vector observations; a plain or dueling Q head; a target copy on the Learner side.
+
+Acting: greedy (inference) or epsilon-greedy (exploration), epsilon following a linear schedule
+over the env steps that RLlib's EnvRunner passes in as ``t``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch import nn
+
+from algorithms.common.schedules import linear_schedule
+from algorithms.dqn.losses import dueling_q
+
+
+def nature_cnn(in_channels: int) -> tuple[nn.Module, int]:
+    """Mnih et al. 2015: three convolutions and a 512-unit layer, for (C, 84, 84) inputs."""
+    torso = nn.Sequential(
+        nn.Conv2d(in_channels, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 512),
+        nn.ReLU(),
+    )
+    return torso, 512
+
+
+def mlp_torso(in_dim: int, hiddens: list[int]) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = []
+    for width in hiddens:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*layers), in_dim
+
+
+class QNetwork(nn.Module):
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, cfg: dict) -> None:
+        super().__init__()
+        self.image = cfg.get("torso", "auto") == "cnn" or (
+            cfg.get("torso", "auto") == "auto" and len(obs_shape) == 3
+        )
+        if self.image:
+            if len(obs_shape) != 3 or tuple(obs_shape[1:]) != (84, 84):
+                raise ValueError(f"the Nature CNN needs (C, 84, 84) observations, got {obs_shape}")
+            self.torso, width = nature_cnn(obs_shape[0])
+        else:
+            self.torso, width = mlp_torso(
+                int(np.prod(obs_shape)), list(cfg.get("hiddens", [128, 128]))
+            )
+        self.dueling = bool(cfg.get("dueling", False))
+        self.advantage = nn.Linear(width, num_actions)
+        self.value = nn.Linear(width, 1) if self.dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.image:
+            x = obs.float() / 255.0  # uint8 frames -> [0, 1], (B, C, 84, 84)
+        else:
+            x = obs.float().reshape(obs.shape[0], -1)  # (B, obs_dim)
+        features = self.torso(x)
+        if self.value is None:
+            return self.advantage(features)  # (B, A)
+        return dueling_q(value_B1=self.value(features), advantages_BA=self.advantage(features))
+
+
+class DQNTorchRLModule(TorchRLModule, InferenceOnlyAPI):
+    """model_config: ``torso`` (auto|cnn|mlp), ``hiddens``, ``dueling``,
+    ``epsilon`` ([start, end, env steps])."""
+
+    def setup(self) -> None:
+        shape = tuple(self.observation_space.shape)
+        self.q_net = QNetwork(shape, int(self.action_space.n), self.model_config)
+        self.target_net = None
+        if not self.inference_only:
+            self.target_net = copy.deepcopy(self.q_net)
+            self.target_net.requires_grad_(False)
+
+    def q_values(self, obs: torch.Tensor, *, target: bool = False) -> torch.Tensor:
+        net = self.target_net if target else self.q_net
+        assert net is not None
+        return net(obs)
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.no_grad():
+            return {Columns.ACTIONS: self.q_net(batch[Columns.OBS]).argmax(dim=1)}
+
+    def _forward_exploration(self, batch: dict[str, Any], t: int = 0, **kwargs: Any) -> dict:
+        start, end, steps = self.model_config.get("epsilon", [1.0, 0.05, 10_000])
+        epsilon = linear_schedule(t, start=start, end=end, steps=steps)
+        greedy = self._forward_inference(batch)[Columns.ACTIONS]
+        explore = torch.rand(greedy.shape[0], device=greedy.device) < epsilon
+        random = torch.randint(0, int(self.action_space.n), greedy.shape, device=greedy.device)
+        return {Columns.ACTIONS: torch.where(explore, random, greedy)}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {"q": self.q_net(batch[Columns.OBS])}
+
+    def sync_target(self, tau: float) -> None:
+        """theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: hard copy)."""
+        assert self.target_net is not None
+        with torch.no_grad():
+            for tgt, src in zip(self.target_net.parameters(), self.q_net.parameters(), strict=True):
+                tgt.lerp_(src, tau)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["target_net"]

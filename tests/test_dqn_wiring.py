@@ -1,0 +1,91 @@
+"""Tier 2: DQN on a real local Ray cluster: CartPole with 0 and 2 rollout actors, an Atari smoke
+run on a real ROM with frame stacking, and a checkpoint that carries the replay memory."""
+
+import numpy as np
+import pytest
+from ray.rllib.core import DEFAULT_MODULE_ID
+
+from algorithms.dqn.algorithm import DQNConfig
+from envs import rllib_env_name
+
+
+def _cartpole(**training):
+    base = dict(learning_starts=100, rollout_steps_per_iteration=100, replay_capacity=1000)
+    return (
+        DQNConfig()
+        .environment(rllib_env_name("CartPole-v1"))
+        .training(**{**base, **training})
+        .debugging(seed=0)
+    )
+
+
+@pytest.mark.parametrize("num_env_runners", [0, 2])
+def test_cartpole_iterations_fill_replay_and_learn(ray_local, num_env_runners):
+    algo = (
+        _cartpole(prioritized_replay=True, n_step=3)
+        .env_runners(num_env_runners=num_env_runners)
+        .build_algo()
+    )
+    try:
+        for _ in range(3):
+            result = algo.train()
+        assert 250 <= len(algo.replay) <= 1000
+        learner = result["learners"][DEFAULT_MODULE_ID]
+        assert np.isfinite(learner["td_loss"]) and np.isfinite(learner["q_mean"])
+        assert result["replay_size"] == len(algo.replay)
+    finally:
+        algo.stop()
+
+
+def test_breakout_smoke_with_frame_stacking(ray_local):
+    config = (
+        DQNConfig()
+        .atari_defaults()
+        .environment(
+            rllib_env_name("ALE/Breakout-v5"), env_config={"training": True, "frame_stack": 4}
+        )
+        .training(
+            learning_starts=200,
+            rollout_steps_per_iteration=200,
+            replay_capacity=2000,
+            updates_per_learner_call=8,
+            prioritized_replay=True,
+        )
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        for _ in range(3):
+            result = algo.train()
+        assert algo.replay.stack == 4 and algo.replay.frames.shape[1:] == (84, 84)
+        assert algo.replay.frames.dtype == np.uint8
+        assert len(algo.replay) >= 590
+        assert result["replay_bytes_per_transition"] <= 7.5 * 1024
+        learner = result["learners"][DEFAULT_MODULE_ID]
+        assert np.isfinite(learner["td_loss"])
+        module = algo.get_module(DEFAULT_MODULE_ID)
+        assert module.q_net.image  # the Nature CNN torso on (4, 84, 84) uint8 stacks
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_carries_replay_when_asked(ray_local, tmp_path):
+    config = _cartpole(store_replay_in_checkpoint=True)
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.train()
+        size, frames = len(algo.replay), algo.replay.frames.copy()
+        algo.save_to_path(str(tmp_path))
+    finally:
+        algo.stop()
+    restored = config.build_algo()
+    try:
+        assert len(restored.replay) == 0
+        restored.restore_from_path(str(tmp_path))
+        assert len(restored.replay) == size
+        np.testing.assert_array_equal(restored.replay.frames, frames)
+        restored.train()  # sampling continues from the restored memory
+        assert len(restored.replay) > size
+    finally:
+        restored.stop()
