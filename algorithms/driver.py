@@ -156,6 +156,7 @@ def tensorboard_scalars(result: dict, env_steps_per_s: float) -> dict[str, float
     learner = result.get("learners", {}).get("default_policy", {})
     values = {
         "episode_return_mean": _get(result, "game_return_mean"),
+        "training_return_mean": _get(runners, "episode_return_mean"),
         "episode_return_min": _get(runners, "episode_return_min"),
         "episode_return_max": _get(runners, "episode_return_max"),
         "episode_len_mean": _get(runners, "episode_len_mean"),
@@ -163,8 +164,11 @@ def tensorboard_scalars(result: dict, env_steps_per_s: float) -> dict[str, float
         M.MOVING_AVERAGE_BASELINE: _get(result, M.MOVING_AVERAGE_BASELINE),
         M.GRAD_NORM: _get(result, "learners", M.GRAD_NORM),
     }
-    for key in (M.POLICY_LOSS, M.VALUE_LOSS, M.ENTROPY, M.BASELINE_MEAN, M.ADVANTAGE_STD):
+    for key in M.LEARNER_KEYS:
         values[key] = _get(learner, key)
+    for key in M.DRIVER_KEYS:
+        values[key] = _get(result, key)
+    # Keys an algorithm does not log come out NaN and are skipped by the writer.
     return {M.TB_TAGS[k]: v for k, v in values.items()}
 
 

@@ -21,12 +21,28 @@ BASELINE_MEAN = "baseline_mean"
 ADVANTAGE_STD = "advantage_std"
 NONFINITE_UPDATES = "nonfinite_updates_skipped"
 
-# Driver-side metric.
+# DQN Learner metrics.
+Q_MEAN = "q_mean"
+TD_ERROR_ABS_MEAN = "td_error_abs_mean"
+TD_LOSS = "td_loss"
+LEARNER_KEYS = (
+    POLICY_LOSS, VALUE_LOSS, ENTROPY, BASELINE_MEAN, ADVANTAGE_STD,
+    Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS,
+)  # fmt: skip
+
+# Driver-side metrics.
 MOVING_AVERAGE_BASELINE = "moving_average_baseline"
+EPSILON = "epsilon"
+REPLAY_SIZE = "replay_size"
+REPLAY_BYTES_PER_TRANSITION = "replay_bytes_per_transition"
+DRIVER_KEYS = (EPSILON, REPLAY_SIZE, REPLAY_BYTES_PER_TRANSITION)
 
 # TensorBoard tags, x-axis = env steps.
 TB_TAGS = {
     "episode_return_mean": "episode/return_mean",  # last 100 games, unclipped
+    # Per-iteration mean of the training episodes' reward sums as RLlib sees them: for Atari
+    # training envs that is clipped and per life.
+    "training_return_mean": "episode/training_return_mean",
     "episode_return_min": "episode/return_min",  # episodes of this iteration (RLlib)
     "episode_return_max": "episode/return_max",
     "episode_len_mean": "episode/len_mean",
@@ -38,4 +54,10 @@ TB_TAGS = {
     ADVANTAGE_STD: "learner/advantage_std",
     MOVING_AVERAGE_BASELINE: "learner/moving_average_baseline",
     ENV_STEPS_PER_S: "perf/env_steps_per_s",
+    Q_MEAN: "learner/q_mean",
+    TD_ERROR_ABS_MEAN: "learner/td_error_abs_mean",
+    TD_LOSS: "learner/td_loss",
+    EPSILON: "explore/epsilon",
+    REPLAY_SIZE: "replay/size",
+    REPLAY_BYTES_PER_TRANSITION: "replay/bytes_per_transition",
 }

@@ -26,6 +26,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from algorithms.common import metrics as M
 from algorithms.common.config_checks import check_common, check_range
 from algorithms.common.episodes import ReturnWindow
 from algorithms.common.schedules import linear_schedule
@@ -259,9 +260,9 @@ class DQN(Algorithm):
         self.metrics.log_dict(
             {
                 **self.game_returns.metrics(),
-                "replay_size": len(self.replay),
-                "replay_bytes_per_transition": self.replay.bytes_per_transition,
-                "epsilon": linear_schedule(
+                M.REPLAY_SIZE: len(self.replay),
+                M.REPLAY_BYTES_PER_TRANSITION: self.replay.bytes_per_transition,
+                M.EPSILON: linear_schedule(
                     env_steps, start=cfg.epsilon[0], end=cfg.epsilon[1], steps=cfg.epsilon[2]
                 ),
             },

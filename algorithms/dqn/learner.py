@@ -8,6 +8,7 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
+from algorithms.common import metrics as M
 from algorithms.common.gradients import guard_nonfinite
 from algorithms.dqn import losses
 
@@ -47,9 +48,9 @@ class DQNTorchLearner(TorchLearner):
         self.metrics.log_value((module_id, TD_ERROR), td_B, reduce="item_series")
         self.metrics.log_dict(
             {
-                "q_mean": q_B.detach().mean(),
-                "td_error_abs_mean": td_B.abs().mean(),
-                "td_loss": loss.detach(),
+                M.Q_MEAN: q_B.detach().mean(),
+                M.TD_ERROR_ABS_MEAN: td_B.abs().mean(),
+                M.TD_LOSS: loss.detach(),
             },
             key=module_id,
             window=1,
