@@ -18,5 +18,9 @@ Differences from the lecture's pseudo-code (Sutton & Barto's episodic REINFORCE)
   the batch, not one SGD step per time step.
 - Truncated episodes (time limits) bootstrap G with gamma^(T-t) V(s_T) when the value baseline
   exists (``bootstrap_truncated``); terminated episodes never bootstrap.
-- Optional advantage normalization, entropy bonus and gradient clipping.
+- Optional advantage normalization, entropy bonus and gradient clipping. Normalization subtracts
+  the batch mean, which is itself a (batch-constant) baseline: compare baselines with
+  ``normalize_advantages=False`` when the estimator alone is the question.
+- With several vectorized envs per rollout actor, a batch holds the episodes that finish first,
+  which slightly favours short episodes; one env per actor (the default) has no such bias.
 """
