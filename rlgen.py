@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="checkpoint directory or run directory")
     ev.add_argument("--episodes", type=_positive_int, default=10)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--video", metavar="FILE", help="record one greedy episode to FILE (.gif or .mp4)"
+    )
     return parser
 
 
@@ -164,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from algorithms.evaluate import evaluate
 
-    print(json.dumps(evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed), indent=2))
+    report = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video)
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -82,10 +82,15 @@ def build_config(spec: RLRunSpec) -> Any:
             setattr(config, key, value)
         except (AttributeError, TypeError) as exc:
             raise UserError(f"--set {key}={value!r}: cannot be set ({exc})") from None
-    env_config = {"training": True}
+    env_config: dict[str, Any] = {"training": True}
     for key in ("frame_stack", "sticky_actions"):  # Atari preset options, where the config has them
         if hasattr(config, key):
             env_config[key] = getattr(config, key)
+    if getattr(config, "rollout_backend", "python") == "vector":
+        if not spec.env.startswith("ALE/"):
+            raise UserError(f"--set rollout_backend=vector: only for ALE/... envs, not {spec.env}")
+        env_config["backend"] = "vector"
+        config.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
     config.environment(rllib_env_name(spec.env), env_config=env_config)
     env = make_env({"env_id": spec.env, **env_config})
     obs_space, act_space = env.observation_space, env.action_space

@@ -90,9 +90,52 @@ def run_episodes(
     return returns
 
 
-def evaluate(checkpoint: str | Path, *, episodes: int, seed: int = 0) -> dict[str, Any]:
+VIDEO_SUFFIXES = (".gif", ".mp4")
+VIDEO_FPS = 30
+VIDEO_MAX_FRAMES = 10_000
+
+
+def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options: dict) -> int:
+    """Play one greedy evaluation episode and write its rendered frames to ``path``."""
+    import imageio.v2 as imageio
+
+    from envs import make_env
+
+    env = make_env({"env_id": env_id, "training": False, "render_mode": "rgb_array", **env_options})
+    frames = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames.append(env.render())
+        done = False
+        while not done and len(frames) < VIDEO_MAX_FRAMES:
+            action = policy_action(module, obs, env.action_space, greedy=True)
+            obs, _, terminated, truncated, _ = env.step(action)
+            frames.append(env.render())
+            done = terminated or truncated
+    finally:
+        env.close()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if path.suffix == ".gif":
+        imageio.mimsave(tmp, frames, duration=1000 / VIDEO_FPS, loop=0)
+    else:
+        imageio.mimsave(tmp, frames, fps=VIDEO_FPS, macro_block_size=1)
+    tmp.replace(path)
+    return len(frames)
+
+
+def evaluate(
+    checkpoint: str | Path, *, episodes: int, seed: int = 0, video: str | None = None
+) -> dict[str, Any]:
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be >= 1")
+    video_path = Path(video) if video else None
+    if video_path is not None:
+        if video_path.suffix not in VIDEO_SUFFIXES:
+            raise UserError(f"--video {video}: the file must end in .gif or .mp4")
+        if video_path.exists():
+            raise UserError(f"--video {video}: already exists; choose a new file")
+        if not video_path.parent.is_dir():
+            raise UserError(f"--video {video}: directory {video_path.parent} does not exist")
     module, spec = load_policy(checkpoint)
     overrides = spec.get("overrides", {})
     env_options = {k: overrides[k] for k in ("frame_stack", "sticky_actions") if k in overrides}
@@ -112,4 +155,7 @@ def evaluate(checkpoint: str | Path, *, episodes: int, seed: int = 0) -> dict[st
         )
         report[f"{mode}_return_mean"] = float(np.mean(returns))
         report[f"{mode}_return_std"] = float(np.std(returns))
+    if video_path is not None:
+        frames = record_video(module, spec["env"], video_path, seed=seed, env_options=env_options)
+        report["video"], report["video_frames"] = str(video_path), frames
     return report

@@ -42,8 +42,20 @@ class GameStatistics(gym.Wrapper):
 def make_env(env_config: dict[str, Any]) -> gym.Env:
     """The env for ``env_config["env_id"]``: the Atari preset for ALE ids (options
     ``training``, ``frame_stack``, ``sticky_actions``), else the plain gymnasium env; both with
-    ``GameStatistics`` (innermost for Atari, so it sees raw rewards and whole games)."""
+    ``GameStatistics`` (innermost for Atari, so it sees raw rewards and whole games).
+    ``backend="vector"`` with ``num_envs`` (RLlib's vector entry point) gives ale-py's C++
+    vector env with the same preset instead."""
     env_id = env_config["env_id"]
+    if env_config.get("backend") == "vector" and "num_envs" in env_config:
+        from envs.atari_vector import make_atari_vector_env
+
+        return make_atari_vector_env(
+            env_id,
+            env_config["num_envs"],
+            training=env_config.get("training", True),
+            frame_stack=env_config.get("frame_stack", 4),
+            sticky_actions=env_config.get("sticky_actions", 0.0),
+        )
     if env_id.startswith("ALE/"):
         from envs.atari import make_atari_env
 
@@ -52,8 +64,9 @@ def make_env(env_config: dict[str, Any]) -> gym.Env:
             training=env_config.get("training", True),
             frame_stack=env_config.get("frame_stack", 4),
             sticky_actions=env_config.get("sticky_actions", 0.0),
+            render_mode=env_config.get("render_mode"),
         )
-    return GameStatistics(gym.make(env_id))
+    return GameStatistics(gym.make(env_id, render_mode=env_config.get("render_mode")))
 
 
 def rllib_env_name(env_id: str) -> str:

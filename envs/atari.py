@@ -160,6 +160,7 @@ def make_atari_env(
     noop_max: int = 30,
     frame_skip: int = 4,
     frame_stack: int = 0,
+    render_mode: str | None = None,
 ) -> gym.Env:
     """The preset. ``training`` switches on life-loss episodes and reward clipping."""
     register_ale()
@@ -170,6 +171,7 @@ def make_atari_env(
         repeat_action_probability=sticky_actions,
         obs_type="grayscale",
         max_num_frames_per_episode=MAX_FRAMES_PER_GAME,
+        render_mode=render_mode,
     )
     env = GameStatistics(env)
     env = NoopReset(env, noop_max=noop_max) if noop_max > 0 else env

@@ -61,6 +61,10 @@ def test_resume_of_a_non_run_directory(tmp_path):
     _assert_one_line_error(proc, "not an rlgen run directory")
 
 
+def test_eval_bad_video_name(tmp_path):
+    _assert_one_line_error(run_cli("eval", str(tmp_path), "--video", "x.avi"), ".gif or .mp4")
+
+
 def test_eval_missing_and_corrupt_checkpoints(tmp_path):
     _assert_one_line_error(run_cli("eval", str(tmp_path / "nope")), "no such file")
     _assert_one_line_error(run_cli("eval", str(tmp_path)), "not an rlgen checkpoint")
@@ -136,10 +140,19 @@ def test_train_resume_eval_round_trip(tmp_path):
     assert steps[0][-1] == r1["env_steps"]
     assert steps[1][0] > r1["env_steps"]
 
-    ev = run_cli("eval", str(out), "--episodes", "2")
+    video = tmp_path / "play.gif"
+    ev = run_cli("eval", str(out), "--episodes", "2", "--video", str(video))
     assert ev.returncode == 0, ev.stderr
     report = json.loads(ev.stdout)
     assert report["env"] == "CartPole-v1" and report["episodes"] == 2
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(video)
+    assert len(frames) == report["video_frames"] >= 2
+    assert frames[0].shape[:2] == (400, 600)  # CartPole's rgb_array frame
+    # An existing video file is never overwritten.
+    again = run_cli("eval", str(out), "--episodes", "1", "--video", str(video))
+    _assert_one_line_error(again, "already exists")
     for key in ("greedy_return_mean", "sampling_return_mean"):
         assert 1 <= report[key] <= 500  # CartPole returns lie in [1, 500]
 

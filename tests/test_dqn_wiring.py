@@ -89,3 +89,29 @@ def test_checkpoint_carries_replay_when_asked(ray_local, tmp_path):
         assert len(restored.replay) > size
     finally:
         restored.stop()
+
+
+def test_breakout_on_the_vector_backend(ray_local):
+    from algorithms.driver import RLRunSpec, build_config
+
+    spec = RLRunSpec(
+        algorithm="dqn",
+        env="ALE/Breakout-v5",
+        num_envs_per_env_runner=4,
+        overrides={
+            "rollout_backend": "vector",
+            "learning_starts": 200,
+            "rollout_steps_per_iteration": 200,
+            "replay_capacity": 2000,
+            "updates_per_learner_call": 8,
+        },
+    )
+    algo = build_config(spec).build_algo()
+    try:
+        for _ in range(3):
+            result = algo.train()
+        assert algo.env_runner.num_envs == 4
+        assert algo.replay.frames.shape[1:] == (84, 84) and len(algo.replay) >= 550
+        assert np.isfinite(result["learners"][DEFAULT_MODULE_ID]["td_loss"])
+    finally:
+        algo.stop()

@@ -56,7 +56,7 @@ DQN_FIELDS = (
     "updates_per_learner_call",
     "target_update_period", "tau", "double_q", "dueling", "n_step", "epsilon",
     "prioritized_replay", "per_alpha", "per_beta", "huber_delta", "store_replay_in_checkpoint",
-    "frame_stack", "sticky_actions", "model_torso", "model_hiddens",
+    "frame_stack", "sticky_actions", "rollout_backend", "model_torso", "model_hiddens",
 )  # fmt: skip
 
 
@@ -83,6 +83,9 @@ class DQNConfig(AlgorithmConfig):
         self.store_replay_in_checkpoint = False
         self.frame_stack = 4  # Atari envs only
         self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
+        self.rollout_backend = (
+            "python"  # Atari envs only: python wrappers or ale-py's C++ vector env
+        )
         self.model_torso = "auto"
         self.model_hiddens = [128, 128]
         self.lr = 5e-4
@@ -103,7 +106,8 @@ class DQNConfig(AlgorithmConfig):
         tau (Polyak coefficient per update; 1 = hard updates), double_q, dueling, n_step,
         epsilon ([start, end, env steps]), prioritized_replay, per_alpha,
         per_beta ([start, env steps to reach 1]), huber_delta, store_replay_in_checkpoint,
-        frame_stack, sticky_actions, model_torso (auto|cnn|mlp), model_hiddens.
+        frame_stack, sticky_actions, rollout_backend (python|vector: ale-py's C++ vector env),
+        model_torso (auto|cnn|mlp), model_hiddens.
         """
         own = {k: kwargs.pop(k) for k in DQN_FIELDS if k in kwargs}
         super().training(**kwargs)
@@ -135,6 +139,8 @@ class DQNConfig(AlgorithmConfig):
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         if not (isinstance(self.epsilon, list) and len(self.epsilon) == 3):
             raise ValueError(f"epsilon={self.epsilon!r} must be [start, end, env steps]")
+        if self.rollout_backend not in ("python", "vector"):
+            raise ValueError(f"rollout_backend={self.rollout_backend!r} is not python or vector")
         if self.model_torso not in ("auto", "cnn", "mlp"):
             raise ValueError(f"model_torso={self.model_torso!r} is not auto, cnn or mlp")
 
