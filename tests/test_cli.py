@@ -148,7 +148,8 @@ def test_train_resume_eval_round_trip(tmp_path):
     import imageio.v2 as imageio
 
     frames = imageio.mimread(video)
-    assert len(frames) == report["video_frames"] >= 2
+    # Pillow merges identical consecutive frames into one longer GIF frame.
+    assert 2 <= len(frames) <= report["video_frames"]
     assert frames[0].shape[:2] == (400, 600)  # CartPole's rgb_array frame
     # An existing video file is never overwritten.
     again = run_cli("eval", str(out), "--episodes", "1", "--video", str(video))
