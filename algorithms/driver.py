@@ -53,8 +53,18 @@ def config_class(algorithm: str) -> type:
 
 
 def _settable_keys(config: Any) -> set[str]:
-    """The config's plain data fields (deprecated names are properties and excluded)."""
-    return {k for k, v in vars(config).items() if not k.startswith("_") and not callable(v)}
+    """The config's plain data fields, plus properties with a setter (such as
+    ``train_batch_size_per_learner``); deprecated names raise when read and are left out."""
+    keys = {k for k, v in vars(config).items() if not k.startswith("_") and not callable(v)}
+    for cls in type(config).__mro__:
+        for name, attr in vars(cls).items():
+            if isinstance(attr, property) and attr.fset is not None and not name.startswith("_"):
+                try:
+                    getattr(config, name)
+                except Exception:  # noqa: BLE001 - a deprecated property raises on access
+                    continue
+                keys.add(name)
+    return keys
 
 
 def build_config(spec: RLRunSpec) -> Any:
@@ -80,8 +90,9 @@ def build_config(spec: RLRunSpec) -> Any:
             raise UserError(f"--set {key}: unknown {spec.algorithm} config key{hint}")
         try:
             setattr(config, key, value)
-        except (AttributeError, TypeError) as exc:
-            raise UserError(f"--set {key}={value!r}: cannot be set ({exc})") from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"--set {key}={value!r}: cannot be set ({reason})") from None
     env_config: dict[str, Any] = {"training": True}
     for key in ("frame_stack", "sticky_actions"):  # Atari preset options, where the config has them
         if hasattr(config, key):
