@@ -31,6 +31,9 @@ def reward_to_go(
     return returns[:-1].astype(np.float32)
 
 
+_reward_to_go = reward_to_go  # reachable where a parameter of the same name shadows it
+
+
 def total_return(
     rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float = 0.0
 ) -> np.ndarray:
@@ -41,6 +44,14 @@ def total_return(
     """
     returns = reward_to_go(rewards_T, gamma=gamma, bootstrap_value=bootstrap_value)
     return np.full_like(returns, returns[0] if len(returns) else 0.0)
+
+
+def episode_returns(
+    rewards_T: np.ndarray, *, gamma: float, reward_to_go: bool, bootstrap_value: float = 0.0
+) -> np.ndarray:
+    """The per-step weight of the chosen estimator: reward-to-go or the whole return r(tau)."""
+    fn = _reward_to_go if reward_to_go else total_return
+    return fn(rewards_T, gamma=gamma, bootstrap_value=bootstrap_value)
 
 
 def moving_average(previous: float | None, batch_mean: float, *, decay: float) -> float:

@@ -190,9 +190,11 @@ class Reinforce(Algorithm):
             # Update b only after the step: b never depends on the batch it is subtracted from.
             batch_returns = np.concatenate(
                 [
-                    mc.reward_to_go(e.get_rewards(), gamma=self.config.gamma)
-                    if self.config.reward_to_go
-                    else mc.total_return(e.get_rewards(), gamma=self.config.gamma)
+                    mc.episode_returns(
+                        e.get_rewards(),
+                        gamma=self.config.gamma,
+                        reward_to_go=self.config.reward_to_go,
+                    )
                     for e in episodes
                 ]
             )

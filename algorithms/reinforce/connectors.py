@@ -33,7 +33,7 @@ class MonteCarloReturns(ConnectorV2):
     ) -> None:
         super().__init__(input_observation_space, input_action_space)
         self.gamma = gamma
-        self.returns_fn = mc.reward_to_go if reward_to_go else mc.total_return
+        self.reward_to_go = reward_to_go
         self.bootstrap_truncated = bootstrap_truncated
 
     def _bootstrap_values(self, rl_module: Any, episodes: list[Any]) -> dict[str, float]:
@@ -54,9 +54,10 @@ class MonteCarloReturns(ConnectorV2):
         single = list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False))
         bootstrap = self._bootstrap_values(rl_module, single)
         for episode in single:
-            returns = self.returns_fn(
+            returns = mc.episode_returns(
                 episode.get_rewards(),
                 gamma=self.gamma,
+                reward_to_go=self.reward_to_go,
                 bootstrap_value=bootstrap.get(episode.id_, 0.0),
             )
             self.add_n_batch_items(
