@@ -208,30 +208,37 @@ class DQN(Algorithm):
         return [e for eps, _ in results for e in eps], [m for _, m in results]
 
     def _learn(self, env_steps: int, num_updates: int) -> list:
-        """``num_updates`` gradient steps in one Learner call: the replay sample holds that many
-        minibatches, which the Learner steps through in order."""
+        """``num_updates`` gradient steps from one replay sample that holds that many
+        minibatches, stepped through in order; TD errors go back to the replay's priorities."""
         cfg = self.config
         beta = linear_schedule(env_steps, start=cfg.per_beta[0], end=1.0, steps=cfg.per_beta[1])
         size = cfg.train_batch_size_per_learner
         sample = self.replay.sample(size * num_updates, beta=beta)
-        batch = MultiAgentBatch(
-            {
-                DEFAULT_MODULE_ID: SampleBatch(
-                    {
-                        Columns.OBS: sample.obs,
-                        Columns.ACTIONS: sample.actions,
-                        NEXT_OBS: sample.next_obs,
-                        RETURNS: sample.returns,
-                        DISCOUNT: sample.bootstrap_discount,
-                        WEIGHTS: sample.weights,
-                    }
+        columns = {
+            Columns.OBS: sample.obs,
+            Columns.ACTIONS: sample.actions,
+            NEXT_OBS: sample.next_obs,
+            RETURNS: sample.returns,
+            DISCOUNT: sample.bootstrap_discount,
+            WEIGHTS: sample.weights,
+        }
+        timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps}
+        if cfg.num_learners <= 1:  # one Learner (local or remote, e.g. on a GPU): tight loop
+            [call] = self.learner_group.foreach_learner(
+                lambda learner: learner.update_from_replay(
+                    columns, minibatch_size=size, timesteps=timesteps
                 )
-            },
-            env_steps=len(sample.actions),
+            )
+            results, td = call.get()  # re-raises a Learner's error
+            self.replay.update_priorities(sample.indices, td)
+            return [results]
+        # Several Learners: RLlib shards the batch and averages gradients (DDP).
+        batch = MultiAgentBatch(
+            {DEFAULT_MODULE_ID: SampleBatch(columns)}, env_steps=len(sample.actions)
         )
         results = self.learner_group.update(
             batch=batch,
-            timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps},
+            timesteps=timesteps,
             minibatch_size=size,
             num_epochs=1,
             shuffle_batch_per_epoch=False,
