@@ -10,14 +10,16 @@ import torch
 from algorithms.common import metrics as M
 
 
-def guard_nonfinite(grads: dict[Any, torch.Tensor | None], metrics: Any) -> None:
+def guard_nonfinite(grads: dict[Any, torch.Tensor | None], metrics: Any) -> torch.Tensor | None:
+    """Zero a non-finite gradient; log and return the global L2 norm (None: no gradients)."""
     present = [g for g in grads.values() if g is not None]
     if not present:
-        return
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
+        return None
+    norm = torch.nn.utils.get_total_norm(present, foreach=True)
     finite = bool(torch.isfinite(norm))
     if not finite:
         for g in present:
             g.zero_()
     metrics.log_value(M.GRAD_NORM, norm.detach() if finite else float("nan"), window=1)
     metrics.log_value(M.NONFINITE_UPDATES, 0 if finite else 1, reduce="sum")
+    return norm

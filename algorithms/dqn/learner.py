@@ -38,6 +38,17 @@ class DQNTorchLearner(TorchLearner):
         self.num_updates = 0  # gradient steps (minibatches) taken
         self._updates_at_last_sync_check = 0
 
+    def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
+        """Adam as RLlib sets it up, but fused (one kernel over all parameters): an Adam step
+        of the Nature CNN took 0.7 ms instead of 4.7 ms here."""
+        params = self.get_parameters(self._module[module_id])
+        self.register_optimizer(
+            module_id=module_id,
+            optimizer=torch.optim.Adam(params, fused=True),
+            params=params,
+            lr_or_lr_schedule=config.lr,
+        )
+
     def _td_loss(self, module: Any, config: Any, batch: dict, q_BA: torch.Tensor):
         """(loss, Q(s, a), TD error) for one minibatch; the target side under no_grad."""
         q_B = losses.q_taken(q_BA=q_BA, actions_B=batch[Columns.ACTIONS])
@@ -107,9 +118,33 @@ class DQNTorchLearner(TorchLearner):
         return self.metrics.reduce(), td
 
     def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
+        """Backward, the non-finite guard, and global-norm clipping with the norm the guard
+        measured (RLlib's clipping would measure it again, tensor by tensor)."""
         grads = super().compute_gradients(loss_per_module, **kwargs)
-        guard_nonfinite(grads, self.metrics)
+        norm = guard_nonfinite(grads, self.metrics)
+        if self._clips_here() and norm is not None and bool(torch.isfinite(norm)):
+            present = [g for g in grads.values() if g is not None]
+            torch.nn.utils.clip_grads_with_norm_(present, self.config.grad_clip, norm, foreach=True)
         return grads
+
+    def _clips_here(self) -> bool:
+        return bool(self.config.grad_clip) and self.config.grad_clip_by == "global_norm"
+
+    def postprocess_gradients(self, gradients_dict: dict) -> dict:
+        return (
+            gradients_dict if self._clips_here() else super().postprocess_gradients(gradients_dict)
+        )
+
+    def apply_gradients(self, gradients_dict: dict) -> None:
+        """Set the gradients and step the optimizers. RLlib's version first scans every
+        gradient tensor with ``isfinite`` (about 4 ms per step for the Nature CNN here);
+        ``guard_nonfinite`` has already checked the global norm and zeroed a non-finite
+        gradient in ``compute_gradients``."""
+        for param_id, grad in gradients_dict.items():
+            self._params[param_id].grad = grad
+        for module_id, names in self._module_optimizers.items():
+            for name in names:
+                self.get_optimizer(module_id, name).step()
 
     def after_gradient_based_update(self, *, timesteps: dict) -> None:
         super().after_gradient_based_update(timesteps=timesteps)

@@ -1,0 +1,514 @@
+"""Benchmark: DQN against RLlib's own DQN and against the bare compute, side by side in one run.
+
+1. Replay memory per Atari transition (84x84, 4-frame stacks): our FrameReplay (one uint8 frame
+   per transition, stacked at sample time) vs RLlib's own Atari DQN path (its Atari wrapper with
+   an env-side 4-frame stack, its episode replay buffer), both as the growth of this process's
+   resident memory per env step, ours also as the bytes the replay arrays hold.
+2. Atari training throughput (Breakout, batch 32, one gradient step per 4 env steps, after
+   learning starts): ours vs RLlib's built-in DQN with the same settings vs the compute limit,
+   i.e. the same gradient steps and per-step action forwards of the same Nature CNN in a bare
+   PyTorch loop. Ours also broken down into sampling / replay add / replay sample / update /
+   weight sync / the rest (metrics, bookkeeping).
+3. Sampling throughput of one rollout actor (preprocessing, stacking, policy forward) vs the
+   preset env stepped with random actions and no policy, in the same run; the Python wrappers
+   with 1 and 8 envs and ale-py's C++ vector backend with 8 envs.
+4. CartPole-v1 wall time and env steps to a 100-episode mean of 475: ours (default config, a
+   few seeds) vs RLlib's built-in DQN with comparable settings.
+
+Writes bench/results/dqn.json.
+
+    .venv/bin/python bench/dqn.py [--only memory,throughput,sampling,cartpole] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+OUT = Path(__file__).resolve().parent / "results"
+GAME = "ALE/Breakout-v5"
+PARTS = ("memory", "throughput", "sampling", "cartpole")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg: str) -> None:
+    print(f"[bench dqn] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# RLlib's own DQN, configured like ours
+
+
+def rllib_atari_config(batch: int = 32, learning_starts: int = 1_000) -> Any:
+    """RLlib's built-in DQN on its own Atari path: ``wrap_atari_for_new_api_stack`` at 84x84
+    with an env-side 4-frame stack (float32), the Nature CNN, one update of ``batch`` per 4 env
+    steps (rollout_fragment_length 4 and training_intensity = batch / 4)."""
+    import gymnasium as gym
+    from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.env.wrappers.atari_wrappers import wrap_atari_for_new_api_stack
+    from ray.tune.registry import register_env
+
+    from envs import register_ale
+
+    def make(cfg: dict) -> gym.Env:
+        register_ale()
+        env = gym.make(GAME, frameskip=1, repeat_action_probability=0.0)
+        return wrap_atari_for_new_api_stack(env, dim=84, framestack=4)
+
+    register_env("bench-rllib-breakout", make)
+    return (
+        RLlibDQNConfig()
+        .environment("bench-rllib-breakout")
+        .env_runners(num_env_runners=0, rollout_fragment_length=4)
+        .training(
+            lr=1e-4,
+            train_batch_size_per_learner=batch,
+            training_intensity=batch / 4,
+            num_steps_sampled_before_learning_starts=learning_starts,
+            n_step=1,
+            replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": 100_000},
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                conv_filters=[[32, 8, 4], [64, 4, 2], [64, 3, 1]],
+                conv_activation="relu",
+                head_fcnet_hiddens=[512],
+            )
+        )
+        .reporting(min_sample_timesteps_per_iteration=100)
+        .debugging(seed=0)
+    )
+
+
+def ours_atari_algo(num_envs: int = 1, **overrides: Any) -> Any:
+    from algorithms.driver import RLRunSpec, build_config
+
+    spec = RLRunSpec(
+        algorithm="dqn", env=GAME, overrides=overrides, seed=0, num_envs_per_env_runner=num_envs
+    )
+    return build_config(spec).build_algo()
+
+
+def steps_of(result: dict) -> int:
+    return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Replay memory
+
+
+def memory_ours(transitions: int) -> dict:
+    from algorithms.dqn.replay import FrameReplay
+    from envs.atari import make_atari_env
+
+    env = make_atari_env(GAME, training=True, frame_stack=4)
+    # Room for every transition plus the extra final frame of each episode: no overwrites.
+    replay = FrameReplay(transitions + transitions // 10, (84, 84), stack=4, n_step=1)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    chunk_obs, chunk_act, chunk_rew, key = [obs], [], [], 0
+    before = rss_bytes()
+    for _ in range(transitions):
+        action = int(rng.integers(env.action_space.n))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        chunk_obs.append(obs)
+        chunk_act.append(action)
+        chunk_rew.append(reward)
+        done = terminated or truncated
+        if done or len(chunk_act) == 200:
+            replay.add_chunk(
+                key,
+                np.asarray(chunk_obs),
+                np.asarray(chunk_act),
+                np.asarray(chunk_rew, dtype=np.float32),
+                terminated=terminated,
+                truncated=truncated,
+            )
+            if done:
+                key += 1
+                obs, _ = env.reset()
+            chunk_obs, chunk_act, chunk_rew = [obs], [], []
+    grown = rss_bytes() - before
+    env.close()
+    return {
+        "transitions": len(replay),
+        "replay_bytes_per_transition": round(replay.bytes_per_transition, 1),
+        "rss_growth_bytes_per_transition": round(grown / max(len(replay), 1), 1),
+    }
+
+
+def memory_rllib(env_steps: int) -> dict:
+    algo = rllib_atari_config(learning_starts=10**9).build_algo()  # sampling and storing only
+    try:
+        while steps_of(algo.train()) < 500:  # warm up: first allocations, torch, the env
+            pass
+        start_steps, before = steps_of(algo.train()), rss_bytes()
+        while (steps := steps_of(algo.train())) < start_steps + env_steps:
+            pass
+        grown = rss_bytes() - before
+    finally:
+        algo.stop()
+    return {
+        "env_steps": steps - start_steps,
+        "rss_growth_bytes_per_env_step": round(grown / (steps - start_steps), 1),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Atari training throughput
+
+
+def timed_calls(obj: Any, method: str, totals: dict[str, float], key: str) -> None:
+    """Make ``obj.method`` add the seconds each call takes to ``totals[key]``."""
+    inner = getattr(obj, method)
+    totals.setdefault(key, 0.0)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - t0
+
+    setattr(obj, method, wrapper)
+
+
+def throughput_ours(seconds: float, num_envs: int = 1, backend: str = "python") -> dict:
+    algo = ours_atari_algo(
+        num_envs, learning_starts=1_000, replay_capacity=50_000, rollout_backend=backend
+    )
+    try:
+        while steps_of(algo.train()) < 1_000:
+            pass
+        parts: dict[str, float] = {}
+        timed_calls(algo, "_sample", parts, "sampling (env runner: envs, connectors, forward)")
+        timed_calls(algo.replay, "add_chunk", parts, "replay add")
+        timed_calls(algo.replay, "sample", parts, "replay sample (stacking, n-step)")
+        timed_calls(algo.learner_group, "foreach_learner", parts, "update (Learner)")
+        timed_calls(algo.env_runner_group, "sync_weights", parts, "weight sync")
+        s0 = steps_of(algo.train())
+        parts.update(dict.fromkeys(parts, 0.0))
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            result = algo.train()
+        elapsed, steps = time.monotonic() - t0, steps_of(result) - s0
+    finally:
+        algo.stop()
+    parts["other (metrics, priorities, bookkeeping)"] = elapsed - sum(parts.values())
+    return {
+        "num_envs": num_envs,
+        "backend": backend,
+        "env_steps_per_s": round(steps / elapsed, 2),
+        "env_steps": steps,
+        "seconds": round(elapsed, 1),
+        "time_fraction": {k: round(v / elapsed, 3) for k, v in parts.items()},
+    }
+
+
+def throughput_rllib(seconds: float) -> dict:
+    algo = rllib_atari_config().build_algo()
+    try:
+        while steps_of(algo.train()) < 1_000:
+            pass
+        s0, t0 = steps_of(algo.train()), time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            result = algo.train()
+        elapsed, steps = time.monotonic() - t0, steps_of(result) - s0
+    finally:
+        algo.stop()
+    return {"env_steps_per_s": round(steps / elapsed, 2), "env_steps": steps}
+
+
+def throughput_compute_limit(num_envs: int = 1, cycles: int = 150, batch: int = 32) -> dict:
+    """The same work with no framework: per 4 env steps, the action forwards (4 of one
+    (4, 84, 84) uint8 stack with one env; with 8 envs, half of one forward of 8) and one
+    double-DQN Huber step on a batch of 32, fused Adam, gradient clipping;
+    random frames, no env, no replay."""
+    from algorithms.dqn import losses
+    from algorithms.dqn.module import QNetwork
+
+    q_net = QNetwork((4, 84, 84), 4, {"torso": "cnn", "dueling": True})
+    target = QNetwork((4, 84, 84), 4, {"torso": "cnn", "dueling": True})
+    target.load_state_dict(q_net.state_dict())
+    optim = torch.optim.Adam(q_net.parameters(), lr=1e-4, fused=True)  # as our Learner's
+    gen = torch.Generator().manual_seed(0)
+
+    def frames(n: int) -> torch.Tensor:
+        return torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8, generator=gen)
+
+    obs1, obs, next_obs = frames(num_envs), frames(batch), frames(batch)
+    forwards = [4] if num_envs == 1 else [1, 0] if num_envs == 8 else None
+    assert forwards is not None, "1 or 8 envs"
+    actions = torch.randint(0, 4, (batch,), generator=gen)
+    returns, discount, weights = torch.rand(batch), torch.full((batch,), 0.99), torch.ones(batch)
+
+    def cycle(i: int) -> None:
+        with torch.no_grad():
+            for _ in range(forwards[i % len(forwards)]):
+                q_net(obs1).argmax(dim=1)
+        q_B = losses.q_taken(q_BA=q_net(obs), actions_B=actions)
+        with torch.no_grad():
+            y_B = losses.double_q_target(
+                returns_B=returns,
+                discount_B=discount,
+                next_q_online_BA=q_net(next_obs),
+                next_q_target_BA=target(next_obs),
+            )
+        loss = losses.huber_td_loss(q_B=q_B, target_B=y_B, weights_B=weights, delta=1.0)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(q_net.parameters(), 10.0)
+        optim.step()
+
+    for i in range(10):
+        cycle(i)
+    t0 = time.perf_counter()
+    for i in range(cycles):
+        cycle(i)
+    per_cycle = (time.perf_counter() - t0) / cycles
+    return {
+        "num_envs": num_envs,
+        "env_steps_per_s": round(4 / per_cycle, 2),
+        "ms_per_4_env_steps": round(per_cycle * 1e3, 2),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Sampling throughput of one rollout actor
+
+
+def sampling_raw(steps: int) -> dict:
+    from envs.atari import make_atari_env
+
+    env = make_atari_env(GAME, training=True, frame_stack=4)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            env.reset()
+    rate = steps / (time.perf_counter() - t0)
+    env.close()
+    return {"env_steps_per_s": round(rate, 1)}
+
+
+def sampling_actor(steps: int, *, num_envs: int, backend: str) -> dict:
+    from algorithms.driver import RLRunSpec, build_config
+
+    spec = RLRunSpec(
+        algorithm="dqn",
+        env=GAME,
+        num_envs_per_env_runner=num_envs,
+        overrides={"rollout_backend": backend, "replay_capacity": 1_000},
+        seed=0,
+    )
+    algo = build_config(spec).build_algo()
+    try:
+        runner = algo.env_runner
+        runner.sample(num_timesteps=200)  # warm-up
+        t0 = time.perf_counter()
+        runner.sample(num_timesteps=steps)
+        rate = steps / (time.perf_counter() - t0)
+    finally:
+        algo.stop()
+    return {"env_steps_per_s": round(rate, 1), "num_envs": num_envs, "backend": backend}
+
+
+# --------------------------------------------------------------------------------------------
+# 4. CartPole-v1 to 475
+
+
+def cartpole_ours(seed: int, max_env_steps: int) -> dict:
+    import tempfile
+
+    from algorithms.driver import RLRunSpec, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = RLRunSpec(algorithm="dqn", env="CartPole-v1", seed=seed, max_env_steps=max_env_steps)
+        t0 = time.monotonic()
+        result = train(spec, Path(tmp) / "run", resume=False)
+        wall = time.monotonic() - t0
+    return {
+        "seed": seed,
+        "solved": result["solved"],
+        "env_steps": result["env_steps"],
+        "training_wall_time_s": result["wall_time_s"],
+        "wall_time_s_with_setup": round(wall, 1),
+    }
+
+
+def cartpole_rllib(seed: int, time_cap_s: float) -> dict:
+    """RLlib's DQN with the settings of ours where it has them: lr 5e-4, batch 64, two updates
+    per 4 env steps (replay ratio 0.5), 3-step double dueling DQN, uniform replay of 50k,
+    epsilon 1 -> 0.02 over 10k steps, 1k learning starts, a 128-128 MLP, the target synced
+    every 500 env steps (our 250 gradient steps), and the same criterion: the mean return of
+    the last 100 episodes."""
+    from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    config = (
+        RLlibDQNConfig()
+        .environment("CartPole-v1")
+        .env_runners(num_env_runners=0, rollout_fragment_length=4)
+        .training(
+            lr=5e-4,
+            train_batch_size_per_learner=64,
+            training_intensity=64 * 0.5,
+            num_steps_sampled_before_learning_starts=1_000,
+            n_step=3,
+            double_q=True,
+            dueling=True,
+            target_network_update_freq=500,
+            epsilon=[(0, 1.0), (10_000, 0.02)],
+            replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": 50_000},
+        )
+        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[128, 128]))
+        .reporting(metrics_num_episodes_for_smoothing=100, min_sample_timesteps_per_iteration=200)
+        .debugging(seed=seed)
+    )
+    algo = config.build_algo()
+    t0, solved, ret = time.monotonic(), False, float("nan")
+    try:
+        while time.monotonic() - t0 < time_cap_s:
+            result = algo.train()
+            ret = float(result["env_runners"].get("episode_return_mean", float("nan")))
+            if ret >= 475:
+                solved = True
+                break
+    finally:
+        algo.stop()
+    return {
+        "seed": seed,
+        "solved": solved,
+        "env_steps": steps_of(result),
+        "training_wall_time_s": round(time.monotonic() - t0, 1),
+        "last_return_mean": ret,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
+    parser.add_argument("--seconds", type=float, default=60.0, help="per throughput run")
+    parser.add_argument("--memory-steps", type=int, default=3_000)
+    parser.add_argument("--seeds", type=int, default=2, help="CartPole seeds for ours")
+    parser.add_argument("--rllib-cartpole-cap-s", type=float, default=900.0)
+    args = parser.parse_args()
+    parts = args.only.split(",")
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"--only: unknown part(s) {sorted(unknown)}; choose from {PARTS}")
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    for name in ("ray.rllib", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "dqn.json"
+    report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    report["machine"] = {
+        "cpus": os.cpu_count(),
+        "gpu": torch.cuda.is_available(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+    }
+
+    def save() -> None:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+    if "memory" in parts:
+        log("1. replay memory per Atari transition")
+        # Ours is cheap to fill: 10x the transitions, so allocator noise weighs less.
+        ours, rllib = memory_ours(10 * args.memory_steps), memory_rllib(args.memory_steps)
+        report["memory"] = {
+            "ours": ours,
+            "rllib": rllib,
+            "goal_bytes": 7.5 * 1024,
+            "ratio_ours_rss_to_rllib_rss": round(
+                ours["rss_growth_bytes_per_transition"] / rllib["rss_growth_bytes_per_env_step"], 4
+            ),
+        }
+        log(json.dumps(report["memory"]))
+        save()
+    if "throughput" in parts:
+        log("2. Atari training throughput (Breakout, batch 32, 1 update / 4 env steps)")
+        ours = throughput_ours(args.seconds)
+        log(f"ours: {ours}")
+        limit = throughput_compute_limit()
+        log(f"compute limit: {limit}")
+        rllib = throughput_rllib(args.seconds)
+        log(f"rllib: {rllib}")
+        ours8 = throughput_ours(args.seconds, num_envs=8, backend="vector")
+        log(f"ours, 8 envs on the vector backend: {ours8}")
+        limit8 = throughput_compute_limit(num_envs=8)
+        log(f"compute limit, 8 envs: {limit8}")
+        report["throughput"] = {
+            "ours": ours,
+            "rllib": rllib,
+            "compute_limit": limit,
+            "ours_over_rllib": round(ours["env_steps_per_s"] / rllib["env_steps_per_s"], 2),
+            "ours_over_limit": round(ours["env_steps_per_s"] / limit["env_steps_per_s"], 3),
+            "ours_8_vector_envs": ours8,
+            "compute_limit_8_envs": limit8,
+            "ours_8_vector_envs_over_limit": round(
+                ours8["env_steps_per_s"] / limit8["env_steps_per_s"], 3
+            ),
+            "goals": {"ours_over_rllib": 10, "ours_over_limit": 0.8},
+        }
+        save()
+    if "sampling" in parts:
+        log("3. sampling throughput of one rollout actor")
+        raw = sampling_raw(3_000)
+        actors = [
+            sampling_actor(3_000, num_envs=1, backend="python"),
+            sampling_actor(4_000, num_envs=8, backend="python"),
+            sampling_actor(8_000, num_envs=8, backend="vector"),
+        ]
+        for a in actors:
+            a["over_raw"] = round(a["env_steps_per_s"] / raw["env_steps_per_s"], 3)
+        report["sampling"] = {"raw_env_no_policy": raw, "actor": actors, "goal_over_raw": 0.8}
+        log(json.dumps(report["sampling"]))
+        save()
+    if "cartpole" in parts:
+        log("4. CartPole-v1 to a 100-episode mean of 475")
+        torch.set_num_threads(1)  # what our Learner picks for an MLP; RLlib's run gets it too
+        ours_runs = [cartpole_ours(seed, 150_000) for seed in range(args.seeds)]
+        log(f"ours: {ours_runs}")
+        rllib_run = cartpole_rllib(0, args.rllib_cartpole_cap_s)
+        log(f"rllib: {rllib_run}")
+        ours_median = float(np.median([r["training_wall_time_s"] for r in ours_runs]))
+        report["cartpole"] = {
+            "ours": ours_runs,
+            "rllib": rllib_run,
+            "ours_median_wall_time_s": ours_median,
+            "ours_over_rllib_wall_time": round(ours_median / rllib_run["training_wall_time_s"], 3),
+            "goal": 0.3,
+            "note": "RLlib's time is a lower bound when it did not solve within the cap",
+        }
+        save()
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
