@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="iterations between checkpoints (one is always written at the end)",
     )
+    train.add_argument(
+        "--video-frames",
+        type=_non_negative_int,
+        help="frames of the greedy evaluation episode put into TensorBoard at the end "
+        "(default 600; 0 = no video)",
+    )
     train.add_argument("--output", help="run directory (default: a new one under runs/)")
     train.add_argument(
         "--resume",
@@ -127,7 +133,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.env and args.env != spec.env:
             raise UserError(f"--resume {run_dir}: that run used --env {spec.env}, not {args.env}")
         spec.overrides.update(overrides)
-        for field in ("stop_reward", "max_env_steps", "time_budget_s", "num_env_runners"):
+        for field in (
+            "stop_reward", "max_env_steps", "time_budget_s", "num_env_runners", "video_frames",
+        ):  # fmt: skip
             if getattr(args, field) is not None:  # a resumed run may be given new limits
                 setattr(spec, field, getattr(args, field))
     else:
@@ -145,6 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             time_budget_s=args.time_budget_s,
             checkpoint_every=args.checkpoint_every,
         )
+        if args.video_frames is not None:
+            spec.video_frames = args.video_frames
         from algorithms.driver import build_config
 
         build_config(spec)  # fail on bad input before anything is written

@@ -39,6 +39,7 @@ class RLRunSpec:
     max_env_steps: int | None = None
     time_budget_s: float | None = None
     checkpoint_every: int = 10
+    video_frames: int = 600  # greedy evaluation episode into TensorBoard at the end; 0 = none
 
 
 def config_class(algorithm: str) -> type:
@@ -290,6 +291,10 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
             ckpt_path = _save_checkpoint(algo, run_dir, spec, state)
         if done:
             break
+    if spec.video_frames > 0 and ckpt_path is not None:
+        from algorithms.evaluate import tensorboard_video
+
+        tensorboard_video(ckpt_path, writer, step=state["env_steps"], max_frames=spec.video_frames)
     writer.close()
     algo.stop()
     elapsed = state["wall_time_s"] - start_wall

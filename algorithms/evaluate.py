@@ -95,10 +95,11 @@ VIDEO_FPS = 30
 VIDEO_MAX_FRAMES = 10_000
 
 
-def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options: dict) -> int:
-    """Play one greedy evaluation episode and write its rendered frames to ``path``."""
-    import imageio.v2 as imageio
-
+def greedy_episode_frames(
+    module: Any, env_id: str, *, seed: int, env_options: dict, max_frames: int = VIDEO_MAX_FRAMES
+) -> list[np.ndarray]:
+    """The rendered RGB frames of one greedy evaluation episode (full game for Atari), at most
+    ``max_frames`` of them."""
     from envs import make_env
 
     env = make_env({"env_id": env_id, "training": False, "render_mode": "rgb_array", **env_options})
@@ -107,19 +108,50 @@ def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options
         obs, _ = env.reset(seed=seed)
         frames.append(env.render())
         done = False
-        while not done and len(frames) < VIDEO_MAX_FRAMES:
+        while not done and len(frames) < max_frames:
             action = policy_action(module, obs, env.action_space, greedy=True)
             obs, _, terminated, truncated, _ = env.step(action)
             frames.append(env.render())
             done = terminated or truncated
     finally:
         env.close()
+    return frames
+
+
+def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options: dict) -> int:
+    """Play one greedy evaluation episode and write its rendered frames to ``path``."""
+    import imageio.v2 as imageio
+
+    frames = greedy_episode_frames(module, env_id, seed=seed, env_options=env_options)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     if path.suffix == ".gif":
         imageio.mimsave(tmp, frames, duration=1000 / VIDEO_FPS, loop=0)
     else:
         imageio.mimsave(tmp, frames, fps=VIDEO_FPS, macro_block_size=1)
     tmp.replace(path)
+    return len(frames)
+
+
+def env_options_of(spec: dict) -> dict:
+    """The Atari preset options a run was trained with, for its evaluation envs."""
+    overrides = spec.get("overrides", {})
+    return {k: overrides[k] for k in ("frame_stack", "sticky_actions") if k in overrides}
+
+
+def tensorboard_video(checkpoint: Path, writer: Any, *, step: int, max_frames: int) -> int:
+    """One greedy episode of the checkpoint's policy into TensorBoard (``eval/video``), frames
+    scaled down to at most 320 pixels wide. Returns the number of frames."""
+    import cv2
+
+    module, spec = load_policy(checkpoint)
+    frames = greedy_episode_frames(
+        module, spec["env"], seed=0, env_options=env_options_of(spec), max_frames=max_frames
+    )
+    height, width = frames[0].shape[:2]
+    if width > 320:
+        size = (320, round(height * 320 / width))
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+    writer.video("eval/video", frames, step=step, fps=VIDEO_FPS)
     return len(frames)
 
 
@@ -137,8 +169,7 @@ def evaluate(
         if not video_path.parent.is_dir():
             raise UserError(f"--video {video}: directory {video_path.parent} does not exist")
     module, spec = load_policy(checkpoint)
-    overrides = spec.get("overrides", {})
-    env_options = {k: overrides[k] for k in ("frame_stack", "sticky_actions") if k in overrides}
+    env_options = env_options_of(spec)
     report: dict[str, Any] = {
         "env": spec["env"],
         "algorithm": spec.get("algorithm"),

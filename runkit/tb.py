@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,21 @@ class ScalarWriter:
                 continue
             if math.isfinite(value):
                 self._writer.add_scalar(tag, float(value), global_step=step)
+
+    def video(self, tag: str, frames: list[Any], *, step: int, fps: int) -> None:
+        """(T, H, W, 3) uint8 frames as an animated GIF, which TensorBoard's Images tab plays
+        (the encoding ``SummaryWriter.add_video`` would need moviepy for)."""
+        import imageio.v2 as imageio
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        buffer = io.BytesIO()
+        imageio.mimsave(buffer, frames, format="GIF", duration=1000 / fps, loop=0)
+        height, width = frames[0].shape[:2]
+        image = Summary.Image(
+            height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue()
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self._writer._get_file_writer().add_summary(summary, global_step=step)
 
     def flush(self) -> None:
         self._writer.flush()

@@ -92,6 +92,8 @@ def test_train_resume_eval_round_trip(tmp_path):
         "2",
         "--seed",
         "1",
+        "--video-frames",
+        "40",
         "--output",
         str(out),
     )
@@ -124,10 +126,16 @@ def test_train_resume_eval_round_trip(tmp_path):
 
     files = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
     assert len(files) == 2
+    import imageio.v2 as imageio
+
     steps = []
     for f in files:
         acc = EventAccumulator(str(f))
         acc.Reload()
+        # The greedy evaluation episode of the run's last checkpoint, as a GIF, at the end.
+        [video_event] = acc.Images("eval/video")
+        gif = imageio.mimread(video_event.encoded_image_string, format="GIF")
+        assert 2 <= len(gif) <= 40 and gif[0].shape[:2] == (213, 320)  # 600x400 scaled
         assert {
             "episode/return_mean",
             "learner/policy_loss",
@@ -137,6 +145,7 @@ def test_train_resume_eval_round_trip(tmp_path):
             "perf/env_steps_per_s",
         } <= set(acc.Tags()["scalars"])
         steps.append([e.step for e in acc.Scalars("episode/return_mean")])
+        assert video_event.step == steps[-1][-1]
     assert steps[0][-1] == r1["env_steps"]
     assert steps[1][0] > r1["env_steps"]
 
@@ -145,7 +154,6 @@ def test_train_resume_eval_round_trip(tmp_path):
     assert ev.returncode == 0, ev.stderr
     report = json.loads(ev.stdout)
     assert report["env"] == "CartPole-v1" and report["episodes"] == 2
-    import imageio.v2 as imageio
 
     frames = imageio.mimread(video)
     # Pillow merges identical consecutive frames into one longer GIF frame.

@@ -91,8 +91,16 @@ class DQNTorchRLModule(TorchRLModule, InferenceOnlyAPI):
         assert net is not None
         return net(obs)
 
+    # The Q-network has no dropout or batch norm, so acting needs no eval()/train() switch
+    # around each call (RLlib's default walks the module tree twice per env step).
+    def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch, **kwargs)
+
+    def forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_exploration(batch, **kwargs)
+
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        with torch.no_grad():
+        with torch.inference_mode():
             return {Columns.ACTIONS: self.q_net(batch[Columns.OBS]).argmax(dim=1)}
 
     def _forward_exploration(self, batch: dict[str, Any], t: int = 0, **kwargs: Any) -> dict:

@@ -1,0 +1,132 @@
+"""Benchmark: a long DQN learning run on an Atari game, with its learning curve.
+
+Trains ``rlgen train dqn`` on the game (Atari defaults: Nature CNN, 100k replay, one update per
+4 env steps, epsilon 1 -> 0.01 over 250k steps) for a fixed number of env steps, then reads the
+run's TensorBoard events and writes:
+
+- bench/results/dqn_atari_long_<game>.json: env steps, wall time, throughput, the last and best
+  100-game mean return (unclipped full games), and the curve itself;
+- bench/results/dqn_atari_long_<game>.png: the 100-game mean return and the clipped per-life
+  training return against env steps.
+
+On a machine with a GPU the Learner uses it without flags. References at 10M env steps:
+Breakout ~367, Pong ~20 (CleanRL dqn_atari); Pong passes +18 near 3M steps.
+
+    .venv/bin/python bench/dqn_atari_long.py --env ALE/Breakout-v5 --env-steps 1000000
+    .venv/bin/python bench/dqn_atari_long.py --env ALE/Pong-v5 --env-steps 3000000 \\
+        --num-envs 8 --set rollout_backend=vector
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def read_curve(tensorboard_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points: dict[int, float] = {}
+    for events in sorted(tensorboard_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            points.update({e.step: e.value for e in acc.Scalars(tag)})
+    return sorted(points.items())
+
+
+def plot(curves: dict[str, list[tuple[int, float]]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in curves.items():
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+    ax.set_xlabel("env steps (agent steps, 4 frames each)")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="ALE/Breakout-v5")
+    parser.add_argument("--env-steps", type=int, default=1_000_000)
+    parser.add_argument("--num-envs", type=int, default=None, help="envs per rollout actor")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--output", help="run directory (default: runs/bench-dqn-<game>)")
+    args = parser.parse_args()
+
+    from algorithms.driver import RLRunSpec, train
+
+    game = args.env.split("/")[-1].split("-")[0].lower()
+    run_dir = Path(args.output or Path("runs") / f"bench-dqn-{game}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    spec = RLRunSpec(
+        algorithm="dqn",
+        env=args.env,
+        overrides=overrides,
+        num_envs_per_env_runner=args.num_envs,
+        seed=args.seed,
+        stop_reward=float("inf"),  # run the whole budget
+        max_env_steps=args.env_steps,
+        checkpoint_every=50,
+    )
+    run_dir.mkdir(parents=True)
+    t0 = time.monotonic()
+    result = train(spec, run_dir, resume=False)
+    wall = time.monotonic() - t0
+
+    tb = Path(result["tensorboard_dir"])
+    games = read_curve(tb, "episode/return_mean")
+    training = read_curve(tb, "episode/training_return_mean")
+    OUT.mkdir(parents=True, exist_ok=True)
+    png = OUT / f"dqn_atari_long_{game}.png"
+    plot(
+        {
+            "100-game mean return (unclipped, full games)": games,
+            "training return per life (clipped), per iteration": training,
+        },
+        f"DQN on {args.env}: {result['env_steps']:,} env steps, {wall / 3600:.2f} h",
+        png,
+    )
+    report = {
+        "env": args.env,
+        "env_steps": result["env_steps"],
+        "wall_time_s": round(wall, 1),
+        "env_steps_per_s": result["env_steps_per_s"],
+        "episode_return_mean": result["episode_return_mean"],
+        "best_episode_return_mean": result["best_episode_return_mean"],
+        "overrides": overrides,
+        "num_envs_per_env_runner": args.num_envs,
+        "run_dir": str(run_dir),
+        "curve_png": str(png),
+        "curve": games,
+    }
+    path = OUT / f"dqn_atari_long_{game}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"[bench dqn long] wrote {path} and {png}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
