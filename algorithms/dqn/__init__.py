@@ -13,5 +13,9 @@ Differences from the paper:
 - Epsilon decays linearly over env steps as seen by the rollout actors; several rollout actors
   act with weights synced once per training iteration.
 - Gradient steps are batched: ``updates_per_learner_call`` minibatches go to the Learner in one
-  call (priorities are refreshed after the call), target updates are counted in gradient steps.
+  call (priorities are refreshed after the call), target updates are counted in gradient steps
+  and happen at the exact step they are due. With one Learner the call is a tight loop over the
+  minibatches (``DQNTorchLearner.update_from_replay``); with several, RLlib's own
+  ``Learner.update`` shards the batch over DDP Learners.
+- Fused Adam; the non-finite guard and the global-norm clipping share one norm computation.
 """

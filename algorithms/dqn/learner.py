@@ -36,6 +36,7 @@ class DQNTorchLearner(TorchLearner):
             # thread took CartPole to 475 in 98 s instead of 106 s here (2 cores).
             torch.set_num_threads(1)
         self.num_updates = 0  # gradient steps (minibatches) taken
+        self._skip_step = False  # the last gradient was not finite
         self._updates_at_last_sync_check = 0
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
@@ -122,7 +123,8 @@ class DQNTorchLearner(TorchLearner):
         measured (RLlib's clipping would measure it again, tensor by tensor)."""
         grads = super().compute_gradients(loss_per_module, **kwargs)
         norm = guard_nonfinite(grads, self.metrics)
-        if self._clips_here() and norm is not None and bool(torch.isfinite(norm)):
+        self._skip_step = norm is not None and not bool(torch.isfinite(norm))
+        if self._clips_here() and norm is not None and not self._skip_step:
             present = [g for g in grads.values() if g is not None]
             torch.nn.utils.clip_grads_with_norm_(present, self.config.grad_clip, norm, foreach=True)
         return grads
@@ -138,8 +140,10 @@ class DQNTorchLearner(TorchLearner):
     def apply_gradients(self, gradients_dict: dict) -> None:
         """Set the gradients and step the optimizers. RLlib's version first scans every
         gradient tensor with ``isfinite`` (about 4 ms per step for the Nature CNN here);
-        ``guard_nonfinite`` has already checked the global norm and zeroed a non-finite
-        gradient in ``compute_gradients``."""
+        ``guard_nonfinite`` has already checked the global norm in ``compute_gradients``; a
+        non-finite step is skipped whole, so Adam's moments do not move the weights either."""
+        if self._skip_step:
+            return
         for param_id, grad in gradients_dict.items():
             self._params[param_id].grad = grad
         for module_id, names in self._module_optimizers.items():
