@@ -294,7 +294,12 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
     if spec.video_frames > 0 and ckpt_path is not None:
         from algorithms.evaluate import tensorboard_video
 
-        tensorboard_video(ckpt_path, writer, step=state["env_steps"], max_frames=spec.video_frames)
+        try:
+            tensorboard_video(
+                ckpt_path, writer, step=state["env_steps"], max_frames=spec.video_frames
+            )
+        except Exception as exc:  # noqa: BLE001 - the trained run and its results come first
+            print(f"rlgen: no evaluation video in TensorBoard ({exc})", file=sys.stderr)
     writer.close()
     algo.stop()
     elapsed = state["wall_time_s"] - start_wall

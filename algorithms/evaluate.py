@@ -20,7 +20,8 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
-    ckpt = latest_checkpoint(Path(checkpoint))
+    # Absolute: RLlib reads the module through pyarrow, which rejects relative paths.
+    ckpt = latest_checkpoint(Path(checkpoint)).resolve()
     spec = read_json(ckpt / STATE_FILE).get("spec")
     if not isinstance(spec, dict) or "env" not in spec:
         raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")

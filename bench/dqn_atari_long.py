@@ -70,12 +70,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--output", help="run directory (default: runs/bench-dqn-<game>)")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="write the curve of the finished run in --output"
+    )
     args = parser.parse_args()
 
     from algorithms.driver import RLRunSpec, train
 
     game = args.env.split("/")[-1].split("-")[0].lower()
-    run_dir = Path(args.output or Path("runs") / f"bench-dqn-{game}")
+    run_dir = Path(args.output or Path("runs") / f"bench-dqn-{game}").resolve()
+    if args.plot_only:
+        report_run(args, game, run_dir, result_on_disk(run_dir), wall=None)
+        return
     if run_dir.exists():
         shutil.rmtree(run_dir)
     overrides = {}
@@ -95,8 +101,31 @@ def main() -> None:
     run_dir.mkdir(parents=True)
     t0 = time.monotonic()
     result = train(spec, run_dir, resume=False)
-    wall = time.monotonic() - t0
+    report_run(args, game, run_dir, result, wall=time.monotonic() - t0)
 
+
+def result_on_disk(run_dir: Path) -> dict:
+    """result.json of a finished run, else the figures of its newest checkpoint (a run still
+    going, or one stopped early)."""
+    from algorithms.driver import STATE_FILE, latest_checkpoint
+    from runkit.rundir import RESULT_FILE, read_json
+
+    if (run_dir / RESULT_FILE).is_file():
+        return read_json(run_dir / RESULT_FILE)
+    state = read_json(latest_checkpoint(run_dir) / STATE_FILE)["state"]
+    return {
+        "env_steps": state["env_steps"],
+        "wall_time_s": state["wall_time_s"],
+        "env_steps_per_s": round(state["env_steps"] / state["wall_time_s"], 2),
+        "episode_return_mean": state["episode_return_mean"],
+        "best_episode_return_mean": state["best"],
+        "tensorboard_dir": str(run_dir / "tensorboard"),
+    }
+
+
+def report_run(args: argparse.Namespace, game: str, run_dir: Path, result: dict, wall) -> None:
+    """The curve PNG and JSON of a finished run (``--plot-only``: of one already on disk)."""
+    wall = result["wall_time_s"] if wall is None else wall
     tb = Path(result["tensorboard_dir"])
     games = read_curve(tb, "episode/return_mean")
     training = read_curve(tb, "episode/training_return_mean")
@@ -117,7 +146,7 @@ def main() -> None:
         "env_steps_per_s": result["env_steps_per_s"],
         "episode_return_mean": result["episode_return_mean"],
         "best_episode_return_mean": result["best_episode_return_mean"],
-        "overrides": overrides,
+        "overrides": dict(kv.partition("=")[::2] for kv in args.set),
         "num_envs_per_env_runner": args.num_envs,
         "run_dir": str(run_dir),
         "curve_png": str(png),

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def _assert_one_line_error(proc, *needles):
@@ -159,6 +159,11 @@ def test_train_resume_eval_round_trip(tmp_path):
     # Pillow merges identical consecutive frames into one longer GIF frame.
     assert 2 <= len(frames) <= report["video_frames"]
     assert frames[0].shape[:2] == (400, 600)  # CartPole's rgb_array frame
+    # A relative checkpoint path works too (RLlib's loader needs absolute ones).
+    import os
+
+    rel = run_cli("eval", os.path.relpath(out, ROOT), "--episodes", "1")
+    assert rel.returncode == 0, rel.stderr
     # An existing video file is never overwritten.
     again = run_cli("eval", str(out), "--episodes", "1", "--video", str(video))
     _assert_one_line_error(again, "already exists")
