@@ -115,3 +115,25 @@ def test_breakout_on_the_vector_backend(ray_local):
         assert np.isfinite(result["learners"][DEFAULT_MODULE_ID]["td_loss"])
     finally:
         algo.stop()
+
+
+def test_one_remote_learner_takes_the_tight_loop(ray_local):
+    # With one Learner actor (as on a GPU node) the replay sample crosses to it and the TD
+    # errors come back for the priorities.
+    algo = (
+        _cartpole(prioritized_replay=True)
+        .learners(num_learners=1, num_cpus_per_learner=1)
+        .build_algo()
+    )
+    try:
+        for _ in range(3):
+            result = algo.train()
+        [updates] = algo.learner_group.foreach_learner(lambda learner: learner.num_updates)
+        assert updates.get() > 0
+        assert np.isfinite(result["learners"][DEFAULT_MODULE_ID]["td_loss"])
+        # Priorities were refreshed from TD errors: new transitions all enter at one value.
+        tree, replay = algo.replay.tree, algo.replay
+        leaves = tree.nodes[tree.size : tree.size + replay.capacity][replay.has_action]
+        assert len(np.unique(leaves)) > 1
+    finally:
+        algo.stop()
