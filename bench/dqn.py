@@ -314,16 +314,7 @@ def sampling_raw(steps: int) -> dict:
 
 
 def sampling_actor(steps: int, *, num_envs: int, backend: str) -> dict:
-    from algorithms.driver import RLRunSpec, build_config
-
-    spec = RLRunSpec(
-        algorithm="dqn",
-        env=GAME,
-        num_envs_per_env_runner=num_envs,
-        overrides={"rollout_backend": backend, "replay_capacity": 1_000},
-        seed=0,
-    )
-    algo = build_config(spec).build_algo()
+    algo = ours_atari_algo(num_envs, rollout_backend=backend, replay_capacity=1_000)
     try:
         runner = algo.env_runner
         runner.sample(num_timesteps=200)  # warm-up

@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-import yaml
+from runkit.overrides import merge_overrides
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -84,10 +84,7 @@ def main() -> None:
         return
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+    overrides = merge_overrides(None, args.set)
     spec = RLRunSpec(
         algorithm="dqn",
         env=args.env,
@@ -146,7 +143,7 @@ def report_run(args: argparse.Namespace, game: str, run_dir: Path, result: dict,
         "env_steps_per_s": result["env_steps_per_s"],
         "episode_return_mean": result["episode_return_mean"],
         "best_episode_return_mean": result["best_episode_return_mean"],
-        "overrides": dict(kv.partition("=")[::2] for kv in args.set),
+        "overrides": merge_overrides(None, args.set),
         "num_envs_per_env_runner": args.num_envs,
         "run_dir": str(run_dir),
         "curve_png": str(png),

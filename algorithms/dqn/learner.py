@@ -51,7 +51,8 @@ class DQNTorchLearner(TorchLearner):
         )
 
     def _td_loss(self, module: Any, config: Any, batch: dict, q_BA: torch.Tensor):
-        """(loss, Q(s, a), TD error) for one minibatch; the target side under no_grad."""
+        """(loss, TD error, [loss, mean Q(s, a), mean |TD error|]) for one minibatch; the target
+        side under no_grad."""
         q_B = losses.q_taken(q_BA=q_BA, actions_B=batch[Columns.ACTIONS])
         with torch.no_grad():
             next_target_BA = module.q_values(batch[NEXT_OBS], target=True)
@@ -71,14 +72,15 @@ class DQNTorchLearner(TorchLearner):
         loss = losses.huber_td_loss(
             q_B=q_B, target_B=target_B, weights_B=batch[WEIGHTS], delta=config.huber_delta
         )
-        return loss, q_B.detach(), (q_B - target_B).detach()
+        td_B = (q_B - target_B).detach()
+        return loss, td_B, torch.stack([loss.detach(), q_B.detach().mean(), td_B.abs().mean()])
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
         self.num_updates += 1
         module = self.module[module_id].unwrapped()
-        loss, q_B, td_B = self._td_loss(module, config, batch, fwd_out["q"])
+        loss, td_B, step_stats = self._td_loss(module, config, batch, fwd_out["q"])
         self.metrics.log_value((module_id, TD_ERROR), td_B, reduce="item_series")
-        self._log_step_stats(module_id, torch.stack([loss.detach(), q_B.mean(), td_B.abs().mean()]))
+        self._log_step_stats(module_id, step_stats)
         return loss
 
     def _log_step_stats(self, module_id: str, stats: torch.Tensor) -> None:
@@ -106,13 +108,13 @@ class DQNTorchLearner(TorchLearner):
             rows = slice(i * minibatch_size, (i + 1) * minibatch_size)
             batch = {k: v[rows] for k, v in tensors.items()}
             q_BA = module.q_values(batch[Columns.OBS])
-            loss, q_B, td_B = self._td_loss(module, config, batch, q_BA)
+            loss, td_B, step_stats = self._td_loss(module, config, batch, q_BA)
             grads = self.compute_gradients({module_id: loss})
             self.apply_gradients(self.postprocess_gradients(grads))
             self.num_updates += 1
             self._sync_target(module_id)
             td_errors.append(td_B)
-            stats.append(torch.stack([loss.detach(), q_B.mean(), td_B.abs().mean()]))
+            stats.append(step_stats)
         self._log_step_stats(module_id, torch.stack(stats).mean(dim=0))
         super().after_gradient_based_update(timesteps=timesteps)  # lr schedules
         td = torch.cat(td_errors).cpu().numpy().astype(np.float64)
