@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from algorithms.common import pg_losses as losses
 from algorithms.common import returns as mc
 from algorithms.driver import STATE_FILE
 from algorithms.evaluate import policy_action
-from algorithms.reinforce import losses
 from algorithms.reinforce.algorithm import BASELINES, ReinforceConfig
 from algorithms.reinforce.expected import CARTPOLE_SOLVED_RETURN
 

@@ -7,7 +7,7 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 
-from algorithms.reinforce import losses
+from algorithms.common import pg_losses as losses
 from algorithms.reinforce.algorithm import ReinforceConfig
 from algorithms.reinforce.connectors import RETURNS
 

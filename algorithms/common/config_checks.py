@@ -39,3 +39,20 @@ def check_common(config: Any) -> None:
     check_range("num_envs_per_env_runner", config.num_envs_per_env_runner, low=1, integer=True)
     if config.grad_clip is not None:
         check_range("grad_clip", config.grad_clip, low=0.0, low_open=True)
+
+
+def check_schedule(name: str, value: Any, *, low: float = 0.0) -> None:
+    """A number >= ``low``, or a schedule ``[[env_step, value], ...]``: at least one pair, env
+    steps >= 0 and non-decreasing, every value >= ``low``."""
+    if not isinstance(value, list):
+        check_range(name, value, low=low)
+        return
+    rule = "a number or [[env_step, value], ...] with env steps ascending"
+    if not value or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        raise ValueError(f"{name}={value!r} must be {rule}")
+    for step, v in value:
+        check_range(f"{name} env step", step, low=0)
+        check_range(f"{name} value", v, low=low)
+    steps = [p[0] for p in value]
+    if steps != sorted(steps):
+        raise ValueError(f"{name}={value!r} must be {rule}")

@@ -20,6 +20,7 @@ GRAD_NORM = "grad_norm"
 BASELINE_MEAN = "baseline_mean"
 ADVANTAGE_STD = "advantage_std"
 NONFINITE_UPDATES = "nonfinite_updates_skipped"
+ENTROPY_COEFF = "entropy_coeff"  # A2C: the scheduled value used in the step
 
 # DQN Learner metrics.
 Q_MEAN = "q_mean"
@@ -27,7 +28,7 @@ TD_ERROR_ABS_MEAN = "td_error_abs_mean"
 TD_LOSS = "td_loss"
 LEARNER_KEYS = (
     POLICY_LOSS, VALUE_LOSS, ENTROPY, BASELINE_MEAN, ADVANTAGE_STD,
-    Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS,
+    Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS, ENTROPY_COEFF,
 )  # fmt: skip
 
 # Driver-side metrics.
@@ -49,6 +50,7 @@ TB_TAGS = {
     POLICY_LOSS: "learner/policy_loss",
     VALUE_LOSS: "learner/value_loss",
     ENTROPY: "learner/entropy",
+    ENTROPY_COEFF: "learner/entropy_coeff",
     GRAD_NORM: "learner/grad_norm",
     BASELINE_MEAN: "learner/baseline_mean",
     ADVANTAGE_STD: "learner/advantage_std",

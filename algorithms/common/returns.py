@@ -1,4 +1,5 @@
-"""Monte-Carlo returns and the moving-average baseline, in NumPy, one equation per function.
+"""Returns and advantages in NumPy, one equation per function: Monte-Carlo reward-to-go and the
+moving-average baseline (REINFORCE), n-step and GAE(lambda) advantages (A2C).
 
 Shape suffixes: ``_T`` is one episode's time axis (T steps, rewards r_1..r_T as the env gave
 them after actions a_0..a_{T-1}).
@@ -15,6 +16,14 @@ import numpy as np
 import scipy.signal
 
 
+def discounted_cumsum(x_T: np.ndarray, factor: float) -> np.ndarray:
+    """y_t = x_t + factor * y_{t+1} (y past the end = 0), in float64:
+    ``discounted_cumsum([1, 1, 1], 0.5) == [1.75, 1.5, 1.0]``."""
+    x_T = np.asarray(x_T, dtype=np.float64)
+    # lfilter runs y[n] = x[n] + factor * y[n-1] over the reversed sequence.
+    return scipy.signal.lfilter([1.0], [1.0, -factor], x_T[::-1])[::-1]
+
+
 def reward_to_go(
     rewards_T: np.ndarray, *, gamma: float, bootstrap_value: float = 0.0
 ) -> np.ndarray:
@@ -24,11 +33,8 @@ def reward_to_go(
 
     ``reward_to_go([1, 1, 1], gamma=0.5) == [1.75, 1.5, 1.0]``.
     """
-    rewards_T = np.asarray(rewards_T, dtype=np.float64)
-    padded = np.append(rewards_T, bootstrap_value)
-    # lfilter runs y[n] = x[n] + gamma * y[n-1] over the reversed sequence.
-    returns = scipy.signal.lfilter([1.0], [1.0, -gamma], padded[::-1])[::-1]
-    return returns[:-1].astype(np.float32)
+    padded = np.append(np.asarray(rewards_T, dtype=np.float64), bootstrap_value)
+    return discounted_cumsum(padded, gamma)[:-1].astype(np.float32)
 
 
 _reward_to_go = reward_to_go  # reachable where a parameter of the same name shadows it
@@ -63,3 +69,32 @@ def moving_average(previous: float | None, batch_mean: float, *, decay: float) -
     if previous is None:
         return float(batch_mean)
     return float(decay * previous + (1.0 - decay) * batch_mean)
+
+
+def gae_advantages(
+    rewards_T: np.ndarray,
+    values_T: np.ndarray,
+    *,
+    bootstrap_value: float,
+    gamma: float,
+    lambda_: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimation (Schulman et al. 2016) over one piece of trajectory,
+    with V(s_T) = ``bootstrap_value`` after its last step (0 where the episode terminated):
+
+        delta_t = r_t + gamma V(s_{t+1}) - V(s_t)
+        A_t     = sum_{l >= 0} (gamma lambda)^l delta_{t+l}
+        target_t = A_t + V(s_t)       (the value regression target)
+
+    lambda = 1 gives the n-step estimator of the lecture's actor-critic, A_t = G_t - V(s_t) with
+    G_t the reward-to-go bootstrapped by V(s_T) (``reward_to_go(..., bootstrap_value=V(s_T))``);
+    lambda = 0 gives the one-step TD error. Returns (advantages, value targets), float32.
+    """
+    rewards = np.asarray(rewards_T, dtype=np.float64)
+    values = np.asarray(values_T, dtype=np.float64)
+    if rewards.shape != values.shape:
+        raise ValueError(f"rewards {rewards.shape} and values {values.shape} differ in shape")
+    next_values = np.append(values[1:], bootstrap_value)
+    deltas = rewards + gamma * next_values - values
+    advantages = discounted_cumsum(deltas, gamma * lambda_)
+    return advantages.astype(np.float32), (advantages + values).astype(np.float32)

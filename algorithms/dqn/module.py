@@ -17,32 +17,9 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from algorithms.common.networks import mlp_torso, nature_cnn
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.losses import dueling_q
-
-
-def nature_cnn(in_channels: int) -> tuple[nn.Module, int]:
-    """Mnih et al. 2015: three convolutions and a 512-unit layer, for (C, 84, 84) inputs."""
-    torso = nn.Sequential(
-        nn.Conv2d(in_channels, 32, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 512),
-        nn.ReLU(),
-    )
-    return torso, 512
-
-
-def mlp_torso(in_dim: int, hiddens: list[int]) -> tuple[nn.Module, int]:
-    layers: list[nn.Module] = []
-    for width in hiddens:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
-        in_dim = width
-    return nn.Sequential(*layers), in_dim
 
 
 class QNetwork(nn.Module):

@@ -3,7 +3,8 @@
     grad J ~= sum_t ( sum_{t'>=t} gamma^(t'-t) r_t' - b(s_t) ) grad log pi(a_t|s_t)
 
 Pieces: ``algorithm.py`` (Config + training_step), ``learner.py`` (wiring), ``module.py``
-(policy MLP + separate value MLP), ``connectors.py`` (returns per step), ``losses.py`` (math).
+(policy MLP + separate value MLP), ``connectors.py`` (returns per step); the math is shared
+with A2C in ``algorithms/common`` (``returns.py``, ``pg_losses.py``).
 
 Baselines (``baseline=``): ``none``; ``moving_average``, one constant b kept by the driver as an
 exponential moving average of the returns of earlier batches and sent to every Learner before

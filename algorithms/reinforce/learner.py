@@ -1,4 +1,4 @@
-"""REINFORCE Learner: batch -> returns -> losses -> metrics. The math is in ``losses.py``."""
+"""REINFORCE Learner: batch -> returns -> losses -> metrics (math: ``common/pg_losses.py``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from algorithms.common import metrics as M
+from algorithms.common import pg_losses as losses
 from algorithms.common.gradients import guard_nonfinite
-from algorithms.reinforce import losses
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
 

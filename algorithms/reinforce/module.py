@@ -18,16 +18,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-def mlp(in_dim: int, hiddens: list[int], out_dim: int, activation: str) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in hiddens:
-        layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
+from algorithms.common.networks import mlp
 
 
 class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):

@@ -1,4 +1,4 @@
-"""REINFORCE losses as pure torch functions, one equation each.
+"""Policy-gradient losses shared by REINFORCE and A2C, as pure torch functions, one equation each.
 
 Shape suffix legend: ``_B`` is the batch axis (one entry per time step of the batch).
 """

@@ -1,0 +1,24 @@
+"""Synchronous advantage actor-critic (A2C; the synchronous form of Mnih et al. 2016's A3C).
+
+    grad J ~= sum_t A(s_t, a_t) grad log pi(a_t|s_t),   A = Q - V estimated from rollouts
+
+Pieces: ``algorithm.py`` (Config, the synchronous sample / update / broadcast round),
+``learner.py`` (loss wiring, RMSprop or Adam, entropy schedule), ``module.py`` (actor and
+critic, shared or separate torsos, Nature CNN or MLP), ``connectors.py`` (advantages per step).
+The math is shared with REINFORCE in ``algorithms/common`` (``returns.py``, ``pg_losses.py``).
+
+Advantages: GAE(lambda) over each T-step chunk, V(s_T) bootstrapping the chunk's end unless the
+episode terminated there (time-limit truncation and the rollout cut both bootstrap);
+lambda = 1 is the n-step estimator A_t = sum_{k<T-t} gamma^k r_{t+k} + gamma^(T-t) V(s_T) -
+V(s_t) of the lecture's actor-critic. The value head regresses on A_t + V(s_t).
+
+Loss: L = -mean[log pi(a|s) A] + vf_coeff * 1/2 mean[(V(s) - target)^2] - entropy_coeff * H[pi],
+with A detached (it is computed outside autograd, from a separate forward pass).
+
+Differences from the lecture's pseudo-code and the paper:
+- Synchronous: every actor waits for the same weights (no stale, asynchronous gradients).
+- One gradient step per round on the batch of all actors, averaged over its steps.
+- Optional advantage normalization (default on for vector envs, off in the Atari preset).
+- Atari: life loss ends a training episode (no bootstrap across lives), rewards clipped to
+  [-1, 1] in training envs; the reported return is the unclipped full-game return.
+"""

@@ -1,0 +1,84 @@
+"""A2C Learner: batch (with advantages) -> losses -> metrics (math: ``common/pg_losses.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from algorithms.a2c.connectors import ADVANTAGES, VALUE_TARGETS, GeneralizedAdvantages
+from algorithms.common import metrics as M
+from algorithms.common import pg_losses as losses
+from algorithms.common.gradients import guard_nonfinite
+from algorithms.common.schedules import scalar_or_schedule
+
+# RMSprop as in Mnih et al. 2016 / the A2C baselines: decay 0.99, epsilon 1e-5.
+RMSPROP_ALPHA = 0.99
+RMSPROP_EPS = 1e-5
+
+
+class A2CTorchLearner(TorchLearner):
+    def build(self) -> None:
+        super().build()
+        self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, 0)
+        if self.config.add_default_connectors_to_learner_pipeline:
+            self._learner_connector.prepend(
+                GeneralizedAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_)
+            )
+
+    def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
+        module = self._module[module_id]
+        params = self.get_parameters(module)
+        optimizer: torch.optim.Optimizer
+        if config.optimizer == "rmsprop":
+            optimizer = torch.optim.RMSprop(params, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+        else:
+            optimizer = torch.optim.Adam(params)
+        # The lr (fixed or scheduled) is set and stepped by RLlib's scheduler.
+        self.register_optimizer(
+            module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr
+        )
+
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)
+        step = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) or 0
+        self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, step)
+
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
+        module = self.module[module_id].unwrapped()
+        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        logp_B = dist.logp(batch[Columns.ACTIONS])
+        values_B = fwd_out[Columns.VF_PREDS]
+        raw_adv_B = batch[ADVANTAGES]
+        adv_B = losses.normalize(raw_adv_B) if config.normalize_advantages else raw_adv_B
+        policy_loss = losses.policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B)
+        value_loss = losses.value_loss(values_B=values_B, returns_B=batch[VALUE_TARGETS])
+        entropy = dist.entropy().mean()
+        total = losses.total_loss(
+            policy_loss=policy_loss,
+            value_loss=value_loss,
+            entropy=entropy,
+            vf_coeff=config.vf_coeff,
+            entropy_coeff=self.entropy_coeff,
+        )
+        self.metrics.log_dict(
+            {
+                M.POLICY_LOSS: policy_loss.detach(),
+                M.VALUE_LOSS: value_loss.detach(),
+                M.ENTROPY: entropy.detach(),
+                M.ENTROPY_COEFF: self.entropy_coeff,
+                M.BASELINE_MEAN: values_B.detach().mean(),
+                M.ADVANTAGE_STD: raw_adv_B.std() if raw_adv_B.numel() > 1 else 0.0,
+            },
+            key=module_id,
+            window=1,
+        )
+        return total
+
+    def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
+        grads = super().compute_gradients(loss_per_module, **kwargs)
+        guard_nonfinite(grads, self.metrics)
+        return grads

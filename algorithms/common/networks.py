@@ -1,0 +1,46 @@
+"""Network bodies shared by every algorithm's RLModule: the Nature CNN for stacked uint8 frames
+and MLPs for vector observations."""
+
+from __future__ import annotations
+
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def nature_cnn(in_channels: int) -> tuple[nn.Module, int]:
+    """Mnih et al. 2015: three convolutions and a 512-unit layer, for (C, 84, 84) inputs
+    already scaled to [0, 1]. Returns the torso and its output width."""
+    torso = nn.Sequential(
+        nn.Conv2d(in_channels, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 512),
+        nn.ReLU(),
+    )
+    return torso, 512
+
+
+def mlp_layers(in_dim: int, hiddens: list[int], activation: str) -> tuple[list[nn.Module], int]:
+    """Linear + activation per hidden width; returns the layers and the last width."""
+    layers: list[nn.Module] = []
+    for width in hiddens:
+        layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
+        in_dim = width
+    return layers, in_dim
+
+
+def mlp_torso(in_dim: int, hiddens: list[int], activation: str = "relu") -> tuple[nn.Module, int]:
+    """Hidden layers only (no output layer); returns the torso and its output width."""
+    layers, width = mlp_layers(in_dim, hiddens, activation)
+    return nn.Sequential(*layers), width
+
+
+def mlp(in_dim: int, hiddens: list[int], out_dim: int, activation: str) -> nn.Sequential:
+    """Hidden layers and a linear output layer (the last element)."""
+    layers, width = mlp_layers(in_dim, hiddens, activation)
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
