@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchkit import rllib_cartpole_to_475, steps_of, timed_calls
 
 OUT = Path(__file__).resolve().parent / "results"
 GAME = "ALE/Breakout-v5"
@@ -105,10 +106,6 @@ def ours_atari_algo(num_envs: int = 1, **overrides: Any) -> Any:
     return build_config(spec).build_algo()
 
 
-def steps_of(result: dict) -> int:
-    return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
-
-
 # --------------------------------------------------------------------------------------------
 # 1. Replay memory
 
@@ -172,21 +169,6 @@ def memory_rllib(env_steps: int) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # 2. Atari training throughput
-
-
-def timed_calls(obj: Any, method: str, totals: dict[str, float], key: str) -> None:
-    """Make ``obj.method`` add the seconds each call takes to ``totals[key]``."""
-    inner = getattr(obj, method)
-    totals.setdefault(key, 0.0)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            totals[key] += time.perf_counter() - t0
-
-    setattr(obj, method, wrapper)
 
 
 def throughput_ours(seconds: float, num_envs: int = 1, backend: str = "python") -> dict:
@@ -357,63 +339,31 @@ def cartpole_rllib(seed: int, time_cap_s: float) -> dict:
     epsilon 1 -> 0.02 over 10k steps, 1k learning starts, a 128-128 MLP, the target synced
     every 500 env steps (our 250 gradient steps), and the same criterion: the mean return of
     the last 100 episodes."""
-    import gymnasium as gym
     from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
-    from ray.tune.registry import register_env
 
-    from envs import GameStatistics
-
-    # GameStatistics puts the whole episode's return into the last info: RLlib hands the
-    # callback only the episode's last chunk, whose own return is a few steps' worth.
-    register_env("bench-cartpole", lambda cfg: GameStatistics(gym.make("CartPole-v1")))
-
-    def on_episode_end(episode: Any, **kwargs: Any) -> None:
-        returns.append(float(episode.get_infos(-1)["game_return"]))
-
-    config = (
-        RLlibDQNConfig()
-        .environment("bench-cartpole")
-        .env_runners(num_env_runners=0, rollout_fragment_length=4)
-        .training(
-            lr=5e-4,
-            train_batch_size_per_learner=64,
-            training_intensity=64 * 0.5,
-            num_steps_sampled_before_learning_starts=1_000,
-            n_step=3,
-            double_q=True,
-            dueling=True,
-            target_network_update_freq=500,
-            epsilon=[(0, 1.0), (10_000, 0.02)],
-            replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": 50_000},
+    def make_config(env: str) -> Any:
+        return (
+            RLlibDQNConfig()
+            .environment(env)
+            .env_runners(num_env_runners=0, rollout_fragment_length=4)
+            .training(
+                lr=5e-4,
+                train_batch_size_per_learner=64,
+                training_intensity=64 * 0.5,
+                num_steps_sampled_before_learning_starts=1_000,
+                n_step=3,
+                double_q=True,
+                dueling=True,
+                target_network_update_freq=500,
+                epsilon=[(0, 1.0), (10_000, 0.02)],
+                replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": 50_000},
+            )
+            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[128, 128]))
+            .reporting(min_sample_timesteps_per_iteration=200)
         )
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[128, 128]))
-        .reporting(min_sample_timesteps_per_iteration=200)
-        # RLlib's own episode_return_mean averages only the current iteration's episodes (one
-        # lucky 500 would count as solved): collect every episode's return instead.
-        .callbacks(on_episode_end=on_episode_end)
-        .debugging(seed=seed)
-    )
-    returns: list[float] = []  # filled in this process: the env runner is local
-    algo = config.build_algo()
-    t0, solved, ret = time.monotonic(), False, float("nan")
-    try:
-        while time.monotonic() - t0 < time_cap_s:
-            result = algo.train()
-            ret = float(np.mean(returns[-100:])) if len(returns) >= 100 else float("nan")
-            if ret >= 475:
-                solved = True
-                break
-    finally:
-        algo.stop()
-    return {
-        "seed": seed,
-        "solved": solved,
-        "env_steps": steps_of(result),
-        "training_wall_time_s": round(time.monotonic() - t0, 1),
-        "episodes": len(returns),
-        "last_100_episode_return_mean": ret,
-    }
+
+    return rllib_cartpole_to_475(make_config, seed=seed, time_cap_s=time_cap_s)
 
 
 # --------------------------------------------------------------------------------------------

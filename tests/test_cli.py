@@ -185,3 +185,61 @@ def test_dqn_bad_input(args, needles, tmp_path):
     proc = run_cli("train", "dqn", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
     _assert_one_line_error(proc, *needles)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--env", "CartPole-v1", "--set", "lambda_=1.5"], ["lambda_=1.5", "<= 1"]),
+        (["--env", "CartPole-v1", "--set", "optimizer=sgd"], ["optimizer='sgd'", "rmsprop"]),
+        (
+            ["--env", "CartPole-v1", "--set", "rollout_fragment_length=0"],
+            ["rollout_fragment_length=0"],
+        ),
+        (["--env", "CartPole-v1", "--set", "entropy_coeff=-0.1"], ["entropy_coeff=-0.1"]),
+        (
+            ["--env", "CartPole-v1", "--set", "entropy_coeff=[[100, 0.01], [0, 0.0]]"],
+            ["entropy_coeff", "ascending"],
+        ),
+        (["--env", "CartPole-v1", "--set", "model_torso=cnn"], ["model_torso=cnn", "(C, 84, 84)"]),
+        (["--env", "CartPole-v1", "--set", "vf_coef=0.5"], ["vf_coef", "did you mean vf_coeff"]),
+    ],
+)
+def test_a2c_bad_input(args, needles, tmp_path):
+    proc = run_cli("train", "a2c", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
+    _assert_one_line_error(proc, *needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a2c_train_resume_eval(tmp_path):
+    """The same run directory contract as REINFORCE: result.json, TensorBoard tags (the
+    entropy coefficient's schedule included), --resume and eval."""
+    out = tmp_path / "a2c"
+    common = ["--set", "entropy_coeff=[[0, 0.02], [4000, 0.0]]", "--video-frames", "0"]
+    first = run_cli(
+        "train", "a2c", "--env", "CartPole-v1", "--max-env-steps", "2000", "--seed", "0",
+        "--num-env-runners", "2", *common, "--output", str(out),
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    r1 = json.loads((out / "result.json").read_text())
+    assert r1["algorithm"] == "a2c" and r1["env_steps"] >= 2000
+    second = run_cli("train", "a2c", "--resume", str(out), "--max-env-steps", "4000")
+    assert second.returncode == 0, second.stderr
+    r2 = json.loads((out / "result.json").read_text())
+    assert r2["env_steps"] >= 4000 and r2["checkpoint"] != r1["checkpoint"]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    coeffs = []
+    for f in sorted((out / "tensorboard").glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        assert {"episode/return_mean", "learner/value_loss", "learner/entropy"} <= set(
+            acc.Tags()["scalars"]
+        )
+        coeffs += [e.value for e in acc.Scalars("learner/entropy_coeff")]
+    # Linear from 0.02 at step 0 to 0 at step 4000: falling, and inside that range.
+    assert coeffs[0] > coeffs[-1] and all(0.0 <= c <= 0.02 for c in coeffs)
+    ev = run_cli("eval", str(out), "--episodes", "2")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["episodes"] == 2

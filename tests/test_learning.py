@@ -1,4 +1,5 @@
-"""Tier 3: REINFORCE learns CartPole-v1, run through the ``rlgen train`` CLI as a user would."""
+"""Tier 3: REINFORCE, DQN and A2C learn CartPole-v1, run through the ``rlgen train`` CLI as a user
+would."""
 
 import json
 
@@ -52,6 +53,26 @@ def test_dqn_solves_cartpole_within_budget(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["solved"] is True, result
     assert result["env_steps"] <= CARTPOLE_MAX_ENV_STEPS
+    ev = run_cli("eval", result["checkpoint"], "--episodes", "3")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["greedy_return_mean"] >= 400
+
+
+def test_a2c_solves_cartpole_within_budget(tmp_path):
+    from algorithms.a2c import expected
+
+    out = tmp_path / "a2c"
+    proc = run_cli(
+        "train", "a2c", "--env", "CartPole-v1",
+        "--stop-reward", str(expected.CARTPOLE_SOLVED_RETURN),
+        "--max-env-steps", str(expected.CARTPOLE_MAX_ENV_STEPS),
+        "--seed", str(expected.LEARNING_TEST_SEED), "--video-frames", "0", "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["solved"] is True, result
+    assert result["episode_return_mean"] >= expected.CARTPOLE_SOLVED_RETURN
+    assert result["env_steps"] <= expected.CARTPOLE_MAX_ENV_STEPS
     ev = run_cli("eval", result["checkpoint"], "--episodes", "3")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["greedy_return_mean"] >= 400

@@ -60,9 +60,10 @@ class A2CConfig(AlgorithmConfig):
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or A2C)
         self.lambda_ = 0.95
-        self.normalize_advantages = True
+        self.normalize_advantages = False
         self.vf_coeff = 0.5
-        self.entropy_coeff: float | list[list[float]] = 0.0
+        # A small bonus early (keeps the policy from settling too soon), none once it is good.
+        self.entropy_coeff: float | list[list[float]] = [[0, 0.01], [150_000, 0.0]]
         self.optimizer = "adam"
         self.shared_torso = False
         self.model_torso = "auto"
@@ -73,12 +74,13 @@ class A2CConfig(AlgorithmConfig):
         self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
         self.rollout_backend = "python"  # Atari envs only: python wrappers or ale-py's C++ one
         # AlgorithmConfig fields with A2C defaults.
-        self.rollout_fragment_length = 32
+        self.rollout_fragment_length = 16
         self.num_env_runners = 0
-        self.num_envs_per_env_runner = 8
-        self.lr = 1e-3
+        self.num_envs_per_env_runner = 16
+        # Linear decay: fast early progress, then small steps that keep the solved policy.
+        self.lr: float | list[list[float]] = [[0, 3e-3], [200_000, 1e-4]]
         self.gamma = 0.99
-        self.grad_clip = 0.5
+        self.grad_clip = None
         self.grad_clip_by = "global_norm"
         self.batch_mode = "truncate_episodes"
         self.min_sample_timesteps_per_iteration = 1000
@@ -162,7 +164,9 @@ class A2CConfig(AlgorithmConfig):
 
 
 def _sample_round(runner: Any) -> tuple[list, dict]:
-    """T steps of each of the runner's envs (``num_timesteps`` counts every env's step)."""
+    """T steps of each of the runner's M envs: RLlib counts every env's step and stops at M*T
+    or up to M-1 steps past it (a sub-env's reset after an episode end takes one vector step
+    that is not an env step, so that env catches up by one)."""
     steps = runner.config.rollout_fragment_length * runner.config.num_envs_per_env_runner
     return runner.sample(num_timesteps=steps), runner.get_metrics()
 

@@ -93,12 +93,15 @@ class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             features = pi_features if pi_features is not None else self.pi_torso(x)
         return self.vf_head(features).squeeze(-1)  # (B,)
 
-    # No dropout or batch norm: acting needs no eval()/train() switch around each call.
+    # No dropout or batch norm: acting needs no eval()/train() switch around each call; and it
+    # needs no autograd graph (RLlib's EnvRunner calls these without no_grad).
     def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return self._forward(batch, **kwargs)
+        with torch.no_grad():
+            return self._forward(batch, **kwargs)
 
     def forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return self._forward(batch, **kwargs)
+        with torch.no_grad():
+            return self._forward(batch, **kwargs)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         features = self.pi_torso(self._features_input(batch))

@@ -1,0 +1,134 @@
+"""Tier 2: A2C on a real local Ray cluster: synchronous rounds with 0 and with 2 rollout actors
+of 4 envs each, a Gaussian policy, the Atari preset on a real ROM with the Nature CNN, and a
+checkpoint round trip."""
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
+
+from algorithms.a2c.algorithm import A2CConfig
+from envs import rllib_env_name
+
+
+def _config(env="CartPole-v1", *, runners=0, envs=4, steps=8, **training):
+    return (
+        A2CConfig()
+        .environment(rllib_env_name(env))
+        .env_runners(
+            num_env_runners=runners, num_envs_per_env_runner=envs, rollout_fragment_length=steps
+        )
+        .training(**training)
+        .reporting(min_sample_timesteps_per_iteration=0)  # one round per iteration
+        .debugging(seed=0)
+    )
+
+
+def _round_size_ok(new_steps: int, *, actors: int, envs: int, steps: int) -> bool:
+    """RLlib's ``sample(num_timesteps=M*T)`` returns M*T to M*T + M-1 env steps: a sub-env's
+    reset after its episode ended takes one vector step that is not an env step."""
+    return actors * envs * steps <= new_steps <= actors * (envs * steps + envs - 1)
+
+
+def _runner_weights(algo):
+    group = algo.env_runner_group
+    if group.num_remote_workers() == 0:
+        return [algo.env_runner.module.state_dict()]
+    return group.foreach_env_runner(lambda r: r.module.state_dict(), local_env_runner=False)
+
+
+@pytest.mark.parametrize("runners", [0, 2])
+def test_round_samples_n_actors_x_m_envs_x_t_steps_and_broadcasts(ray_local, runners):
+    algo = _config(runners=runners).build_algo()
+    try:
+        learner_before = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
+        sampled = 0
+        for _ in range(3):
+            result = algo.train()
+            before, sampled = sampled, result["env_runners"]["num_env_steps_sampled_lifetime"]
+            # One round: N actors x M envs x T steps.
+            assert _round_size_ok(sampled - before, actors=max(1, runners), envs=4, steps=8)
+            learner = result["learners"][DEFAULT_MODULE_ID]
+            assert np.isfinite(learner["policy_loss"]) and np.isfinite(learner["value_loss"])
+        weights = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
+        assert any(
+            not np.array_equal(np.asarray(weights[k]), np.asarray(learner_before[k]))
+            for k in weights
+        )
+        # Every actor holds the Learner's current policy (inference-only: no value head).
+        copies = _runner_weights(algo)
+        assert len(copies) == max(1, runners)
+        for copy in copies:
+            assert copy.keys() and not any(k.startswith("vf_") for k in copy)
+            for key, value in copy.items():
+                np.testing.assert_array_equal(np.asarray(value), np.asarray(weights[key]))
+    finally:
+        algo.stop()
+
+
+def test_gaussian_policy_on_pendulum(ray_local):
+    algo = _config("Pendulum-v1", shared_torso=True, initial_log_std=-0.5).build_algo()
+    try:
+        result = algo.train()
+        assert np.isfinite(result["learners"][DEFAULT_MODULE_ID]["entropy"])
+        module = algo.get_module(DEFAULT_MODULE_ID)
+        out = module.forward_inference({"obs": torch.zeros(1, 3)})
+        inputs = out["action_dist_inputs"]  # [mean, log_std] per action dimension
+        assert inputs.shape == (1, 2)
+        assert float(inputs[0, 1]) == pytest.approx(-0.5, abs=0.05)
+    finally:
+        algo.stop()
+
+
+def test_atari_preset_with_nature_cnn(ray_local):
+    config = (
+        A2CConfig()
+        .atari_defaults()
+        .environment(
+            rllib_env_name("ALE/Breakout-v5"), env_config={"training": True, "frame_stack": 4}
+        )
+        .env_runners(num_envs_per_env_runner=2)
+        .reporting(min_sample_timesteps_per_iteration=0)
+        .debugging(seed=0)
+    )
+    assert config.optimizer == "rmsprop" and config.rollout_fragment_length == 5
+    algo = config.build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        sampled = result["env_runners"]["num_env_steps_sampled_lifetime"]
+        assert 2 * 2 * 5 <= sampled <= 2 * (2 * 5 + 1)
+        learner = result["learners"][DEFAULT_MODULE_ID]
+        assert np.isfinite(learner["policy_loss"]) and learner["entropy"] > 1.0  # 4 actions
+        module = algo.learner_group._learner.module[DEFAULT_MODULE_ID]
+        assert module.image and module.shared and module.vf_torso is None
+        assert module.observation_space.shape == (4, 84, 84)
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_round_trip(ray_local, tmp_path):
+    config = _config(runners=0, envs=4, steps=50)
+    algo = config.build_algo()
+    try:
+        for _ in range(4):
+            algo.train()
+        steps = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
+        weights = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
+        games = algo.game_returns.get_state()
+        assert games["games"] > 0
+        algo.save_to_path(str(tmp_path))
+    finally:
+        algo.stop()
+    restored = config.build_algo()
+    try:
+        restored.restore_from_path(str(tmp_path))
+        again = restored.learner_group.get_weights()[DEFAULT_MODULE_ID]
+        for key in weights:
+            np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(weights[key]))
+        assert restored.game_returns.get_state() == games
+        result = restored.train()
+        new = result["env_runners"]["num_env_steps_sampled_lifetime"] - steps
+        assert _round_size_ok(new, actors=1, envs=4, steps=50)  # counters continue
+    finally:
+        restored.stop()
