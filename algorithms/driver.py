@@ -143,6 +143,22 @@ def use_gpu_learner_if_present(config: Any, spec: RLRunSpec) -> None:
         config.learners(num_gpus_per_learner=1)
 
 
+def warn_if_actors_exceed_cpus(config: Any) -> None:
+    """Ray holds an actor back until its CPUs are free: say so when the rollout actors ask for
+    more CPUs than the cluster has now, instead of leaving the run to wait in silence."""
+    import ray
+
+    need = config.num_env_runners * config.num_cpus_per_env_runner
+    have = ray.cluster_resources().get("CPU", 0)
+    if need > have:
+        print(
+            f"rlgen: {config.num_env_runners} rollout actors x {config.num_cpus_per_env_runner} "
+            f"CPU need {need:g} CPUs and this cluster has {have:g}; the run waits until CPUs "
+            f"join (or --set num_cpus_per_env_runner={have / config.num_env_runners:g})",
+            file=sys.stderr,
+        )
+
+
 def latest_checkpoint(path: Path) -> Path:
     """Accept a checkpoint directory or a run directory; return the newest checkpoint in it."""
     path = Path(path)
@@ -250,6 +266,7 @@ def train(spec: RLRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
 
     init_ray()
     use_gpu_learner_if_present(config, spec)
+    warn_if_actors_exceed_cpus(config)
     algo = config.build_algo()
     if ckpt is not None:
         try:

@@ -4,7 +4,8 @@
    475: our A2C (default config, through the same driver as ``rlgen train``, seeds 0..7, capped
    at 300k env steps) vs RLlib's PPO with its defaults (seeds 0..1). Medians over the seeds
    that solved it, and how many did. Goal: ours <= 0.5x PPO's wall time.
-2. Scaling: sampling throughput with 1, 2 and 4 rollout actors (8 CartPole envs each, T = 32),
+2. Scaling: sampling throughput with the rollouts in the driver (0 actors) and with 1, 2 and 4
+   rollout actors (the default 16 CartPole envs each, T = 16; 2 CPUs shared among the actors),
    and the fraction of each iteration's wall time spent sampling, in the Learner's update, in
    the weight broadcast, and elsewhere (metrics, bookkeeping). Env steps per second of the
    synchronous rounds and of sampling alone (env steps / time inside sampling).
@@ -18,17 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
-import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from benchkit import rllib_cartpole_to_475, steps_of, timed_calls
+from benchkit import (
+    cartpole_with_driver,
+    open_report,
+    parts_to_run,
+    rllib_cartpole_to_475,
+    steps_of,
+    timed_calls,
+)
 
 OUT = Path(__file__).resolve().parent / "results"
 PARTS = ("cartpole", "scaling")
@@ -39,25 +42,7 @@ def log(msg: str) -> None:
 
 
 def cartpole_ours(seed: int, max_env_steps: int) -> dict:
-    from algorithms.driver import RLRunSpec, train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = RLRunSpec(
-            algorithm="a2c", env="CartPole-v1", seed=seed, max_env_steps=max_env_steps,
-            video_frames=0,
-        )  # fmt: skip
-        run_dir = Path(tmp) / "run"
-        run_dir.mkdir()
-        t0 = time.monotonic()
-        result = train(spec, run_dir, resume=False)
-        wall = time.monotonic() - t0
-    return {
-        "seed": seed,
-        "solved": result["solved"],
-        "env_steps": result["env_steps"],
-        "training_wall_time_s": result["wall_time_s"],
-        "wall_time_s_with_setup": round(wall, 1),
-    }
+    return cartpole_with_driver("a2c", seed, max_env_steps)
 
 
 def cartpole_ppo(seed: int, time_cap_s: float) -> dict:
@@ -86,13 +71,14 @@ def scaling(actors: int, seconds: float) -> dict:
     from algorithms.a2c.algorithm import A2CConfig
     from envs import rllib_env_name
 
-    algo = (
+    config = (
         A2CConfig()
         .environment(rllib_env_name("CartPole-v1"))
-        .env_runners(num_env_runners=actors)
+        # 2 CPUs for up to 4 actors: each reserves its share, or Ray would hold the 3rd back.
+        .env_runners(num_env_runners=actors, num_cpus_per_env_runner=min(1.0, 2 / max(actors, 1)))
         .debugging(seed=0)
-        .build_algo()
     )
+    algo = config.build_algo()
     try:
         algo.train()  # warm-up: actors started, first weights synced
         parts: dict[str, float] = {}
@@ -109,8 +95,9 @@ def scaling(actors: int, seconds: float) -> dict:
     parts["other (metrics, bookkeeping)"] = elapsed - sum(parts.values())
     return {
         "rollout_actors": actors,
-        "envs_per_actor": 8,
-        "steps_per_env_per_round": 32,
+        "cpus_per_actor": config.num_cpus_per_env_runner,
+        "envs_per_actor": config.num_envs_per_env_runner,
+        "steps_per_env_per_round": config.rollout_fragment_length,
         "env_steps_per_s": round(steps / elapsed, 1),
         "sampling_env_steps_per_s": round(steps / parts["sampling"], 1),
         "env_steps": steps,
@@ -128,29 +115,9 @@ def main() -> None:
     parser.add_argument("--ppo-cap-s", type=float, default=600.0, help="PPO, per seed")
     parser.add_argument("--seconds", type=float, default=30.0, help="per scaling run")
     args = parser.parse_args()
-    parts = args.only.split(",")
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        parser.error(f"--only: unknown part(s) {sorted(unknown)}; choose from {PARTS}")
-
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    for name in ("ray.rllib", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    OUT.mkdir(parents=True, exist_ok=True)
+    parts = parts_to_run(args.only, PARTS, parser)
     path = OUT / "a2c.json"
-    report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    report["machine"] = {
-        "cpus": os.cpu_count(),
-        "gpu": torch.cuda.is_available(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-    }
-
-    def save() -> None:
-        path.write_text(json.dumps(report, indent=2) + "\n")
+    report, save = open_report(path)
 
     if "cartpole" in parts:
         log("1. CartPole-v1 to a 100-episode mean of 475: ours vs RLlib PPO (defaults)")
@@ -177,9 +144,9 @@ def main() -> None:
         log(json.dumps({k: v for k, v in report["cartpole"].items() if k != "ours"}))
         save()
     if "scaling" in parts:
-        log("2. scaling: 1, 2 and 4 rollout actors on this machine")
+        log("2. scaling: rollouts in the driver, then 1, 2 and 4 rollout actors")
         report["scaling"] = []
-        for actors in (1, 2, 4):
+        for actors in (0, 1, 2, 4):
             report["scaling"].append(scaling(actors, args.seconds))
             log(json.dumps(report["scaling"][-1]))
             save()

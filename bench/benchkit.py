@@ -3,8 +3,10 @@ algorithms run on CartPole-v1 to the same 100-episode criterion as ours."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,4 +76,70 @@ def rllib_cartpole_to_475(
         "training_wall_time_s": round(time.monotonic() - t0, 1),
         "episodes": len(returns),
         "last_100_episode_return_mean": ret,
+    }
+
+
+def parts_to_run(only: str, known: tuple[str, ...], parser: Any) -> list[str]:
+    """The ``--only`` list, checked against the script's parts (argparse error otherwise)."""
+    parts = only.split(",")
+    unknown = set(parts) - set(known)
+    if unknown:
+        parser.error(f"--only: unknown part(s) {sorted(unknown)}; choose from {known}")
+    return parts
+
+
+def open_report(path: Path) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Start a local Ray instance with this machine's 2 CPUs (quiet), load the report at
+    ``path`` if an earlier run left one (parts not rerun keep their figures), record the
+    machine, and return the report with a function that writes it back."""
+    import logging
+    import os
+    import platform
+
+    import ray
+    import torch
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    for name in ("ray.rllib", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    report["machine"] = {
+        "cpus": os.cpu_count(),
+        "gpu": torch.cuda.is_available(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+    }
+
+    def save() -> None:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+    return report, save
+
+
+def cartpole_with_driver(algorithm: str, seed: int, max_env_steps: int) -> dict:
+    """One of our algorithms on CartPole-v1 through the driver behind ``rlgen train`` (default
+    config, stop at the env's 475, no evaluation video), in a scratch run directory."""
+    import tempfile
+
+    from algorithms.driver import RLRunSpec, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = RLRunSpec(
+            algorithm=algorithm, env="CartPole-v1", seed=seed, max_env_steps=max_env_steps,
+            video_frames=0,
+        )  # fmt: skip
+        run_dir = Path(tmp) / "run"
+        run_dir.mkdir()
+        t0 = time.monotonic()
+        result = train(spec, run_dir, resume=False)
+        wall = time.monotonic() - t0
+    return {
+        "seed": seed,
+        "solved": result["solved"],
+        "env_steps": result["env_steps"],
+        "training_wall_time_s": result["wall_time_s"],
+        "wall_time_s_with_setup": round(wall, 1),
     }

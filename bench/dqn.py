@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from benchkit import rllib_cartpole_to_475, steps_of, timed_calls
+from benchkit import (
+    cartpole_with_driver,
+    open_report,
+    parts_to_run,
+    rllib_cartpole_to_475,
+    steps_of,
+    timed_calls,
+)
 
 OUT = Path(__file__).resolve().parent / "results"
 GAME = "ALE/Breakout-v5"
@@ -313,24 +318,7 @@ def sampling_actor(steps: int, *, num_envs: int, backend: str) -> dict:
 
 
 def cartpole_ours(seed: int, max_env_steps: int) -> dict:
-    import tempfile
-
-    from algorithms.driver import RLRunSpec, train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = RLRunSpec(algorithm="dqn", env="CartPole-v1", seed=seed, max_env_steps=max_env_steps)
-        run_dir = Path(tmp) / "run"
-        run_dir.mkdir()
-        t0 = time.monotonic()
-        result = train(spec, run_dir, resume=False)
-        wall = time.monotonic() - t0
-    return {
-        "seed": seed,
-        "solved": result["solved"],
-        "env_steps": result["env_steps"],
-        "training_wall_time_s": result["wall_time_s"],
-        "wall_time_s_with_setup": round(wall, 1),
-    }
+    return cartpole_with_driver("dqn", seed, max_env_steps)
 
 
 def cartpole_rllib(seed: int, time_cap_s: float) -> dict:
@@ -377,30 +365,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="CartPole seeds for ours")
     parser.add_argument("--rllib-cartpole-cap-s", type=float, default=900.0)
     args = parser.parse_args()
-    parts = args.only.split(",")
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        parser.error(f"--only: unknown part(s) {sorted(unknown)}; choose from {PARTS}")
-
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    for name in ("ray.rllib", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    OUT.mkdir(parents=True, exist_ok=True)
+    parts = parts_to_run(args.only, PARTS, parser)
     path = OUT / "dqn.json"
-    report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    report["machine"] = {
-        "cpus": os.cpu_count(),
-        "gpu": torch.cuda.is_available(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-    }
-
-    def save() -> None:
-        path.write_text(json.dumps(report, indent=2) + "\n")
+    report, save = open_report(path)
 
     if "memory" in parts:
         log("1. replay memory per Atari transition")

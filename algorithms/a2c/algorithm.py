@@ -10,23 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
-    TIMERS,
+from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
+
+from algorithms.common.base import RlgenAlgorithm
+from algorithms.common.config_checks import (
+    check_choice,
+    check_cnn_observations,
+    check_common,
+    check_range,
+    check_schedule,
+    set_given_fields,
 )
 
-from algorithms.common.config_checks import check_common, check_range, check_schedule
-from algorithms.common.episodes import ReturnWindow
-
-GAMES_STATE_KEY = "rlgen_game_returns"
 OPTIMIZERS = ("adam", "rmsprop")
 
 # Mnih et al. 2016 / the A2C baselines for Atari, applied by ``atari_defaults()``: 16 envs x 5
@@ -97,11 +94,8 @@ class A2CConfig(AlgorithmConfig):
         frame_stack, sticky_actions, rollout_backend (python|vector; Atari envs only).
         The rollout length T per env is RLlib's ``rollout_fragment_length``.
         """
-        own = {k: kwargs.pop(k) for k in A2C_FIELDS if k in kwargs}
+        set_given_fields(self, A2C_FIELDS, kwargs)
         super().training(**kwargs)
-        for key, value in own.items():
-            if value is not NotProvided:
-                setattr(self, key, value)
         return self
 
     def atari_defaults(self) -> A2CConfig:
@@ -120,15 +114,10 @@ class A2CConfig(AlgorithmConfig):
         check_range("initial_log_std", self.initial_log_std)
         check_range("frame_stack", self.frame_stack, low=1, integer=True)
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
-        choices = {
-            "optimizer": OPTIMIZERS,
-            "model_torso": ("auto", "cnn", "mlp"),
-            "model_activation": ("tanh", "relu"),
-            "rollout_backend": ("python", "vector"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
+        check_choice("model_activation", self.model_activation, ("tanh", "relu"))
+        check_choice("rollout_backend", self.rollout_backend, ("python", "vector"))
 
     def round_env_steps(self) -> int:
         """Env steps per round, all actors: N actors (1 when sampling locally) x M envs x T."""
@@ -137,11 +126,7 @@ class A2CConfig(AlgorithmConfig):
 
     def check_spaces(self, observation_space: Any, action_space: Any) -> None:
         """The CNN needs (C, 84, 84) frames."""
-        shape = tuple(observation_space.shape)
-        if self.model_torso == "cnn" and (len(shape) != 3 or shape[1:] != (84, 84)):
-            raise ValueError(
-                f"model_torso=cnn needs image observations (C, 84, 84), this env gives {shape}"
-            )
+        check_cnn_observations(self.model_torso, tuple(observation_space.shape))
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from algorithms.a2c.module import A2CTorchRLModule
@@ -171,14 +156,10 @@ def _sample_round(runner: Any) -> tuple[list, dict]:
     return runner.sample(num_timesteps=steps), runner.get_metrics()
 
 
-class A2C(Algorithm):
+class A2C(RlgenAlgorithm):
     @classmethod
     def get_default_config(cls) -> A2CConfig:
         return A2CConfig()
-
-    def setup(self, config: Any) -> None:
-        super().setup(config)
-        self.game_returns = ReturnWindow()
 
     def _sample(self) -> tuple[list, list]:
         group = self.env_runner_group
@@ -191,30 +172,6 @@ class A2C(Algorithm):
     def training_step(self) -> None:
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, runner_metrics = self._sample()
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
-        self.game_returns.add(episodes)
-        self.metrics.log_dict(self.game_returns.metrics(), window=1)
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self.learner_group.update(
-                episodes=episodes,
-                timesteps={
-                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
-                    )
-                },
-            )
-        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group, inference_only=True
-            )
-
-    def get_state(self, *args: Any, **kwargs: Any) -> dict:
-        state = super().get_state(*args, **kwargs)
-        state[GAMES_STATE_KEY] = self.game_returns.get_state()
-        return state
-
-    def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        if GAMES_STATE_KEY in state:
-            self.game_returns.set_state(state[GAMES_STATE_KEY])
+        self.record_sampling(episodes, runner_metrics)
+        self.update_learners(episodes)
+        self.broadcast_weights()

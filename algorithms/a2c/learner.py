@@ -12,7 +12,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from algorithms.a2c.connectors import ADVANTAGES, VALUE_TARGETS, GeneralizedAdvantages
 from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
-from algorithms.common.gradients import guard_nonfinite
+from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.schedules import scalar_or_schedule
 
 # RMSprop as in Mnih et al. 2016 / the A2C baselines: decay 0.99, epsilon 1e-5.
@@ -20,7 +20,7 @@ RMSPROP_ALPHA = 0.99
 RMSPROP_EPS = 1e-5
 
 
-class A2CTorchLearner(TorchLearner):
+class A2CTorchLearner(NonFiniteGuard, TorchLearner):
     def build(self) -> None:
         super().build()
         self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, 0)
@@ -53,14 +53,13 @@ class A2CTorchLearner(TorchLearner):
         logp_B = dist.logp(batch[Columns.ACTIONS])
         values_B = fwd_out[Columns.VF_PREDS]
         raw_adv_B = batch[ADVANTAGES]
-        adv_B = losses.normalize(raw_adv_B) if config.normalize_advantages else raw_adv_B
-        policy_loss = losses.policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B)
         value_loss = losses.value_loss(values_B=values_B, returns_B=batch[VALUE_TARGETS])
-        entropy = dist.entropy().mean()
-        total = losses.total_loss(
-            policy_loss=policy_loss,
+        total, policy_loss, entropy = losses.policy_gradient_objective(
+            logp_B=logp_B,
+            entropy_B=dist.entropy(),
+            advantages_B=raw_adv_B,
             value_loss=value_loss,
-            entropy=entropy,
+            normalize_advantages=config.normalize_advantages,
             vf_coeff=config.vf_coeff,
             entropy_coeff=self.entropy_coeff,
         )
@@ -77,8 +76,3 @@ class A2CTorchLearner(TorchLearner):
             window=1,
         )
         return total
-
-    def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
-        grads = super().compute_gradients(loss_per_module, **kwargs)
-        guard_nonfinite(grads, self.metrics)
-        return grads

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
@@ -20,7 +19,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from algorithms.common.networks import mlp_torso, nature_cnn
+from algorithms.common.networks import dist_inputs, mlp_torso, nature_cnn, policy_output
 
 IMAGE_SHAPE = (84, 84)
 
@@ -48,15 +47,7 @@ class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 return nature_cnn(shape[0])
             return mlp_torso(int(np.prod(shape)), hiddens, activation)
 
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            out_dim = int(self.action_space.n)
-            self.log_std = None
-        elif isinstance(self.action_space, gym.spaces.Box):
-            out_dim = int(np.prod(self.action_space.shape))
-            init = float(cfg.get("initial_log_std", 0.0))
-            self.log_std = nn.Parameter(torch.full((out_dim,), init))
-        else:
-            raise ValueError(f"unsupported action space {self.action_space}")
+        out_dim, self.log_std = policy_output(self.action_space, cfg.get("initial_log_std", 0.0))
         self.shared = bool(cfg.get("shared_torso", False))
         self.pi_torso, width = torso()
         self.pi_head = nn.Linear(width, out_dim)
@@ -79,10 +70,7 @@ class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return obs.float().reshape(obs.shape[0], -1)  # (B, obs_dim)
 
     def _dist_inputs(self, features_BF: torch.Tensor) -> torch.Tensor:
-        out = self.pi_head(features_BF)
-        if self.log_std is None:
-            return out  # (B, A) logits
-        return torch.cat([out, self.log_std.expand_as(out)], dim=-1)  # (B, 2 * act_dim)
+        return dist_inputs(self.pi_head(features_BF), self.log_std)
 
     def _value(self, x: torch.Tensor, pi_features: torch.Tensor | None) -> torch.Tensor:
         if self.vf_head is None:

@@ -56,3 +56,29 @@ def check_schedule(name: str, value: Any, *, low: float = 0.0) -> None:
     steps = [p[0] for p in value]
     if steps != sorted(steps):
         raise ValueError(f"{name}={value!r} must be {rule}")
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """Raise ValueError("name='x' is not one of a, b, c") unless value is in ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+def check_cnn_observations(model_torso: str, shape: tuple[int, ...]) -> None:
+    """``model_torso=cnn`` (the Nature CNN) needs (C, 84, 84) observations."""
+    if model_torso == "cnn" and (len(shape) != 3 or tuple(shape[1:]) != (84, 84)):
+        raise ValueError(
+            f"model_torso=cnn needs image observations (C, 84, 84), this env gives {shape}"
+        )
+
+
+def set_given_fields(config: Any, fields: tuple[str, ...], kwargs: dict[str, Any]) -> None:
+    """Pop an algorithm's own fields from ``kwargs`` (what the base ``training()`` would refuse)
+    and set the ones given; the rest of ``kwargs`` is left for the base class."""
+    from ray.rllib.algorithms.algorithm_config import NotProvided
+
+    for key in fields:
+        if key in kwargs:
+            value = kwargs.pop(key)
+            if value is not NotProvided:
+                setattr(config, key, value)

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 WINDOW = 100
+GAMES_STATE_KEY = "rlgen_game_returns"  # where algorithms keep the window in checkpoints
 
 
 def game_return(episode: Any) -> float | None:

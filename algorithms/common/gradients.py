@@ -23,3 +23,15 @@ def guard_nonfinite(grads: dict[Any, torch.Tensor | None], metrics: Any) -> torc
     metrics.log_value(M.GRAD_NORM, norm.detach() if finite else float("nan"), window=1)
     metrics.log_value(M.NONFINITE_UPDATES, 0 if finite else 1, reduce="sum")
     return norm
+
+
+class NonFiniteGuard:
+    """Learner mixin (before ``TorchLearner`` in the bases): every gradient goes through
+    ``guard_nonfinite`` before RLlib clips and applies it."""
+
+    metrics: Any
+
+    def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
+        grads = super().compute_gradients(loss_per_module, **kwargs)  # type: ignore[misc]
+        guard_nonfinite(grads, self.metrics)
+        return grads

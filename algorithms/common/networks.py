@@ -3,6 +3,11 @@ and MLPs for vector observations."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -44,3 +49,22 @@ def mlp(in_dim: int, hiddens: list[int], out_dim: int, activation: str) -> nn.Se
     """Hidden layers and a linear output layer (the last element)."""
     layers, width = mlp_layers(in_dim, hiddens, activation)
     return nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+
+def policy_output(action_space: Any, initial_log_std: float) -> tuple[int, nn.Parameter | None]:
+    """Width of a policy head and, for Box actions, the learned state-independent log std:
+    Discrete(n) -> (n logits, None); Box(d) -> (d means, a d-vector parameter)."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return int(action_space.n), None
+    if isinstance(action_space, gym.spaces.Box):
+        width = int(np.prod(action_space.shape))
+        return width, nn.Parameter(torch.full((width,), float(initial_log_std)))
+    raise ValueError(f"unsupported action space {action_space}")
+
+
+def dist_inputs(head_out_BA: torch.Tensor, log_std: torch.Tensor | None) -> torch.Tensor:
+    """RLlib's action-distribution inputs: logits as they are, or [mean, log_std] for the
+    diagonal Gaussian (``TorchDiagGaussian``), (B, 2 * act_dim)."""
+    if log_std is None:
+        return head_out_BA
+    return torch.cat([head_out_BA, log_std.expand_as(head_out_BA)], dim=-1)

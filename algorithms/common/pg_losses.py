@@ -51,3 +51,29 @@ def total_loss(
 ) -> torch.Tensor:
     """L = L_pi + vf_coeff * L_V - entropy_coeff * H[pi]  (entropy is a bonus, so subtracted)."""
     return policy_loss + vf_coeff * value_loss - entropy_coeff * entropy
+
+
+def policy_gradient_objective(
+    *,
+    logp_B: torch.Tensor,
+    entropy_B: torch.Tensor,
+    advantages_B: torch.Tensor,
+    value_loss: torch.Tensor,
+    normalize_advantages: bool,
+    vf_coeff: float,
+    entropy_coeff: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The whole loss of REINFORCE and A2C from per-step terms: (optionally standardized)
+    advantages into the policy gradient, plus the weighted value loss, minus the entropy bonus.
+    Returns (total, policy loss, mean entropy)."""
+    adv_B = normalize(advantages_B) if normalize_advantages else advantages_B
+    policy_loss = policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B)
+    entropy = entropy_B.mean()
+    total = total_loss(
+        policy_loss=policy_loss,
+        value_loss=value_loss,
+        entropy=entropy,
+        vf_coeff=vf_coeff,
+        entropy_coeff=entropy_coeff,
+    )
+    return total, policy_loss, entropy

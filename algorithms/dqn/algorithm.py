@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -22,19 +21,23 @@ from ray.rllib.utils.metrics import (
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
 
 from algorithms.common import metrics as M
-from algorithms.common.config_checks import check_common, check_range
-from algorithms.common.episodes import ReturnWindow
+from algorithms.common.base import RlgenAlgorithm
+from algorithms.common.config_checks import (
+    check_choice,
+    check_cnn_observations,
+    check_common,
+    check_range,
+    set_given_fields,
+)
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, TD_ERROR, WEIGHTS
 from algorithms.dqn.replay import FrameReplay
 
 REPLAY_STATE_KEY = "rlgen_replay"
-GAMES_STATE_KEY = "rlgen_game_returns"
 
 # Settings close to Mnih et al. 2015 / CleanRL for Atari, applied by ``atari_defaults()``.
 ATARI_DEFAULTS: dict[str, Any] = {
@@ -109,11 +112,8 @@ class DQNConfig(AlgorithmConfig):
         frame_stack, sticky_actions, rollout_backend (python|vector: ale-py's C++ vector env),
         model_torso (auto|cnn|mlp), model_hiddens.
         """
-        own = {k: kwargs.pop(k) for k in DQN_FIELDS if k in kwargs}
+        set_given_fields(self, DQN_FIELDS, kwargs)
         super().training(**kwargs)
-        for key, value in own.items():
-            if value is not NotProvided:
-                setattr(self, key, value)
         return self
 
     def atari_defaults(self) -> DQNConfig:
@@ -139,20 +139,14 @@ class DQNConfig(AlgorithmConfig):
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         if not (isinstance(self.epsilon, list) and len(self.epsilon) == 3):
             raise ValueError(f"epsilon={self.epsilon!r} must be [start, end, env steps]")
-        if self.rollout_backend not in ("python", "vector"):
-            raise ValueError(f"rollout_backend={self.rollout_backend!r} is not python or vector")
-        if self.model_torso not in ("auto", "cnn", "mlp"):
-            raise ValueError(f"model_torso={self.model_torso!r} is not auto, cnn or mlp")
+        check_choice("rollout_backend", self.rollout_backend, ("python", "vector"))
+        check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
 
     def check_spaces(self, observation_space: Any, action_space: Any) -> None:
         """DQN needs discrete actions; the CNN needs (C, 84, 84) frames."""
         if not hasattr(action_space, "n"):
             raise ValueError(f"DQN needs a Discrete action space, got {action_space}")
-        shape = tuple(observation_space.shape)
-        if self.model_torso == "cnn" and (len(shape) != 3 or shape[1:] != (84, 84)):
-            raise ValueError(
-                f"model_torso=cnn needs image observations (C, 84, 84), this env gives {shape}"
-            )
+        check_cnn_observations(self.model_torso, tuple(observation_space.shape))
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from algorithms.dqn.module import DQNTorchRLModule
@@ -173,7 +167,7 @@ class DQNConfig(AlgorithmConfig):
         return DQNTorchLearner
 
 
-class DQN(Algorithm):
+class DQN(RlgenAlgorithm):
     @classmethod
     def get_default_config(cls) -> DQNConfig:
         return DQNConfig()
@@ -194,7 +188,6 @@ class DQN(Algorithm):
             seed=self.config.seed,
         )
         self.update_credit = 0.0
-        self.game_returns = ReturnWindow()
 
     def _sample(self) -> tuple[list, list]:
         group, total = self.env_runner_group, self.config.rollout_steps_per_iteration
@@ -289,21 +282,15 @@ class DQN(Algorithm):
             for start in range(0, updates, cfg.updates_per_learner_call):
                 count = min(cfg.updates_per_learner_call, updates - start)
                 self.metrics.aggregate(self._learn(env_steps, count), key=LEARNER_RESULTS)
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group, inference_only=True
-            )
+        self.broadcast_weights()
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict:
         state = super().get_state(*args, **kwargs)
-        state[GAMES_STATE_KEY] = self.game_returns.get_state()
         if self.config.store_replay_in_checkpoint:
             state[REPLAY_STATE_KEY] = self.replay.get_state()
         return state
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
-        if GAMES_STATE_KEY in state:
-            self.game_returns.set_state(state[GAMES_STATE_KEY])
         if REPLAY_STATE_KEY in state:
             self.replay.set_state(state[REPLAY_STATE_KEY])

@@ -6,27 +6,17 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
-    TIMERS,
-)
+from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from algorithms.common import metrics as M
 from algorithms.common import returns as mc
+from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config_checks import check_common, check_range
-from algorithms.common.episodes import ReturnWindow
 
 BASELINES = ("none", "moving_average", "value")
 MA_STATE_KEY = "rlgen_moving_average_baseline"
-GAMES_STATE_KEY = "rlgen_game_returns"
 
 
 class ReinforceConfig(AlgorithmConfig):
@@ -133,7 +123,7 @@ def _sample_episodes(runner: Any, *, num_episodes: int) -> tuple[list, dict]:
     return runner.sample(num_episodes=num_episodes), runner.get_metrics()
 
 
-class Reinforce(Algorithm):
+class Reinforce(RlgenAlgorithm):
     @classmethod
     def get_default_config(cls) -> ReinforceConfig:
         return ReinforceConfig()
@@ -141,7 +131,6 @@ class Reinforce(Algorithm):
     def setup(self, config: Any) -> None:
         super().setup(config)
         self.moving_average_baseline: float | None = None
-        self.game_returns = ReturnWindow()
 
     def _sample_complete_episodes(self) -> tuple[list, list]:
         """``episodes_per_batch`` complete, on-policy episodes from all rollout actors."""
@@ -163,9 +152,7 @@ class Reinforce(Algorithm):
     def training_step(self) -> None:
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, runner_metrics = self._sample_complete_episodes()
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
-        self.game_returns.add(episodes)
-        self.metrics.log_dict(self.game_returns.metrics(), window=1)
+        self.record_sampling(episodes, runner_metrics)
 
         if self.config.baseline == "moving_average":
             b = 0.0 if self.moving_average_baseline is None else self.moving_average_baseline
@@ -175,16 +162,7 @@ class Reinforce(Algorithm):
                 if not call.ok:
                     raise call.get()
 
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self.learner_group.update(
-                episodes=episodes,
-                timesteps={
-                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
-                    )
-                },
-            )
-        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self.update_learners(episodes)
 
         if self.config.baseline == "moving_average":
             # Update b only after the step: b never depends on the batch it is subtracted from.
@@ -207,20 +185,14 @@ class Reinforce(Algorithm):
                 M.MOVING_AVERAGE_BASELINE, self.moving_average_baseline, window=1
             )
 
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group, inference_only=True
-            )
+        self.broadcast_weights()
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict:
         state = super().get_state(*args, **kwargs)
         state[MA_STATE_KEY] = self.moving_average_baseline
-        state[GAMES_STATE_KEY] = self.game_returns.get_state()
         return state
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         if MA_STATE_KEY in state:
             self.moving_average_baseline = state[MA_STATE_KEY]
-        if GAMES_STATE_KEY in state:
-            self.game_returns.set_state(state[GAMES_STATE_KEY])

@@ -10,11 +10,11 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
-from algorithms.common.gradients import guard_nonfinite
+from algorithms.common.gradients import NonFiniteGuard
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
 
-class ReinforceTorchLearner(TorchLearner):
+class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
     def build(self) -> None:
         super().build()
         # Set by the driver before every update when baseline == "moving_average", so all
@@ -48,15 +48,12 @@ class ReinforceTorchLearner(TorchLearner):
         else:
             baseline_B = torch.zeros_like(returns_B)
 
-        adv_B = losses.advantages(returns_B=returns_B, baseline_B=baseline_B)
-        if config.normalize_advantages:
-            adv_B = losses.normalize(adv_B)
-        policy_loss = losses.policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B)
-        entropy = dist.entropy().mean()
-        total = losses.total_loss(
-            policy_loss=policy_loss,
+        total, policy_loss, entropy = losses.policy_gradient_objective(
+            logp_B=logp_B,
+            entropy_B=dist.entropy(),
+            advantages_B=losses.advantages(returns_B=returns_B, baseline_B=baseline_B),
             value_loss=value_loss,
-            entropy=entropy,
+            normalize_advantages=config.normalize_advantages,
             vf_coeff=config.vf_coeff,
             entropy_coeff=config.entropy_coeff,
         )
@@ -72,8 +69,3 @@ class ReinforceTorchLearner(TorchLearner):
             window=1,
         )
         return total
-
-    def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
-        grads = super().compute_gradients(loss_per_module, **kwargs)
-        guard_nonfinite(grads, self.metrics)
-        return grads

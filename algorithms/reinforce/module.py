@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
@@ -18,7 +17,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from algorithms.common.networks import mlp
+from algorithms.common.networks import dist_inputs, mlp, policy_output
 
 
 class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
@@ -30,15 +29,7 @@ class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         hiddens = list(cfg.get("hiddens", [64, 64]))
         activation = cfg.get("activation", "tanh")
         obs_dim = int(np.prod(self.observation_space.shape))
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            out_dim = int(self.action_space.n)
-            self.log_std = None
-        elif isinstance(self.action_space, gym.spaces.Box):
-            out_dim = int(np.prod(self.action_space.shape))
-            init = float(cfg.get("initial_log_std", 0.0))
-            self.log_std = nn.Parameter(torch.full((out_dim,), init))
-        else:
-            raise ValueError(f"unsupported action space {self.action_space}")
+        out_dim, self.log_std = policy_output(self.action_space, cfg.get("initial_log_std", 0.0))
         self.pi = mlp(obs_dim, hiddens, out_dim, activation)
         # Small last layer: a near-uniform (or unit-variance, zero-mean) starting policy.
         last = self.pi[-1]
@@ -54,10 +45,7 @@ class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return obs.reshape(obs.shape[0], -1)  # (B, *obs_shape) -> (B, obs_dim)
 
     def _dist_inputs(self, obs_BD: torch.Tensor) -> torch.Tensor:
-        out = self.pi(obs_BD)
-        if self.log_std is None:
-            return out
-        return torch.cat([out, self.log_std.expand_as(out)], dim=-1)  # (B, 2 * act_dim)
+        return dist_inputs(self.pi(obs_BD), self.log_std)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return {Columns.ACTION_DIST_INPUTS: self._dist_inputs(self._flat_obs(batch))}
