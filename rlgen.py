@@ -19,6 +19,7 @@ import warnings
 from typing import Any
 
 from algorithms import ALGORITHMS
+from generative import MODELS
 from runkit.errors import UserError
 
 EXIT_USAGE = 2
@@ -54,9 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlgen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train an RL agent")
-    train.add_argument("algorithm", choices=sorted(ALGORITHMS))
+    train = sub.add_parser("train", help="train an RL agent or a generative model")
+    train.add_argument("algorithm", choices=sorted(ALGORITHMS) + sorted(MODELS))
     train.add_argument("--env", help="gymnasium env id, e.g. CartPole-v1 (not needed on --resume)")
+    train.add_argument(
+        "--dataset", help="generative models: mnist5k (default) or a dataset folder / URI"
+    )
+    train.add_argument("--epochs", type=_positive_int, help="generative models: epochs")
+    train.add_argument(
+        "--num-workers", type=_positive_int, help="generative models: Ray Train workers"
+    )
+    train.add_argument(
+        "--use-gpu", choices=("auto", "yes", "no"), help="generative models (default auto)"
+    )
     train.add_argument("--config", help="YAML or JSON file of config keys")
     train.add_argument(
         "--set",
@@ -112,10 +123,91 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--video", metavar="FILE", help="record one greedy episode to FILE (.gif or .mp4)"
     )
+
+    sample = sub.add_parser("sample", help="image grid from a generative checkpoint")
+    sample.add_argument("checkpoint", help="checkpoint directory or run directory")
+    sample.add_argument("--n", type=_positive_int, default=64, help="images in the grid")
+    sample.add_argument("--out", default="samples.png", help="PNG file to write (never replaced)")
+    sample.add_argument("--seed", type=int, default=0)
+
+    data = sub.add_parser("data", help="datasets for the generative models")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    imp = data_sub.add_parser("import", help="convert a dataset to rlgen's Parquet format")
+    imp.add_argument("kind", choices=("mnist-idx", "cifar10", "folder"))
+    imp.add_argument("src", help="folder holding the files to import")
+    imp.add_argument("dest", help="new dataset folder (train.parquet, test.parquet)")
     return parser
 
 
+def cmd_train_generative(args: argparse.Namespace) -> int:
+    from generative.harness import GenRunSpec, build_config, train
+    from runkit.overrides import merge_overrides
+    from runkit.rundir import RUN_FILE, new_run_dir, read_json
+
+    if args.env:
+        raise UserError(f"train {args.algorithm}: --env is for RL jobs; use --dataset")
+    output = args.resume if isinstance(args.resume, str) else args.output
+    resume = bool(args.resume)
+    overrides = merge_overrides(args.config, args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if resume:
+        run_dir = new_run_dir(output, prefix="", resume=True)
+        spec = GenRunSpec(**read_json(run_dir / RUN_FILE)["spec"])
+        if spec.model != args.algorithm:
+            raise UserError(
+                f"--resume {run_dir}: that run trained {spec.model}, not {args.algorithm}"
+            )
+        spec.overrides.update(overrides)
+        build_config(spec)
+    else:
+        spec = GenRunSpec(model=args.algorithm, overrides=overrides)
+        if args.dataset:
+            spec.dataset = args.dataset
+        if args.num_workers:
+            spec.num_workers = args.num_workers
+        if args.use_gpu:
+            spec.use_gpu = args.use_gpu
+        if args.seed is not None:
+            spec.seed = args.seed
+        build_config(spec)  # fail on bad keys before anything is written
+        from generative.data.images import check_dataset, resolve
+
+        check_dataset(resolve(spec.dataset))
+        run_dir = new_run_dir(output, prefix=spec.model, resume=False)
+    print(f"rlgen: run directory {run_dir}", file=sys.stderr)
+    result = train(spec, run_dir, resume=resume)
+    print(json.dumps(result, indent=2))
+    print(
+        f"rlgen: {result['epochs']} epochs, test NLL {result['test_nll_nats']:.2f} nats "
+        f"({result['test_bits_per_dim']:.4f} bits/dim); result in {run_dir / 'result.json'}\n"
+        f"rlgen: samples in {result['samples_png']}; TensorBoard: tensorboard --logdir "
+        f"{result['tensorboard_dir']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from generative.harness import sample_grid
+
+    print(json.dumps(sample_grid(args.checkpoint, n=args.n, out=args.out, seed=args.seed)))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from generative.data.images import check_dataset
+    from generative.data.importers import import_dataset
+
+    counts = import_dataset(args.kind, args.src, args.dest)
+    specs = check_dataset(args.dest)
+    print(json.dumps({"dest": args.dest, "images": counts, "shape": specs["train"].shape}))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.algorithm in MODELS:
+        return cmd_train_generative(args)
     from algorithms.driver import RLRunSpec, train
     from runkit.overrides import merge_overrides
     from runkit.rundir import RUN_FILE, new_run_dir, read_json
@@ -189,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"train": cmd_train, "eval": cmd_eval}[args.command]
+        handler = {
+            "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data,
+        }[args.command]  # fmt: skip
         return handler(args)
     except UserError as exc:
         message = str(exc)

@@ -1,1 +1,7 @@
-"""Generative models as Ray Train jobs: the VAE and PixelCNN land here (see the issues)."""
+"""Generative models as Ray Train jobs: the VAE (``vae/``) on the shared harness
+(``harness.py``) and data pipeline (``data/``); the PixelCNN follows.
+
+``MODELS`` lists the CLI names, importable without torch or Ray.
+"""
+
+MODELS = ("vae",)

@@ -44,6 +44,10 @@ class ScalarWriter:
         summary = Summary(value=[Summary.Value(tag=tag, image=image)])
         self._writer._get_file_writer().add_summary(summary, global_step=step)
 
+    def image(self, tag: str, image_HWC: Any, *, step: int) -> None:
+        """One uint8 (H, W, C) image (an image grid) under TensorBoard's Images tab."""
+        self._writer.add_image(tag, image_HWC, global_step=step, dataformats="HWC")
+
     def flush(self) -> None:
         self._writer.flush()
 
