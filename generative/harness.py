@@ -31,6 +31,8 @@ STATE_FILE = "state.pt"
 TRAIN_DIR = "ray_train"
 RUN_NAME = "train"
 IMAGES_DIR = "images"
+KEEP_CHECKPOINTS = 2
+PROGRESS_FILE = "progress.log"  # rank 0 appends a line per epoch; the driver echoes it
 
 
 class Job(Protocol):
@@ -199,14 +201,14 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 Path(d) / STATE_FILE,
             )
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        print(
+        line = (
             f"[{lc['model']}] epoch {epoch + 1}/{cfg.epochs} | train loss "
             f"{metrics['train_loss']:.2f} | test NLL {metrics.get('test_nll_nats', math.nan):.2f}"
             f" nats ({metrics.get('test_bits_per_dim', math.nan):.4f} bits/dim) | "
-            f"{metrics['train_images_per_s']:.0f} images/s",
-            file=sys.stderr,
-            flush=True,
+            f"{metrics['train_images_per_s']:.0f} images/s | {elapsed:.0f} s"
         )
+        with open(Path(lc["run_dir"]) / PROGRESS_FILE, "a") as f:
+            f.write(line + "\n")
     if writer is not None:
         writer.close()
 
@@ -226,6 +228,42 @@ def decide_gpu(use_gpu: str, num_workers: int) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= num_workers
 
 
+class ProgressEcho:
+    """Print the lines rank 0 appends to the run's progress file while ``fit()`` blocks (the
+    workers' own output does not reach this terminal)."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.path, self._offset, self._stop = path, 0, threading.Event()
+        if path.exists():
+            self._offset = path.stat().st_size  # a resumed run: only the new lines
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _echo(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path) as f:
+            f.seek(self._offset)
+            text = f.read()
+            self._offset = f.tell()
+        if text:
+            print(text, end="", file=sys.stderr, flush=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._echo()
+
+    def __enter__(self) -> ProgressEcho:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._echo()
+
+
 def cpus_per_worker(num_workers: int) -> float:
     """Whole CPUs per Train worker where the cluster has one to spare for Ray Data's read
     tasks (each asks for a whole CPU); otherwise a share that leaves one CPU free. With every
@@ -242,7 +280,7 @@ def train(spec: GenRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) the job; return result.json's dict."""
     import ray
     import ray.data
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from algorithms.driver import init_ray
@@ -275,12 +313,14 @@ def train(spec: GenRunSpec, run_dir: Path, *, resume: bool) -> dict[str, Any]:
             name=RUN_NAME,
             storage_path=str(run_dir / TRAIN_DIR),
             failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
         ),
         datasets={
             "train": ray.data.read_parquet(split_path(dataset, "train")).select_columns(["image"])
         },
     )
-    result = trainer.fit()
+    with ProgressEcho(run_dir / PROGRESS_FILE):
+        result = trainer.fit()
     if result.error is not None:
         raise result.error
     metrics = dict(result.metrics or {})

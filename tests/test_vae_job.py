@@ -80,3 +80,21 @@ def test_bad_vae_settings_exit_2(tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and needle in lines[0], lines
         assert not (tmp_path / "r").exists()
+
+
+def test_vae_learns_mnist5k(tmp_path):
+    from generative.vae import expected
+
+    out = tmp_path / "vae"
+    proc = run_cli(
+        "train", "vae", "--epochs", str(expected.MNIST5K_EPOCHS), "--seed", "0",
+        "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"epoch {expected.MNIST5K_EPOCHS}/{expected.MNIST5K_EPOCHS}" in proc.stderr  # progress
+    result = json.loads((out / "result.json").read_text())
+    assert result["epochs"] == expected.MNIST5K_EPOCHS
+    assert result["test_nll_nats"] < expected.MNIST5K_MAX_TEST_NLL_NATS, result
+    # The bound is at most the -ELBO, and only two checkpoints are kept.
+    assert result["test_nll_nats"] <= result["metrics"]["test_neg_elbo_nats"]
+    assert len(list((out / "ray_train" / "train").glob("checkpoint_*"))) == 2
