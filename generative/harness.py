@@ -145,17 +145,24 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
         x_test = binarize(torch.as_tensor(test_images), cfg.binarize, generator=fixed)
 
     elapsed = float(state["elapsed_s"])
+    shard_images: np.ndarray | None = None  # this worker's shard, decoded once, uint8 NCHW
     for epoch in range(int(state["epoch"]), cfg.epochs):
         t0 = time.monotonic()
+        if shard_images is None:
+            # Ray Data reads and splits the Parquet files once; batches of a few hundred
+            # images through its iterator cost more than the VAE's own step, so the shard is
+            # kept in memory (MNIST: 47 MB, CIFAR-10: 150 MB over all workers).
+            shard_images = np.concatenate(
+                [
+                    decode(batch["image"], (h, w, c))
+                    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy")
+                ]
+            )
         model.train()
         seen, loss_sum = 0, 0.0
-        for batch in shard.iter_batches(
-            batch_size=cfg.batch_size,
-            batch_format="numpy",
-            local_shuffle_buffer_size=max(4 * cfg.batch_size, 1000),
-            local_shuffle_seed=lc["seed"] * 1000 + epoch * world + rank,
-        ):
-            x_uint8 = torch.as_tensor(decode(batch["image"], (h, w, c)))
+        order = np.random.default_rng([lc["seed"], epoch, rank]).permutation(len(shard_images))
+        for start in range(0, len(order), cfg.batch_size):
+            x_uint8 = torch.from_numpy(shard_images[order[start : start + cfg.batch_size]])
             x = binarize(x_uint8, cfg.binarize, generator=generator).to(device)
             loss = job.loss(model, x, cfg)
             optimizer.zero_grad(set_to_none=True)

@@ -116,7 +116,7 @@ def check_split(uri: str) -> ImageSpec:
             raise UserError(f"dataset {uri}: image lists do not all hold {h}x{w}x{c} values")
         if values.min() < 0 or values.max() > 255 or not np.all(values == np.round(values)):
             raise UserError(f"dataset {uri}: image values must be integers in 0..255")
-    return ImageSpec(shape=shape, rows=table.num_rows)
+    return ImageSpec(shape=(h, w, c), rows=table.num_rows)
 
 
 def check_dataset(dataset: str) -> dict[str, ImageSpec]:
