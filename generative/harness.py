@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 import sys
 import tempfile
 import time
@@ -32,7 +33,10 @@ TRAIN_DIR = "ray_train"
 RUN_NAME = "train"
 IMAGES_DIR = "images"
 KEEP_CHECKPOINTS = 2
-PROGRESS_FILE = "progress.log"  # rank 0 appends a line per epoch; the driver echoes it
+PROGRESS_FILE = "progress.log"
+# Fault injection for the retry test: a worker that starts without a checkpoint raises once
+# after finishing this epoch (its checkpoint reported), as a crashed worker would.
+FAULT_ENV = "RLGEN_FAIL_AFTER_EPOCH"  # rank 0 appends a line per epoch; the driver echoes it
 
 
 class Job(Protocol):
@@ -208,6 +212,8 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 Path(d) / STATE_FILE,
             )
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        if checkpoint is None and os.environ.get(FAULT_ENV) == str(epoch + 1):
+            raise RuntimeError(f"{FAULT_ENV}={epoch + 1}: injected worker failure")
         line = (
             f"[{lc['model']}] epoch {epoch + 1}/{cfg.epochs} | train loss "
             f"{metrics['train_loss']:.2f} | test NLL {metrics.get('test_nll_nats', math.nan):.2f}"

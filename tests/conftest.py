@@ -23,10 +23,11 @@ def ray_local():
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 900
+    *args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``rlgen ARGS`` in a fresh process, exactly as a user would."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    """Run ``rlgen ARGS`` in a fresh process, exactly as a user would (``env``: extra
+    environment variables)."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
     return subprocess.run(
         [sys.executable, str(ROOT / "rlgen.py"), *args],
         capture_output=True,
