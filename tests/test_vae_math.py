@@ -3,6 +3,7 @@ ELBO terms, and the importance-weighted bound: >= the ELBO on average, non-decre
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -77,3 +78,26 @@ def test_importance_weighted_bound_tightens_with_k():
 def test_bound_of_identical_weights_is_exact():
     log_w = torch.full((7, 3), -2.5)
     torch.testing.assert_close(losses.importance_weighted_bound(log_w), torch.full((3,), -2.5))
+
+
+@pytest.mark.parametrize(
+    "shape,arch,likelihood",
+    [((1, 28, 28), "conv", "bernoulli"), ((3, 32, 32), "conv", "categorical"),
+     ((3, 8, 8), "mlp", "categorical")],
+)  # fmt: skip
+def test_variants_shapes_and_gradients(shape, arch, likelihood):
+    torch.manual_seed(4)
+    model = VAE(shape, arch=arch, latent_dim=6, hidden=64, likelihood=likelihood)
+    if likelihood == "bernoulli":
+        x = (torch.rand(3, *shape) > 0.5).float()
+    else:
+        x = torch.randint(0, 256, (3, *shape), dtype=torch.uint8)
+    log_lik, kl = model(x)
+    assert log_lik.shape == kl.shape == (3,)
+    losses.negative_elbo(log_likelihood_B=log_lik, kl_B=kl).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    samples = model.sample(4)
+    assert samples.shape == (4, *shape) and 0 <= float(samples.min()) <= float(samples.max()) <= 1
+    if likelihood == "categorical":  # 8 bits per dim at most for an untrained 256-way model
+        nll_bits = losses.bits_per_dim(float(-log_lik.mean()), int(np.prod(shape)))
+        assert 7.0 < nll_bits < 9.5
