@@ -99,5 +99,5 @@ def test_variants_shapes_and_gradients(shape, arch, likelihood):
     samples = model.sample(4)
     assert samples.shape == (4, *shape) and 0 <= float(samples.min()) <= float(samples.max()) <= 1
     if likelihood == "categorical":  # 8 bits per dim at most for an untrained 256-way model
-        nll_bits = losses.bits_per_dim(float(-log_lik.mean()), int(np.prod(shape)))
+        nll_bits = losses.bits_per_dim(float(-log_lik.detach().mean()), int(np.prod(shape)))
         assert 7.0 < nll_bits < 9.5
