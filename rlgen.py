@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=_positive_int, default=64, help="images in the grid")
     sample.add_argument("--out", default="samples.png", help="PNG file to write (never replaced)")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--complete-from",
+        metavar="DATASET",
+        help="PixelCNN: complete the bottom half of this dataset's first --n test images",
+    )
 
     data = sub.add_parser("data", help="datasets for the generative models")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -191,7 +196,10 @@ def cmd_train_generative(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from generative.harness import sample_grid
 
-    print(json.dumps(sample_grid(args.checkpoint, n=args.n, out=args.out, seed=args.seed)))
+    report = sample_grid(
+        args.checkpoint, n=args.n, out=args.out, seed=args.seed, complete_from=args.complete_from
+    )
+    print(json.dumps(report))
     return 0
 
 

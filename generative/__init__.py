@@ -4,4 +4,4 @@
 ``MODELS`` lists the CLI names, importable without torch or Ray.
 """
 
-MODELS = ("vae",)
+MODELS = ("vae", "pixelcnn")

@@ -27,16 +27,19 @@ import torch
 from runkit.errors import UserError
 from runkit.rundir import RESULT_FILE, RUN_FILE, write_json_atomic
 
-MODELS = {"vae": "generative.vae.train:VAEJob"}
+MODELS = {
+    "vae": "generative.vae.train:VAEJob",
+    "pixelcnn": "generative.pixelcnn.train:PixelCNNJob",
+}
 STATE_FILE = "state.pt"
 TRAIN_DIR = "ray_train"
 RUN_NAME = "train"
 IMAGES_DIR = "images"
 KEEP_CHECKPOINTS = 2
-PROGRESS_FILE = "progress.log"
+PROGRESS_FILE = "progress.log"  # rank 0 appends a line per epoch; the driver echoes it
 # Fault injection for the retry test: a worker that starts without a checkpoint raises once
 # after finishing this epoch (its checkpoint reported), as a crashed worker would.
-FAULT_ENV = "RLGEN_FAIL_AFTER_EPOCH"  # rank 0 appends a line per epoch; the driver echoes it
+FAULT_ENV = "RLGEN_FAIL_AFTER_EPOCH"
 
 
 class Job(Protocol):
@@ -212,8 +215,6 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 Path(d) / STATE_FILE,
             )
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        if checkpoint is None and os.environ.get(FAULT_ENV) == str(epoch + 1):
-            raise RuntimeError(f"{FAULT_ENV}={epoch + 1}: injected worker failure")
         line = (
             f"[{lc['model']}] epoch {epoch + 1}/{cfg.epochs} | train loss "
             f"{metrics['train_loss']:.2f} | test NLL {metrics.get('test_nll_nats', math.nan):.2f}"
@@ -222,6 +223,8 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
         )
         with open(Path(lc["run_dir"]) / PROGRESS_FILE, "a") as f:
             f.write(line + "\n")
+        if checkpoint is None and os.environ.get(FAULT_ENV) == str(epoch + 1):
+            raise RuntimeError(f"{FAULT_ENV}={epoch + 1}: injected worker failure")
     if writer is not None:
         writer.close()
 
@@ -389,13 +392,34 @@ def load_model(path: Path) -> tuple[Job, Any, torch.nn.Module]:
     return job, cfg, model
 
 
-def sample_grid(checkpoint: str, *, n: int, out: str, seed: int = 0) -> dict[str, Any]:
+def sample_grid(
+    checkpoint: str, *, n: int, out: str, seed: int = 0, complete_from: str | None = None
+) -> dict[str, Any]:
+    """A grid of ``n`` samples, or with ``complete_from`` (a dataset) the first ``n`` test
+    images each next to a completion of its bottom half."""
+    from generative.data.images import binarize, read_split, resolve, split_path
+
     target = Path(out)
     if target.exists():
         raise UserError(f"--out {out}: already exists; choose a new file name")
     if target.suffix.lower() != ".png":
         raise UserError(f"--out {out}: must end in .png")
     job, cfg, model = load_model(Path(checkpoint))
-    images = job.sample(model, n, cfg, seed=seed)
+    if complete_from is None:
+        images = job.sample(model, n, cfg, seed=seed)
+    else:
+        if not hasattr(job, "complete"):
+            raise UserError(f"--complete-from: the {job.name} model does not complete images")
+        originals, _ = read_split(split_path(resolve(complete_from), "test"))
+        trained_on = tuple(getattr(model, "shape", ()))
+        if tuple(originals.shape[1:]) != trained_on:
+            raise UserError(
+                f"--complete-from {complete_from}: images are {originals.shape[1:]}, the model "
+                f"was trained on {trained_on}"
+            )
+        x = binarize(
+            torch.as_tensor(originals[:n]), cfg.binarize, generator=torch.Generator().manual_seed(0)
+        )
+        images = job.complete(model, x, cfg, seed=seed)
     save_png(image_grid(images), target)
     return {"checkpoint": str(find_checkpoint(Path(checkpoint))), "n": n, "out": str(target)}

@@ -1,0 +1,31 @@
+"""PixelCNN settings (``--set KEY=VALUE``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from generative.config import GenConfig, check_choice
+from runkit.errors import UserError
+
+VARIANTS = ("plain", "gated")
+
+
+@dataclasses.dataclass
+class PixelCNNConfig(GenConfig):
+    variant: str = "plain"  # plain (mask A/B residual stack) | gated (no blind spot)
+    features: int = 64  # feature maps per layer
+    layers: int = 7  # residual blocks (plain) or gated layers after the first
+    output_features: int = 256  # width of the 1x1 output layers
+    epochs: int = 10
+    lr: float = 1e-3
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice("variant", self.variant, VARIANTS)
+        for key in ("features", "layers", "output_features"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key}={getattr(self, key)!r} is out of range: must be >= 1")
+
+    @property
+    def likelihood(self) -> str:
+        return "categorical" if self.binarize == "none" else "bernoulli"
