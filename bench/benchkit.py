@@ -143,3 +143,55 @@ def cartpole_with_driver(algorithm: str, seed: int, max_env_steps: int) -> dict:
         "training_wall_time_s": result["wall_time_s"],
         "wall_time_s_with_setup": round(wall, 1),
     }
+
+
+def generative_run(model: str, epochs: int, num_workers: int = 1, **overrides: Any) -> dict:
+    """One of our generative jobs through the harness behind ``rlgen train`` on mnist5k, in a
+    scratch run directory; result.json's dict plus the wall time with set-up."""
+    import tempfile
+
+    from generative.harness import GenRunSpec, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = GenRunSpec(
+            model=model, num_workers=num_workers, overrides={"epochs": epochs, **overrides}
+        )
+        run_dir = Path(tmp) / "run"
+        run_dir.mkdir()
+        t0 = time.monotonic()
+        result = train(spec, run_dir, resume=False)
+        result["wall_time_s_with_setup"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def plain_generative_loop(model: str, epochs: int, threads: int = 1, **overrides: Any) -> dict:
+    """The harness's training step without Ray: mnist5k's training split in memory, the same
+    model, loss, batch size and binarization, ``threads`` torch threads."""
+    import math
+
+    import torch
+
+    from generative.data.images import binarize, mnist5k, read_split, split_path
+    from generative.harness import load_job
+
+    torch.set_num_threads(threads)
+    job = load_job(model)
+    cfg = job.config_class(epochs=epochs, **overrides)
+    images, _ = read_split(split_path(mnist5k(), "train"))
+    net = job.build_model(cfg, images.shape[1:])
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(epochs):
+        t0, seen = time.monotonic(), 0
+        batches = math.ceil(len(images) / cfg.batch_size)
+        for idx in np.array_split(rng.permutation(len(images)), batches):
+            x = binarize(torch.as_tensor(images[idx]), cfg.binarize, generator=generator)
+            loss = job.loss(net, x, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(x)
+        rates.append(seen / (time.monotonic() - t0))
+    return {"threads": threads, "train_images_per_s_per_epoch": [round(r, 1) for r in rates]}

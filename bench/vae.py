@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from benchkit import open_report, parts_to_run
+from benchkit import generative_run, open_report, parts_to_run, plain_generative_loop
 
 OUT = Path(__file__).resolve().parent / "results"
 PARTS = ("overhead", "workers", "nll")
@@ -38,48 +36,11 @@ def log(msg: str) -> None:
 
 
 def harness_run(epochs: int, num_workers: int, **overrides: Any) -> dict:
-    from generative.harness import GenRunSpec, train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = GenRunSpec(
-            model="vae", num_workers=num_workers, overrides={"epochs": epochs, **overrides}
-        )
-        run_dir = Path(tmp) / "run"
-        run_dir.mkdir()
-        t0 = time.monotonic()
-        result = train(spec, run_dir, resume=False)
-        result["wall_time_s_with_setup"] = round(time.monotonic() - t0, 1)
-    return result
+    return generative_run("vae", epochs, num_workers, **overrides)
 
 
 def plain_loop(epochs: int, threads: int = 1) -> dict:
-    """The harness's training step without Ray: data in memory, the same model and loss."""
-    from generative.data.images import binarize, mnist5k, read_split, split_path
-    from generative.vae.config import VAEConfig
-    from generative.vae.train import VAEJob
-
-    torch.set_num_threads(threads)
-    cfg = VAEConfig(epochs=epochs)
-    images, _ = read_split(split_path(mnist5k(), "train"))
-    job = VAEJob()
-    model = job.build_model(cfg, images.shape[1:])
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    generator = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
-    rates = []
-    for _ in range(epochs):
-        t0, seen = time.monotonic(), 0
-        for idx in np.array_split(
-            rng.permutation(len(images)), math.ceil(len(images) / cfg.batch_size)
-        ):
-            x = binarize(torch.as_tensor(images[idx]), cfg.binarize, generator=generator)
-            loss = job.loss(model, x, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(x)
-        rates.append(seen / (time.monotonic() - t0))
-    return {"threads": threads, "train_images_per_s_per_epoch": [round(r, 1) for r in rates]}
+    return plain_generative_loop("vae", epochs, threads)
 
 
 def independent_bernoulli_nll() -> dict:

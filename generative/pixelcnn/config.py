@@ -13,10 +13,12 @@ VARIANTS = ("plain", "gated")
 @dataclasses.dataclass
 class PixelCNNConfig(GenConfig):
     variant: str = "plain"  # plain (mask A/B residual stack) | gated (no blind spot)
-    features: int = 64  # feature maps per layer
-    layers: int = 7  # residual blocks (plain) or gated layers after the first
-    output_features: int = 256  # width of the 1x1 output layers
+    # CPU-sized defaults; the paper's MNIST model is features=128, layers=15 (README).
+    features: int = 32  # feature maps per layer
+    layers: int = 5  # residual blocks (plain) or gated layers after the first
+    output_features: int = 64  # width of the 1x1 output layers
     epochs: int = 10
+    batch_size: int = 32
     lr: float = 1e-3
 
     def validate(self) -> None:
