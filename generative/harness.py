@@ -182,6 +182,7 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
             "train_images_per_s": seen * world / max(train_s, 1e-9),
+            "torch_threads": torch.get_num_threads(),
         }
         if rank != 0:
             ray.train.report(metrics)  # every worker reports once per epoch
