@@ -1,4 +1,4 @@
-"""The Ray Train harness every generative model runs on (the VAE now, the PixelCNN next).
+"""The Ray Train harness every generative model runs on (the VAE and the PixelCNN).
 
 A model plugs in as a ``Job`` (see ``generative/vae/train.py``): its config class, how to build
 the network, the training loss of a batch, the test metrics, and the image grids. The harness
