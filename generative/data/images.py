@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +203,3 @@ def resolve(dataset: str) -> str:
     if dataset == MNIST5K:
         return mnist5k()
     return dataset
-
-
-def fingerprint(images: np.ndarray) -> str:
-    """Short content hash of a set of images (tests and run records)."""
-    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
