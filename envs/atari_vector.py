@@ -1,8 +1,9 @@
 """The fast rollout backend: ale-py's C++ ``AtariVectorEnv`` with the same preset.
 
 The C++ env does the no-op starts, FIRE on reset, action repeat with the max over the last two
-raw frames, grayscale, the 84x84 resize and the frame stack in native threads. Two things it
-does differently are done here in a thin vector wrapper, so both backends mean the same:
+raw frames, grayscale and the 84x84 resize in native threads. Three things it does differently
+are done here in thin vector wrappers, so both backends (and the DQN replay, which stores the
+newest frame of each observation and re-stacks) mean the same:
 
 - End of life: ale-py's own ``episodic_life`` restarts the whole game on a lost life (so the
   agent would never see later lives). Here the C++ env plays whole games, and the wrapper marks a
@@ -10,6 +11,13 @@ does differently are done here in a thin vector wrapper, so both backends mean t
   game goes on, and FIRE is pressed on that step where the game needs it (as ``EpisodicLife``).
 - Rewards: the C++ env returns raw rewards; the wrapper adds the raw return to
   ``info["game_return"]`` when a game ends and clips the rewards for training.
+- Frame stack: ale-py's own stack (``stack_num``, newest frame last) starts each game with
+  zero frames and runs on across a lost life. The C++ env here returns only the newest frame
+  (``stack_num=1``) and ``EpisodeFrameStack`` stacks: every observation is the episode's last
+  k frames, oldest first, shape (k, 84, 84) uint8, padded at the start of each episode with
+  copies of its first frame - at reset, at the C++ env's next-step autoreset after a game ends
+  and, in training, on the first step after a lost life. Evaluation envs have no life-loss
+  episodes, so there only game starts pad. This is ``FrameStack`` of the Python preset.
 
 Select it per run with ``--set rollout_backend=vector`` (DQN), which also sets RLlib's
 ``gym_env_vectorize_mode`` to use this vector entry point.
@@ -69,6 +77,48 @@ class LifeLossAndGameStatistics(gym.vector.VectorWrapper):
         return obs, out_rewards.astype(np.float32), np.asarray(terminated) | lost, truncated, info
 
 
+class EpisodeFrameStack(gym.vector.VectorWrapper):
+    """The last k frames of each sub-env's episode, oldest first, padded with the episode's
+    first frame (see the module docstring). The inner env's newest frame is ``obs[:, -1]``, and
+    the step after a done (terminated or truncated, a lost life included) starts an episode, as
+    with next-step autoreset. The frames live in one preallocated ring buffer, shared head."""
+
+    def __init__(self, env: gym.vector.VectorEnv, k: int) -> None:
+        assert k >= 1, k
+        super().__init__(env)
+        frame = env.single_observation_space.shape[-2:]
+        self.single_observation_space = gym.spaces.Box(0, 255, (k, *frame), np.uint8)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, env.num_envs
+        )
+        self.k = k
+        self.frames = np.zeros((env.num_envs, k, *frame), dtype=np.uint8)  # the ring buffer
+        self.head = 0  # slot of the newest frame
+        self.starts = np.ones(env.num_envs, dtype=bool)  # the next step starts an episode
+
+    def _stacked(self) -> np.ndarray:
+        # a fresh (n, k, 84, 84) array, oldest first; callers may keep it
+        return self.frames[:, (self.head + 1 + np.arange(self.k)) % self.k]
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        mask = (kwargs.get("options") or {}).get("reset_mask")
+        mask = slice(None) if mask is None else mask
+        self.frames[mask] = np.asarray(obs)[mask, -1:]  # pad with the first frame
+        self.starts[mask] = False
+        return self._stacked(), info
+
+    def step(self, actions: Any):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        newest = np.asarray(obs)[:, -1]
+        self.head = (self.head + 1) % self.k
+        self.frames[:, self.head] = newest
+        if self.starts.any():
+            self.frames[self.starts] = newest[self.starts, None]
+        self.starts = np.asarray(terminated) | np.asarray(truncated)
+        return self._stacked(), rewards, terminated, truncated, info
+
+
 def make_atari_vector_env(
     env_id: str,
     num_envs: int,
@@ -91,7 +141,7 @@ def make_atari_vector_env(
         img_height=FRAME_SIZE,
         img_width=FRAME_SIZE,
         grayscale=True,
-        stack_num=frame_stack,
+        stack_num=1,  # EpisodeFrameStack stacks
         frameskip=frame_skip,
         maxpool=True,
         noop_max=noop_max,
@@ -100,4 +150,5 @@ def make_atari_vector_env(
         use_fire_reset=True,
     )
     fire = "FIRE" in gym.make(env_id).unwrapped.get_action_meanings()
-    return LifeLossAndGameStatistics(env, training=training, fire=fire)
+    env = LifeLossAndGameStatistics(env, training=training, fire=fire)
+    return EpisodeFrameStack(env, frame_stack)

@@ -4,6 +4,7 @@ of the Python wrappers with ale-py's C++ vector backend."""
 import cv2
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from envs import GameStatistics, register_ale
 from envs.atari import (
@@ -139,3 +140,61 @@ def test_vector_backend_agrees_with_python_wrappers():
     assert abs(v_lives - p_lives) <= 0.2 * p_lives
     assert abs(len(v_games) - len(p_games)) <= 0.25 * len(p_games)
     assert abs(np.mean(v_games) - np.mean(p_games)) < 1.0
+
+
+class _NewestFrames(gym.vector.VectorWrapper):
+    """Records the newest frame of each C++ observation (the last one on the stack axis)."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.newest = obs[:, -1].copy()
+        return obs, info
+
+    def step(self, actions):
+        out = self.env.step(actions)
+        self.newest = out[0][:, -1].copy()
+        return out
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_vector_frame_stack_pads_each_episode_with_its_first_frame(training):
+    # Every stack is the episode's last k frames, oldest first, padded with the episode's first
+    # frame - as FrameStack and the DQN replay's re-stacking - at reset, at the C++ autoreset
+    # after a game over and, in training, after a lost life (a new episode for RLlib).
+    k, n = 4, 2
+    vec = make_atari_vector_env(GAME, n, training=training, frame_stack=k)
+    assert vec.single_observation_space.shape == (k, 84, 84)
+    assert vec.observation_space.shape == (n, k, 84, 84)
+    raw = vec.env.env = _NewestFrames(vec.env.env)
+    rng = np.random.default_rng(0)
+    obs, info = vec.reset(seed=0)
+    episodes = [[[raw.newest[i]]] for i in range(n)]  # per env: episodes of frames
+    emitted = [[obs[i]] for i in range(n)]
+    references = [[np.stack([raw.newest[i]] * k)] for i in range(n)]
+    done = np.zeros(n, dtype=bool)
+    lives = np.asarray(info["lives"]).copy()
+    life_losses = game_overs = in_game_losses = 0
+    for _ in range(500):
+        obs, _, terminated, truncated, info = vec.step(rng.integers(4, size=n))
+        assert obs.shape == (n, k, 84, 84) and obs.dtype == np.uint8
+        game_over = info["_game_return"]
+        game_overs += int(game_over.sum())
+        life_losses += int((terminated & ~game_over).sum())
+        in_game_losses += int(((info["lives"] < lives) & ~terminated & ~done).sum())
+        lives = np.asarray(info["lives"]).copy()
+        for i in range(n):
+            if done[i]:
+                episodes[i].append([])
+            frames = episodes[i][-1]
+            frames.append(raw.newest[i])
+            last = frames[-k:]
+            references[i].append(np.stack([frames[0]] * (k - len(last)) + last))
+            emitted[i].append(obs[i])
+        done = terminated | truncated
+    for i in range(n):
+        np.testing.assert_array_equal(np.stack(emitted[i]), np.stack(references[i]))
+    assert game_overs >= 1  # the C++ autoreset was exercised
+    if training:
+        assert life_losses >= 2 and in_game_losses == 0
+    else:  # lives are lost inside the evaluation episodes, which do not restart the stack
+        assert life_losses == 0 and in_game_losses >= 2
