@@ -137,3 +137,34 @@ def test_one_remote_learner_takes_the_tight_loop(ray_local):
         assert len(np.unique(leaves)) > 1
     finally:
         algo.stop()
+
+
+def test_prioritized_updates_draw_each_minibatch_over_the_whole_memory(ray_local):
+    algo = _cartpole(
+        prioritized_replay=True, learning_starts=10**6, updates_per_learner_call=4
+    ).build_algo()
+    try:
+        for _ in range(3):
+            algo.train()  # fills the replay; no learning yet
+        replay, calls = algo.replay, []
+        sample, update = replay.sample, replay.update_priorities
+
+        def recording_sample(n, *, beta):
+            batch = sample(n, beta=beta)
+            calls.append(("sample", n, np.ptp(batch.indices)))
+            return batch
+
+        def recording_update(indices, td):
+            calls.append(("update", len(indices), None))
+            update(indices, td)
+
+        replay.sample, replay.update_priorities = recording_sample, recording_update
+        algo._learn(env_steps=300, num_updates=4)
+        # One minibatch per draw, its priorities refreshed before the next draw, and each
+        # minibatch reaching across the memory (not a quarter of it in slot order).
+        assert [c[0] for c in calls] == ["sample", "update"] * 4
+        size = algo.config.train_batch_size_per_learner
+        assert all(n == size for _, n, _ in calls)
+        assert all(span > 0.8 * replay.num_slots for kind, _, span in calls if kind == "sample")
+    finally:
+        algo.stop()

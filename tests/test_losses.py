@@ -54,10 +54,13 @@ def test_value_loss_value_and_gradient():
     torch.testing.assert_close(values.grad, torch.tensor([0.5, -1.0]))
 
 
-def test_normalize_and_total_loss():
-    adv = losses.normalize(torch.tensor([1.0, 2.0, 3.0, 6.0]))
-    assert adv.mean().item() == pytest.approx(0.0, abs=1e-6)
-    assert adv.std().item() == pytest.approx(1.0, abs=1e-5)
+def test_scaling_advantages_keeps_their_mean_and_total_loss():
+    # std([1, 2, 3, 6]) = sqrt(((-2)^2 + 1 + 0 + 9) / 3) = sqrt(14 / 3); scaled, never centred,
+    # so a baseline that moved the mean still moves it.
+    raw = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    adv = losses.scale_advantages(raw, raw.std())
+    torch.testing.assert_close(adv, raw / (14 / 3) ** 0.5)
+    assert adv.mean().item() == pytest.approx(3.0 / (14 / 3) ** 0.5, rel=1e-5)
     total = losses.total_loss(
         policy_loss=torch.tensor(1.0),
         value_loss=torch.tensor(2.0),
@@ -68,11 +71,11 @@ def test_normalize_and_total_loss():
     assert total.item() == pytest.approx(1.0 + 0.25 * 2.0 - 0.1 * 0.5)
 
 
-def _learner_and_batch(baseline: str, vf_coeff: float):
+def _learner_and_batch(baseline: str, vf_coeff: float, normalize: bool = False):
     config = (
         ReinforceConfig()
         .environment("CartPole-v1")
-        .training(baseline=baseline, vf_coeff=vf_coeff, normalize_advantages=False)
+        .training(baseline=baseline, vf_coeff=vf_coeff, normalize_advantages=normalize)
     )
     learner = config.build_learner(env=gym.make("CartPole-v1"))
     rng = np.random.default_rng(0)
@@ -118,3 +121,27 @@ def test_learner_moving_average_baseline_is_subtracted():
     learner.set_moving_average_baseline(0.0)
     module = _loss_grads(config, learner, batch)
     assert any(torch.count_nonzero(p.grad) > 0 for p in module.pi.parameters())
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_every_constant_baseline_keeps_its_meaning_with_normalization(normalize):
+    # One learner (one set of weights), the loss read under different baseline settings.
+    # Normalization only scales G - b, so b = 5 and b = 0 give different gradients, and the
+    # batch-mean baseline equals the constant b = mean(G) of the same batch.
+    _, learner, batch = _learner_and_batch("moving_average", vf_coeff=1.0, normalize=normalize)
+
+    def policy_grads(baseline, b=0.0):
+        config = ReinforceConfig().training(baseline=baseline, normalize_advantages=normalize)
+        learner.set_moving_average_baseline(b)
+        module = _loss_grads(config, learner, batch)
+        return [p.grad.clone() for p in module.pi.parameters()]
+
+    def same(a, b):
+        return all(torch.allclose(x, y, rtol=1e-5, atol=1e-7) for x, y in zip(a, b, strict=True))
+
+    none = policy_grads("none")
+    assert same(none, policy_grads("moving_average", b=0.0))
+    assert not same(none, policy_grads("moving_average", b=5.0))
+    batch_mean = policy_grads("batch_mean")
+    assert same(batch_mean, policy_grads("moving_average", b=float(batch[RETURNS].mean())))
+    assert not same(none, batch_mean)

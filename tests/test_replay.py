@@ -1,12 +1,13 @@
 """Tier 1: the frame replay memory: n-step targets by hand, prioritized sampling, and
 sample-time stacking against an env-side frame stack on a real Atari ROM."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from algorithms.dqn.replay import FrameReplay
 from algorithms.dqn.sum_tree import SumTree
-from envs.atari import make_atari_env
+from envs.atari import FrameStack, make_atari_env
 
 
 def _vector_replay(**kw):
@@ -176,3 +177,154 @@ def test_memory_per_atari_transition_within_target():
     per_transition = replay.nbytes / len(replay)
     assert per_transition <= 7.5 * 1024, per_transition
     replay.sample(64)  # still samples after overwriting (history checks)
+
+
+class _CountingEnv(gym.Env):
+    """Frames that name themselves: (env, episode, step). Episodes end after a random length,
+    terminated or truncated."""
+
+    def __init__(self, env_index: int, seed: int) -> None:
+        self.observation_space = gym.spaces.Box(0, 10_000, (3,), np.int32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.env_index, self.episode, self.t = env_index, -1, 0
+        self.rng = np.random.default_rng(seed)
+
+    def _frame(self):
+        return np.array([self.env_index, self.episode, self.t], dtype=np.int32)
+
+    def reset(self, **kwargs):
+        self.episode, self.t = self.episode + 1, 0
+        self.length = int(self.rng.integers(3, 40))
+        self.truncates = bool(self.rng.integers(2))
+        return self._frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= self.length
+        return (
+            self._frame(),
+            float(self.t),
+            done and not self.truncates,
+            done and self.truncates,
+            {},
+        )
+
+
+def _feed_interleaved(replay, *, num_envs, rounds, chunk, stack, seed=0):
+    """``num_envs`` envs, each stacked by the preset's FrameStack, send ``chunk``-step pieces of
+    their episodes in turn, as one rollout actor's vector env does. Returns the env's own stack
+    of every observation, by frame id, and the frame ids in the order the replay stores them."""
+    envs = [FrameStack(_CountingEnv(i, seed + i), stack) for i in range(num_envs)]
+    env_stacks, written = {}, []
+    current = []
+    for env in envs:
+        obs, _ = env.reset()
+        current.append(obs)
+    rng = np.random.default_rng(seed)
+    keys = [(i, 0) for i in range(num_envs)]
+    for _ in range(rounds):
+        for i, env in enumerate(envs):
+            obs_list, actions, rewards = [current[i]], [], []
+            terminated = truncated = False
+            for _ in range(int(rng.integers(1, chunk + 1))):
+                action = int(rng.integers(2))
+                obs, reward, terminated, truncated, _ = env.step(action)
+                obs_list.append(obs)
+                actions.append(action)
+                rewards.append(reward)
+                if terminated or truncated:
+                    break
+            for o in obs_list:
+                env_stacks[tuple(o[-1])] = o
+            replay.add_chunk(
+                keys[i],
+                np.stack(obs_list),
+                np.array(actions),
+                np.array(rewards, dtype=np.float32),
+                terminated=terminated,
+                truncated=truncated,
+            )
+            written += [tuple(o[-1]) for o in obs_list[1:]]
+            if terminated or truncated:
+                obs, _ = env.reset()
+                keys[i] = (i, keys[i][1] + 1)
+                obs_list = [obs]
+            current[i] = obs_list[-1]
+    return env_stacks, written
+
+
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, True)])
+def test_interleaved_chunks_of_many_envs_are_all_sampleable_with_their_env_stacks(
+    n_step, prioritized
+):
+    capacity, stack = 300, 4
+    replay = FrameReplay(
+        capacity, (3,), stack=stack, n_step=n_step, gamma=0.5, obs_dtype=np.int32,
+        prioritized=prioritized, seed=0,
+    )  # fmt: skip
+    env_stacks, _ = _feed_interleaved(replay, num_envs=5, rounds=60, chunk=7, stack=stack)
+    assert replay.num_added > 2 * capacity  # wrapped around more than once
+
+    # What must be sampleable, from the frames alone: the frames still in memory are the last
+    # ``capacity`` slots written; a transition (env, ep, t) needs its action (frame t+1 arrived),
+    # its stack's frames t-3..t and its window's frames t+1..t+n (fewer where the episode ended).
+    in_memory = {tuple(f) for f in replay.frames[: replay.num_slots]}
+    last_step = {}
+    for env, ep, t in env_stacks:
+        last_step[(env, ep)] = max(last_step.get((env, ep), 0), t)
+    ended = {
+        (int(replay.frames[s][0]), int(replay.frames[s][1]))
+        for s in np.flatnonzero(replay.terminated | replay.truncated)
+    }
+    expected = set()
+    for env, ep, t in in_memory:
+        if (env, ep, t + 1) not in env_stacks:
+            continue  # no action from this observation yet
+        end = last_step[(env, ep)]
+        horizon = min(t + n_step, end) if (env, ep) in ended else t + n_step
+        needed = [(env, ep, u) for u in range(max(0, t - stack + 1), horizon + 1)]
+        if all(f in in_memory for f in needed):
+            expected.add((env, ep, t))
+    ready = np.flatnonzero(replay.ready)
+    assert {tuple(int(v) for v in replay.frames[s]) for s in ready} == expected
+    assert len(expected) > 0.6 * len(replay)  # chunk boundaries are not lost
+    if prioritized:  # mass exactly on the sampleable slots, from the moment they are written
+        leaves = replay.tree.get(np.arange(capacity))
+        np.testing.assert_array_equal(np.flatnonzero(leaves > 0), ready)
+
+    # Every sampleable transition assembles the env's own stacks, now and n steps on.
+    batch = replay.transitions(ready)
+    for k, slot in enumerate(ready):
+        env, ep, t = (int(v) for v in replay.frames[slot])
+        np.testing.assert_array_equal(batch.obs[k], env_stacks[(env, ep, t)])
+        steps = min(n_step, last_step[(env, ep)] - t)
+        expected_return = sum(0.5**j * (t + 1 + j) for j in range(steps))  # r_{t+1} = t + 1
+        assert batch.returns[k] == pytest.approx(expected_return)
+        np.testing.assert_array_equal(batch.next_obs[k], env_stacks[(env, ep, t + steps)])
+
+
+def test_prioritized_minibatch_spans_the_memory_with_hand_computed_weights():
+    # 200 slots in 4 episodes of 50; priorities p_i = 1 + (i mod 4), alpha 0.5, beta 0.6.
+    replay = FrameReplay(
+        256, (1,), stack=1, obs_dtype=np.float32, prioritized=True, alpha=0.5, seed=3
+    )
+    for e in range(4):
+        obs = np.zeros((51, 1), dtype=np.float32)
+        replay.add_chunk(e, obs, np.zeros(50), np.zeros(50), terminated=True, truncated=False)
+    slots = np.flatnonzero(replay.ready)
+    assert len(slots) == 200
+    p = 1.0 + slots % 4
+    replay.update_priorities(slots, p - replay.eps)
+    # P(i) = p_i^0.5 / sum_j p_j^0.5, w_i = (N P(i))^-0.6 / max_j (N P(j))^-0.6 = (P_i/P_min)^-0.6
+    probs = np.sqrt(p) / np.sqrt(p).sum()
+    np.testing.assert_allclose(replay.probabilities(slots), probs, rtol=1e-9)
+    counts = np.zeros(replay.capacity)
+    for _ in range(400):
+        batch = replay.sample(32, beta=0.6)
+        # One draw from each 1/32 of the mass: the minibatch reaches across the whole memory.
+        assert np.ptp(batch.indices) > 0.9 * len(slots)
+        np.add.at(counts, batch.indices, 1)
+        expected_w = (np.sqrt(1.0 + batch.indices % 4) / 1.0) ** -0.6
+        np.testing.assert_allclose(batch.weights, expected_w, rtol=1e-5)
+    by_priority = [counts[slots][p == q].sum() / counts.sum() for q in (1, 2, 3, 4)]
+    np.testing.assert_allclose(by_priority, [probs[p == q].sum() for q in (1, 2, 3, 4)], atol=0.01)

@@ -16,11 +16,13 @@ from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config_checks import (
+    check_bool,
     check_choice,
     check_cnn_observations,
     check_common,
     check_range,
     check_schedule,
+    check_widths,
     set_given_fields,
 )
 
@@ -87,8 +89,9 @@ class A2CConfig(AlgorithmConfig):
         ``AlgorithmConfig.training`` argument:
 
         lambda_ (GAE lambda in [0, 1]; 1 = n-step returns bootstrapped at the chunk's end),
-        normalize_advantages (standardize A over each batch), vf_coeff, entropy_coeff (a number
-        or a schedule ``[[env_step, value], ...]``, linear in between), optimizer (adam|rmsprop),
+        normalize_advantages (divide A by its batch std; never centred), vf_coeff,
+        entropy_coeff (a number or a schedule ``[[env_step, value], ...]``, linear in
+        between), optimizer (adam|rmsprop),
         shared_torso (one torso under both heads, or two), model_torso (auto|cnn|mlp),
         model_hiddens, model_activation (tanh|relu), initial_log_std (Gaussian policies),
         frame_stack, sticky_actions, rollout_backend (python|vector; Atari envs only).
@@ -109,12 +112,21 @@ class A2CConfig(AlgorithmConfig):
         self.train_batch_size_per_learner = self.round_env_steps()
         super().validate()
         check_range("lambda_", self.lambda_, low=0.0, high=1.0)
+        chunks = max(1, self.num_env_runners) * self.num_envs_per_env_runner
+        if chunks < self.num_learners:
+            raise ValueError(
+                f"num_learners={self.num_learners} is out of range: must be <= rollout actors x "
+                f"envs per actor = {chunks} (each Learner trains on whole episode chunks)"
+            )
         check_range("vf_coeff", self.vf_coeff, low=0.0)
         check_schedule("entropy_coeff", self.entropy_coeff)
         check_range("initial_log_std", self.initial_log_std)
         check_range("frame_stack", self.frame_stack, low=1, integer=True)
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_bool("normalize_advantages", self.normalize_advantages)
+        check_bool("shared_torso", self.shared_torso)
+        check_widths("model_hiddens", self.model_hiddens)
         check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
         check_choice("model_activation", self.model_activation, ("tanh", "relu"))
         check_choice("rollout_backend", self.rollout_backend, ("python", "vector"))

@@ -57,7 +57,8 @@ class GeneralizedAdvantages(ConnectorV2):
         single = list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False))
         if not single:
             return batch
-        values = self.values_per_chunk(rl_module[DEFAULT_MODULE_ID], single)
+        # Under DDP the Learner's module is a wrapper: V comes from the module inside it.
+        values = self.values_per_chunk(rl_module[DEFAULT_MODULE_ID].unwrapped(), single)
         for episode, values_T1 in zip(single, values, strict=True):
             advantages, targets = rt.gae_advantages(
                 episode.get_rewards(),

@@ -12,6 +12,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from algorithms.a2c.connectors import ADVANTAGES, VALUE_TARGETS, GeneralizedAdvantages
 from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
+from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.schedules import scalar_or_schedule
 
@@ -53,15 +54,21 @@ class A2CTorchLearner(NonFiniteGuard, TorchLearner):
         logp_B = dist.logp(batch[Columns.ACTIONS])
         values_B = fwd_out[Columns.VF_PREDS]
         raw_adv_B = batch[ADVANTAGES]
-        value_loss = losses.value_loss(values_B=values_B, returns_B=batch[VALUE_TARGETS])
+        # Means and statistics over the whole batch, however many Learners share it.
+        stats = BatchStats(len(raw_adv_B), raw_adv_B.device)
+        value_loss = losses.value_loss(
+            values_B=values_B, returns_B=batch[VALUE_TARGETS], mean=stats.share_of_mean
+        )
+        adv_std = stats.std(raw_adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
             entropy_B=dist.entropy(),
             advantages_B=raw_adv_B,
             value_loss=value_loss,
-            normalize_advantages=config.normalize_advantages,
+            advantage_std=adv_std if config.normalize_advantages else None,
             vf_coeff=config.vf_coeff,
             entropy_coeff=self.entropy_coeff,
+            mean=stats.share_of_mean,
         )
         self.metrics.log_dict(
             {
@@ -69,8 +76,8 @@ class A2CTorchLearner(NonFiniteGuard, TorchLearner):
                 M.VALUE_LOSS: value_loss.detach(),
                 M.ENTROPY: entropy.detach(),
                 M.ENTROPY_COEFF: self.entropy_coeff,
-                M.BASELINE_MEAN: values_B.detach().mean(),
-                M.ADVANTAGE_STD: raw_adv_B.std() if raw_adv_B.numel() > 1 else 0.0,
+                M.BASELINE_MEAN: stats.mean(values_B),
+                M.ADVANTAGE_STD: adv_std,
             },
             key=module_id,
             window=1,

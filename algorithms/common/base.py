@@ -16,6 +16,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from algorithms.common.data_parallel import WholeEpisodes
 from algorithms.common.episodes import GAMES_STATE_KEY, ReturnWindow
 
 
@@ -37,13 +38,14 @@ class RlgenAlgorithm(Algorithm):
 
     def update_learners(self, episodes: list[Any]) -> None:
         """One ``LearnerGroup.update`` on the episodes (the Learners' connectors build the
-        batch), with the lifetime env-step count that schedules read."""
+        batch), with the lifetime env-step count that schedules read. Several Learners each
+        get whole episodes (``WholeEpisodes``): returns never stop at a shard boundary."""
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             results = self.learner_group.update(
-                episodes=episodes,
+                training_data=WholeEpisodes(episodes=episodes),
                 timesteps={
                     NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
+                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
                     )
                 },
             )

@@ -58,6 +58,26 @@ def check_schedule(name: str, value: Any, *, low: float = 0.0) -> None:
         raise ValueError(f"{name}={value!r} must be {rule}")
 
 
+def check_bool(name: str, value: Any) -> None:
+    """Raise ValueError("name=x must be true or false") unless value is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be true or false")
+
+
+def check_widths(name: str, value: Any) -> None:
+    """Hidden layer widths: a non-empty list of positive integers."""
+    ok = isinstance(value, (list, tuple)) and len(value) > 0
+    if not ok or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value):
+        raise ValueError(f"{name}={value!r} must be a list of positive integers, e.g. [64, 64]")
+
+
+def check_list(name: str, value: Any, rule: str, length: int) -> list:
+    """A list of ``length`` items, ``rule`` naming them (e.g. "[start, env steps]")."""
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise ValueError(f"{name}={value!r} must be {rule}")
+    return list(value)
+
+
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     """Raise ValueError("name='x' is not one of a, b, c") unless value is in ``allowed``."""
     if value not in allowed:

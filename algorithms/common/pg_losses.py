@@ -1,11 +1,20 @@
 """Policy-gradient losses shared by REINFORCE and A2C, as pure torch functions, one equation each.
 
 Shape suffix legend: ``_B`` is the batch axis (one entry per time step of the batch).
+
+Every "mean over the batch" is taken by ``mean`` (``torch.mean`` by default). With several
+data-parallel Learners, each passes its share of the batch mean (``BatchStats.share_of_mean``),
+so that the Learners' gradients, averaged by DDP, are the gradient of the mean over the whole
+batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+Mean = Callable[[torch.Tensor], torch.Tensor]
 
 
 def advantages(*, returns_B: torch.Tensor, baseline_B: torch.Tensor) -> torch.Tensor:
@@ -14,15 +23,18 @@ def advantages(*, returns_B: torch.Tensor, baseline_B: torch.Tensor) -> torch.Te
     return (returns_B - baseline_B).detach()
 
 
-def normalize(advantages_B: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(A - mean A) / (std A + eps) over the batch; a batch of one is only centred."""
-    centred = advantages_B - advantages_B.mean()
-    if advantages_B.numel() < 2:
-        return centred
-    return centred / (advantages_B.std() + eps)
+def scale_advantages(advantages_B: torch.Tensor, std: torch.Tensor | float, eps: float = 1e-8):
+    """A_t / (std(A) + eps), with ``std`` the batch standard deviation of A.
+
+    Scale only, never centred: subtracting the batch mean would itself be a baseline (a
+    constant per batch) and would wipe out whatever constant baseline was chosen; the batch
+    mean is its own baseline choice instead (``baseline=batch_mean``)."""
+    return advantages_B / (std + eps)
 
 
-def policy_gradient_loss(*, logp_B: torch.Tensor, advantages_B: torch.Tensor) -> torch.Tensor:
+def policy_gradient_loss(
+    *, logp_B: torch.Tensor, advantages_B: torch.Tensor, mean: Mean = torch.mean
+) -> torch.Tensor:
     """Monte-Carlo policy gradient (Williams 1992; Sutton & Barto section 13.4):
 
         L_pi = -mean_t[ log pi(a_t|s_t) * A_t ]
@@ -30,15 +42,17 @@ def policy_gradient_loss(*, logp_B: torch.Tensor, advantages_B: torch.Tensor) ->
     Its gradient is the REINFORCE estimator; ``advantages_B`` is detached here again so the
     only path for the gradient is through log pi.
     """
-    return -(logp_B * advantages_B.detach()).mean()
+    return -mean(logp_B * advantages_B.detach())
 
 
-def value_loss(*, values_B: torch.Tensor, returns_B: torch.Tensor) -> torch.Tensor:
+def value_loss(
+    *, values_B: torch.Tensor, returns_B: torch.Tensor, mean: Mean = torch.mean
+) -> torch.Tensor:
     """Regression of the learned baseline on the Monte-Carlo returns:
 
     L_V = 1/2 mean_t[ (V(s_t) - G_t)^2 ]
     """
-    return 0.5 * (values_B - returns_B.detach()).pow(2).mean()
+    return 0.5 * mean((values_B - returns_B.detach()).pow(2))
 
 
 def total_loss(
@@ -59,16 +73,17 @@ def policy_gradient_objective(
     entropy_B: torch.Tensor,
     advantages_B: torch.Tensor,
     value_loss: torch.Tensor,
-    normalize_advantages: bool,
+    advantage_std: torch.Tensor | float | None,
     vf_coeff: float,
     entropy_coeff: float,
+    mean: Mean = torch.mean,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The whole loss of REINFORCE and A2C from per-step terms: (optionally standardized)
-    advantages into the policy gradient, plus the weighted value loss, minus the entropy bonus.
-    Returns (total, policy loss, mean entropy)."""
-    adv_B = normalize(advantages_B) if normalize_advantages else advantages_B
-    policy_loss = policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B)
-    entropy = entropy_B.mean()
+    """The whole loss of REINFORCE and A2C from per-step terms: the advantages (divided by
+    ``advantage_std`` when given) into the policy gradient, plus the weighted value loss,
+    minus the entropy bonus. Returns (total, policy loss, mean entropy)."""
+    adv_B = advantages_B if advantage_std is None else scale_advantages(advantages_B, advantage_std)
+    policy_loss = policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B, mean=mean)
+    entropy = mean(entropy_B)
     total = total_loss(
         policy_loss=policy_loss,
         value_loss=value_loss,

@@ -27,10 +27,13 @@ from ray.rllib.utils.metrics import (
 from algorithms.common import metrics as M
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config_checks import (
+    check_bool,
     check_choice,
     check_cnn_observations,
     check_common,
+    check_list,
     check_range,
+    check_widths,
     set_given_fields,
 )
 from algorithms.common.schedules import linear_schedule
@@ -135,10 +138,22 @@ class DQNConfig(AlgorithmConfig):
             "rollout_steps_per_iteration", self.rollout_steps_per_iteration, low=1, integer=True
         )
         check_range("per_alpha", self.per_alpha, low=0.0)
+        beta0, beta_steps = check_list("per_beta", self.per_beta, "[start, env steps to 1]", 2)
+        check_range("per_beta start", beta0, low=0.0, high=1.0)
+        check_range("per_beta env steps", beta_steps, low=0, integer=True)
+        check_range("huber_delta", self.huber_delta, low=0.0, low_open=True)
         check_range("frame_stack", self.frame_stack, low=1, integer=True)
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
-        if not (isinstance(self.epsilon, list) and len(self.epsilon) == 3):
-            raise ValueError(f"epsilon={self.epsilon!r} must be [start, end, env steps]")
+        eps0, eps1, eps_steps = check_list("epsilon", self.epsilon, "[start, end, env steps]", 3)
+        check_range("epsilon start", eps0, low=0.0, high=1.0)
+        check_range("epsilon end", eps1, low=0.0, high=1.0)
+        check_range("epsilon env steps", eps_steps, low=0, integer=True)
+        check_range(
+            "train_batch_size_per_learner", self.train_batch_size_per_learner, low=1, integer=True
+        )
+        for name in ("double_q", "dueling", "prioritized_replay", "store_replay_in_checkpoint"):
+            check_bool(name, getattr(self, name))
+        check_widths("model_hiddens", self.model_hiddens)
         check_choice("rollout_backend", self.rollout_backend, ("python", "vector"))
         check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
 
@@ -201,12 +216,30 @@ class DQN(RlgenAlgorithm):
         return [e for eps, _ in results for e in eps], [m for _, m in results]
 
     def _learn(self, env_steps: int, num_updates: int) -> list:
-        """``num_updates`` gradient steps from one replay sample that holds that many
-        minibatches, stepped through in order; TD errors go back to the replay's priorities."""
+        """``num_updates`` gradient steps, each on ``train_batch_size_per_learner`` rows per
+        Learner drawn over the whole replay memory; TD errors go back to the priorities.
+
+        Uniform replay draws every row independently, so one sample holds all the minibatches
+        of the call. Prioritized replay draws each minibatch from the priorities as the last
+        update left them (a stratified draw over the whole memory per minibatch) and refreshes
+        them right after that update."""
         cfg = self.config
         beta = linear_schedule(env_steps, start=cfg.per_beta[0], end=1.0, steps=cfg.per_beta[1])
-        size = cfg.train_batch_size_per_learner
-        sample = self.replay.sample(size * num_updates, beta=beta)
+        rows = cfg.train_batch_size_per_learner * max(1, cfg.num_learners)  # per update, in all
+        per_draw = 1 if cfg.prioritized_replay else num_updates
+        results = []
+        for start in range(0, num_updates, per_draw):
+            count = min(per_draw, num_updates - start)
+            sample = self.replay.sample(rows * count, beta=beta)
+            result, td = self._update_from_sample(sample, count, env_steps)
+            self.replay.update_priorities(sample.indices, td)
+            results += result
+        return results
+
+    def _update_from_sample(self, sample: Any, count: int, env_steps: int) -> tuple[list, Any]:
+        """``count`` gradient steps on consecutive slices of the sample; (results, TD errors in
+        the sample's row order)."""
+        cfg = self.config
         columns = {
             Columns.OBS: sample.obs,
             Columns.ACTIONS: sample.actions,
@@ -217,33 +250,44 @@ class DQN(RlgenAlgorithm):
         }
         timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps}
         if cfg.num_learners <= 1:  # one Learner (local or remote, e.g. on a GPU): tight loop
+            size = len(sample.actions) // count
             [call] = self.learner_group.foreach_learner(
                 lambda learner: learner.update_from_replay(
                     columns, minibatch_size=size, timesteps=timesteps
                 )
             )
-            results, td = call.get()  # re-raises a Learner's error
-            self.replay.update_priorities(sample.indices, td)
-            return [results]
-        # Several Learners: RLlib shards the batch and averages gradients (DDP).
-        batch = MultiAgentBatch(
-            {DEFAULT_MODULE_ID: SampleBatch(columns)}, env_steps=len(sample.actions)
-        )
+            result, td = call.get()  # re-raises a Learner's error
+            return [result], td
+        # Several DDP Learners: update j takes rows [j*W*B, (j+1)*W*B) of the sample, Learner i
+        # the i-th B rows of them, so each gradient step averages the same rows one Learner
+        # would take with a minibatch of W*B.
+        learners, size = cfg.num_learners, cfg.train_batch_size_per_learner
+        layout = np.arange(count * learners * size).reshape(count, learners, size)
+        batches = [
+            MultiAgentBatch(
+                {
+                    DEFAULT_MODULE_ID: SampleBatch(
+                        {k: v[layout[:, i].reshape(-1)] for k, v in columns.items()}
+                    )
+                },
+                env_steps=count * size,
+            )
+            for i in range(learners)
+        ]
         results = self.learner_group.update(
-            batch=batch,
+            batches=batches,
             timesteps=timesteps,
             minibatch_size=size,
             num_epochs=1,
             shuffle_batch_per_epoch=False,
         )
-        td = np.concatenate(
-            [
-                np.asarray(r[DEFAULT_MODULE_ID].pop(TD_ERROR).peek(), dtype=np.float64).reshape(-1)
-                for r in results
-            ]
-        )
-        self.replay.update_priorities(sample.indices, td)
-        return results
+        td = np.empty(len(sample.actions), dtype=np.float64)
+        for i, result in enumerate(results):  # one result per Learner, in Learner order
+            series = result[DEFAULT_MODULE_ID].pop(TD_ERROR).peek()
+            td[layout[:, i].reshape(-1)] = np.concatenate(
+                [np.asarray(t, dtype=np.float64).reshape(-1) for t in series]
+            )
+        return results, td
 
     def training_step(self) -> None:
         cfg = self.config
@@ -274,7 +318,7 @@ class DQN(RlgenAlgorithm):
             },
             window=1,
         )
-        if env_steps < cfg.learning_starts or len(self.replay) == 0:
+        if env_steps < cfg.learning_starts or self.replay.num_sampleable == 0:
             return
         self.update_credit += new_steps * cfg.replay_ratio
         updates, self.update_credit = int(self.update_credit), self.update_credit % 1.0

@@ -5,8 +5,10 @@ Two ways in, one loss (``_td_loss``):
 - ``update_from_replay``: the driver's replay sample of k minibatches, stepped through in one
   tight loop (tensors moved to the device once, metrics reduced once per call, the target net
   synced at the exact gradient step it is due). Used whenever there is a single Learner.
-- RLlib's ``Learner.update`` (``compute_loss_for_module``), used with several DDP Learners,
-  where RLlib shards the batch and averages gradients.
+- RLlib's ``Learner.update`` (``compute_loss_for_module``), used with several DDP Learners:
+  each gets its share of every minibatch (equal sizes, so DDP's average of the Learners' mean
+  losses is the mean over the whole minibatch), and the target net is synced before each
+  step's TD target exactly as in the tight loop.
 """
 
 from __future__ import annotations
@@ -76,9 +78,11 @@ class DQNTorchLearner(TorchLearner):
         return loss, td_B, torch.stack([loss.detach(), q_B.detach().mean(), td_B.abs().mean()])
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
-        self.num_updates += 1
+        # The target net as the tight loop has it at this step: synced for every step taken.
+        self._sync_target(module_id)
         module = self.module[module_id].unwrapped()
         loss, td_B, step_stats = self._td_loss(module, config, batch, fwd_out["q"])
+        self.num_updates += 1  # the step this loss is for
         self.metrics.log_value((module_id, TD_ERROR), td_B, reduce="item_series")
         self._log_step_stats(module_id, step_stats)
         return loss

@@ -9,7 +9,9 @@ with A2C in ``algorithms/common`` (``returns.py``, ``pg_losses.py``).
 Baselines (``baseline=``): ``none``; ``moving_average``, one constant b kept by the driver as an
 exponential moving average of the returns of earlier batches and sent to every Learner before
 each update (so all Learners subtract the same b, and b never depends on the batch it is
-subtracted from); ``value``, a learned V(s) regressed on the returns, whose output is detached
+subtracted from); ``batch_mean``, the mean return of the batch (over every Learner; it depends
+on the batch, so it is slightly biased, as the lecture's "average return" baseline); ``value``,
+a learned V(s) regressed on the returns, whose output is detached
 in the policy term.
 
 Differences from the lecture's pseudo-code (Sutton & Barto's episodic REINFORCE):
@@ -19,9 +21,9 @@ Differences from the lecture's pseudo-code (Sutton & Barto's episodic REINFORCE)
   the batch, not one SGD step per time step.
 - Truncated episodes (time limits) bootstrap G with gamma^(T-t) V(s_T) when the value baseline
   exists (``bootstrap_truncated``); terminated episodes never bootstrap.
-- Optional advantage normalization, entropy bonus and gradient clipping. Normalization subtracts
-  the batch mean, which is itself a (batch-constant) baseline: compare baselines with
-  ``normalize_advantages=False`` when the estimator alone is the question.
+- Optional advantage normalization (on by default), entropy bonus and gradient clipping.
+  Normalization divides G - b by its batch standard deviation and never centres it, so each
+  baseline keeps its meaning; ``batch_mean`` is the baseline that centres on the batch.
 - With several vectorized envs per rollout actor, a batch holds the episodes that finish first,
   which slightly favours short episodes; one env per actor (the default) has no such bias.
 """

@@ -13,9 +13,9 @@ from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 from algorithms.common import metrics as M
 from algorithms.common import returns as mc
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config_checks import check_common, check_range
+from algorithms.common.config_checks import check_bool, check_common, check_range, check_widths
 
-BASELINES = ("none", "moving_average", "value")
+BASELINES = ("none", "moving_average", "batch_mean", "value")
 MA_STATE_KEY = "rlgen_moving_average_baseline"
 
 
@@ -63,13 +63,15 @@ class ReinforceConfig(AlgorithmConfig):
             episodes_per_batch: complete episodes per gradient step, split over the rollout
                 actors as evenly as possible (none lost when the count does not divide).
             baseline: ``none``, ``moving_average`` (one constant b, an exponential moving
-                average of earlier batches' returns) or ``value`` (learned V(s)).
+                average of earlier batches' returns), ``batch_mean`` (the mean return of the
+                batch itself, over every Learner) or ``value`` (learned V(s)).
             reward_to_go: weight log pi(a_t|s_t) by the return from t on (True) or by the
                 whole episode's return (False).
             baseline_decay: the moving average's decay, in [0, 1).
             bootstrap_truncated: add gamma^(T-t) V(s_T) to the returns of truncated episodes
                 (value baseline only).
-            normalize_advantages: standardize G_t - b over each batch.
+            normalize_advantages: divide G_t - b by its standard deviation over the batch
+                (scale only: it never subtracts a mean, so the baseline keeps its meaning).
             vf_coeff: weight of the value regression loss in the total loss.
             entropy_coeff: weight of the entropy bonus (subtracted from the loss).
             model_hiddens: hidden layer widths of the policy and value MLPs.
@@ -88,9 +90,17 @@ class ReinforceConfig(AlgorithmConfig):
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline={self.baseline!r} is not one of {', '.join(BASELINES)}")
         check_range("episodes_per_batch", self.episodes_per_batch, low=1, integer=True)
+        if self.episodes_per_batch < self.num_learners:
+            raise ValueError(
+                f"episodes_per_batch={self.episodes_per_batch} is out of range: must be >= "
+                f"num_learners={self.num_learners} (each Learner trains on whole episodes)"
+            )
         check_range("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
         check_range("vf_coeff", self.vf_coeff, low=0.0)
         check_range("entropy_coeff", self.entropy_coeff, low=0.0)
+        for name in ("reward_to_go", "bootstrap_truncated", "normalize_advantages"):
+            check_bool(name, getattr(self, name))
+        check_widths("model_hiddens", self.model_hiddens)
         if self.model_activation not in ("tanh", "relu"):
             raise ValueError(f"model_activation={self.model_activation!r} is not tanh or relu")
 

@@ -19,7 +19,8 @@ class MonteCarloReturns(ConnectorV2):
 
     ``reward_to_go=False`` gives every step the whole-episode return (the lecture's plain
     estimator). Terminated episodes end their return at the last reward. Truncated episodes
-    bootstrap with V(s_T) when ``bootstrap_truncated`` and the module has a value head.
+    bootstrap with V(s_T) when ``bootstrap_truncated`` (the Learner sets it only where the
+    module has a value head; under DDP the module is unwrapped first).
     """
 
     def __init__(
@@ -39,9 +40,9 @@ class MonteCarloReturns(ConnectorV2):
     def _bootstrap_values(self, rl_module: Any, episodes: list[Any]) -> dict[str, float]:
         """V(s_T) of the last observation of each truncated episode, one batched forward."""
         truncated = [e for e in episodes if e.is_truncated and not e.is_terminated]
-        module = rl_module[DEFAULT_MODULE_ID] if DEFAULT_MODULE_ID in rl_module else None
-        if not (self.bootstrap_truncated and truncated and getattr(module, "vf", None)):
+        if not (self.bootstrap_truncated and truncated):
             return {}
+        module = rl_module[DEFAULT_MODULE_ID].unwrapped()  # the module inside a DDP wrapper
         last_obs = np.stack([np.asarray(e.get_observations(-1)) for e in truncated])
         device = next(module.parameters()).device
         with torch.no_grad():

@@ -10,6 +10,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
+from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
@@ -25,45 +26,59 @@ class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
                 MonteCarloReturns(
                     gamma=self.config.gamma,
                     reward_to_go=self.config.reward_to_go,
-                    bootstrap_truncated=self.config.bootstrap_truncated,
+                    # V(s_T) exists only with the value baseline.
+                    bootstrap_truncated=self.config.bootstrap_truncated
+                    and self.config.baseline == "value",
                 )
             )
 
     def set_moving_average_baseline(self, value: float) -> None:
         self.moving_average_baseline = float(value)
 
+    def _baseline(
+        self, config: Any, returns_B: torch.Tensor, fwd_out: dict, stats: BatchStats
+    ) -> torch.Tensor:
+        """b(s_t) for every step, by ``config.baseline`` (the one place it is decided)."""
+        if config.baseline == "value":
+            return fwd_out[Columns.VF_PREDS]
+        if config.baseline == "moving_average":
+            return torch.full_like(returns_B, self.moving_average_baseline)
+        if config.baseline == "batch_mean":
+            return torch.full_like(returns_B, float(stats.mean(returns_B)))
+        return torch.zeros_like(returns_B)
+
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
         module = self.module[module_id].unwrapped()
         dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
         logp_B = dist.logp(batch[Columns.ACTIONS])
         returns_B = batch[RETURNS]
-
+        # Means and statistics over the whole batch, however many Learners share it.
+        stats = BatchStats(len(returns_B), returns_B.device)
+        baseline_B = self._baseline(config, returns_B, fwd_out, stats)
         value_loss = torch.zeros((), device=returns_B.device)
         if config.baseline == "value":
-            values_B = fwd_out[Columns.VF_PREDS]
-            baseline_B = values_B
-            value_loss = losses.value_loss(values_B=values_B, returns_B=returns_B)
-        elif config.baseline == "moving_average":
-            baseline_B = torch.full_like(returns_B, self.moving_average_baseline)
-        else:
-            baseline_B = torch.zeros_like(returns_B)
-
+            value_loss = losses.value_loss(
+                values_B=baseline_B, returns_B=returns_B, mean=stats.share_of_mean
+            )
+        adv_B = losses.advantages(returns_B=returns_B, baseline_B=baseline_B)
+        adv_std = stats.std(adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
             entropy_B=dist.entropy(),
-            advantages_B=losses.advantages(returns_B=returns_B, baseline_B=baseline_B),
+            advantages_B=adv_B,
             value_loss=value_loss,
-            normalize_advantages=config.normalize_advantages,
+            advantage_std=adv_std if config.normalize_advantages else None,
             vf_coeff=config.vf_coeff,
             entropy_coeff=config.entropy_coeff,
+            mean=stats.share_of_mean,
         )
         self.metrics.log_dict(
             {
                 M.POLICY_LOSS: policy_loss.detach(),
                 M.VALUE_LOSS: value_loss.detach(),
                 M.ENTROPY: entropy.detach(),
-                M.BASELINE_MEAN: baseline_B.detach().mean(),
-                M.ADVANTAGE_STD: (returns_B - baseline_B).detach().std(),
+                M.BASELINE_MEAN: stats.mean(baseline_B),
+                M.ADVANTAGE_STD: adv_std,
             },
             key=module_id,
             window=1,

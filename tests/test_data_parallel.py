@@ -1,0 +1,171 @@
+"""Tier 2: two data-parallel Learners (DDP over gloo, on a real local Ray cluster) take the same
+update as one Learner on the same batch, for REINFORCE, A2C and DQN: the same gradient and the
+same weights after the step, the same TD errors in the replay's priorities."""
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
+
+from algorithms.a2c.algorithm import A2CConfig
+from algorithms.common.data_parallel import shard_whole_episodes
+from algorithms.dqn.algorithm import DQNConfig
+from algorithms.reinforce.algorithm import ReinforceConfig
+from envs import rllib_env_name
+
+# Random-policy CartPole episodes last ~10-40 steps: a limit of 20 truncates some of them.
+SHORT_CARTPOLE = {"max_episode_steps": 20}
+
+
+def _with_learners(config, num_learners):
+    if num_learners == 0:
+        return config.build_algo()
+    return config.learners(num_learners=num_learners, num_cpus_per_learner=0.5).build_algo()
+
+
+def _grads(algo):
+    """Each Learner's last gradient (after clipping), by parameter name."""
+
+    def read(learner):
+        module = learner.module[DEFAULT_MODULE_ID].unwrapped()
+        return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+    return [call.get() for call in algo.learner_group.foreach_learner(read)]
+
+
+def _weights(algo):
+    return {
+        k: torch.as_tensor(v)
+        for k, v in algo.learner_group.get_weights()[DEFAULT_MODULE_ID].items()
+    }
+
+
+def _assert_same(a: dict, b: dict, *, rtol=1e-4):
+    """Equal within float32 rounding, relative to each tensor's own scale (policy-head
+    gradients start near 1e-4: a fixed absolute tolerance would hide a wrong weighting)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        scale = float(b[name].abs().max())
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=rtol * scale + 1e-12, msg=name)
+
+
+def _one_and_two(config):
+    one = _with_learners(config, 0)
+    two = _with_learners(config.copy(copy_frozen=False), 2)
+    two.learner_group.set_weights(one.learner_group.get_weights())
+    return one, two
+
+
+def _compare_updates(one, two, episodes):
+    # Whole episodes make shards of unequal size: the mean of the Learners' means would not be
+    # the batch mean.
+    sizes = [sum(len(e) for e in s) for s in shard_whole_episodes(episodes, 2)]
+    assert sizes[0] != sizes[1], sizes
+    one.update_learners(episodes)
+    two.update_learners(episodes)
+    [g_one] = _grads(one)
+    g_two = _grads(two)
+    assert len(g_two) == 2 and g_one  # DDP: both Learners hold the averaged gradient
+    for g in g_two:
+        _assert_same(g, g_one)
+    _assert_same(_weights(two), _weights(one))
+
+
+def test_whole_episode_shards_cover_every_episode_once():
+    lengths = [30, 5, 12, 7, 1, 9]
+    episodes = [list(range(n)) for n in lengths]
+    shards = shard_whole_episodes(episodes, 3)
+    assert all(shards)
+    assert sorted(len(e) for s in shards for e in s) == sorted(lengths)
+    with pytest.raises(ValueError, match="at least one episode"):
+        shard_whole_episodes(episodes[:2], 3)
+
+
+@pytest.mark.parametrize("baseline", ["value", "batch_mean"])
+def test_reinforce_two_learners_equal_one(ray_local, baseline):
+    config = (
+        ReinforceConfig()
+        .environment("CartPole-v1", env_config=SHORT_CARTPOLE)
+        .training(episodes_per_batch=7, baseline=baseline, normalize_advantages=True)
+        .debugging(seed=0)
+    )
+    one, two = _one_and_two(config)
+    try:
+        episodes = one.env_runner.sample(num_episodes=7, random_actions=True)
+        lengths = sorted(len(e) for e in episodes)
+        assert any(e.is_truncated for e in episodes) and lengths[0] != lengths[-1]
+        _compare_updates(one, two, episodes)
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_a2c_two_learners_equal_one(ray_local):
+    config = (
+        A2CConfig()
+        .environment("CartPole-v1", env_config=SHORT_CARTPOLE)
+        .env_runners(num_envs_per_env_runner=3, rollout_fragment_length=15)
+        .training(normalize_advantages=True, lambda_=0.9)
+        .debugging(seed=0)
+    )
+    one, two = _one_and_two(config)
+    try:
+        # Chunks cut by the rollout length, ended by termination and by truncation.
+        episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
+        assert len(episodes) >= 3
+        _compare_updates(one, two, episodes)
+    finally:
+        one.stop()
+        two.stop()
+
+
+def _dqn_pair(**training):
+    base = dict(
+        learning_starts=0,
+        replay_capacity=1000,
+        n_step=3,
+        target_update_period=2,  # a hard sync inside the call: at the same step on both paths
+        updates_per_learner_call=4,
+        lr=1e-2,
+    )
+    config = (
+        DQNConfig()
+        .environment(rllib_env_name("CartPole-v1"))
+        .training(**{**base, **training})
+        .debugging(seed=0)
+    )
+    # One Learner with minibatches of 32 rows vs two Learners with 16 rows each.
+    one = config.copy(copy_frozen=False).training(train_batch_size_per_learner=32).build_algo()
+    two = _with_learners(
+        config.copy(copy_frozen=False).training(train_batch_size_per_learner=16), 2
+    )
+    two.learner_group.set_weights(one.learner_group.get_weights())
+    for e in one.env_runner.sample(num_timesteps=300):
+        for algo in (one, two):
+            algo.replay.add_chunk(
+                e.id_,
+                np.asarray(e.get_observations()),
+                np.asarray(e.get_actions()),
+                np.asarray(e.get_rewards(), dtype=np.float32),
+                terminated=e.is_terminated,
+                truncated=e.is_truncated,
+            )
+    return one, two
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_dqn_two_learners_equal_one(ray_local, prioritized):
+    one, two = _dqn_pair(prioritized_replay=prioritized)
+    try:
+        for algo in (one, two):
+            algo._learn(env_steps=300, num_updates=4)
+        _assert_same(_weights(two), _weights(one))
+        if prioritized:  # each TD error went back to the slot it was computed for
+            slots = np.arange(one.replay.capacity)
+            np.testing.assert_allclose(
+                two.replay.tree.get(slots), one.replay.tree.get(slots), rtol=1e-4, atol=1e-7
+            )
+            assert one.replay.max_priority > 1.0  # the priorities were refreshed at all
+    finally:
+        one.stop()
+        two.stop()
