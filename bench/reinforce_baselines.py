@@ -1,14 +1,15 @@
 """Benchmark: REINFORCE's baselines on CartPole-v1, in one run on this machine.
 
-1. Learning: for each baseline (none, moving_average, value) and 3 seeds, train with the default
-   config until episode_return_mean >= 475 or a step budget; record env steps and wall time to
-   475 and the learning curve.
+1. Learning: for each baseline (none, moving_average, batch_mean, value) and 3 seeds, train with
+   the default config (advantages divided by their batch std, never centred, so each baseline
+   keeps its meaning) until episode_return_mean >= 475 or a step budget; record env steps and
+   wall time to 475 and the learning curve.
 2. Variance: at one fixed checkpoint (a value-baseline policy part-way trained), estimate the
    policy gradient many times from independent batches of fresh episodes and measure the spread
    of the estimates for each estimator of the lecture: r(tau) with no baseline, reward-to-go,
-   reward-to-go minus a constant moving-average b, reward-to-go minus the learned V(s). All
-   estimators see the same episodes (common random numbers) and no advantage normalization, so
-   the differences come from the estimator alone.
+   reward-to-go minus a constant moving-average b, minus the batch's own mean return, and minus
+   the learned V(s). All estimators see the same episodes (common random numbers) and no
+   advantage normalization, so the differences come from the estimator alone.
 
 Writes bench/results/reinforce_baselines.json and bench/results/reinforce_baselines.png.
 
@@ -126,6 +127,7 @@ def gradient_estimates(module, batch: list[dict], gamma: float, b_const: float) 
         "r_tau_no_baseline": whole,
         "reward_to_go_no_baseline": rtg,
         "reward_to_go_moving_average": rtg - b_const,
+        "reward_to_go_batch_mean": rtg - rtg.mean(),
         "reward_to_go_value": rtg - values,
     }
     params = list(module.pi.parameters())
@@ -187,7 +189,12 @@ def plot(runs: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors = {"none": "tab:red", "moving_average": "tab:orange", "value": "tab:blue"}
+    colors = {
+        "none": "tab:red",
+        "moving_average": "tab:orange",
+        "batch_mean": "tab:green",
+        "value": "tab:blue",
+    }
     for run in runs:
         steps, rets, _ = zip(*run["curve"], strict=True)
         label = run["baseline"] if run["seed"] == 0 else None
@@ -195,7 +202,7 @@ def plot(runs: list[dict], path: Path) -> None:
     ax.axhline(CARTPOLE_SOLVED_RETURN, color="gray", ls="--", lw=1)
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode_return_mean (last 100 episodes)")
-    ax.set_title("REINFORCE on CartPole-v1: baselines (3 seeds each)")
+    ax.set_title("REINFORCE on CartPole-v1: baselines (seeds 0-2 each)")
     ax.legend(title="baseline")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -30,6 +30,11 @@ def _assert_one_line_error(proc, *needles):
         (["--env", "CartPole-v1", "--set", "num_env_runners=-2"], ["num_env_runners=-2"]),
         (["--env", "CartPole-v1", "--set", "baseline=median"], ["baseline", "moving_average"]),
         (["--env", "CartPole-v1", "--set", "episodes_per_batch=0"], ["episodes_per_batch=0"]),
+        (["--env", "CartPole-v1", "--set", "reward_to_go=2"], ["reward_to_go=2", "true or false"]),
+        (
+            ["--env", "CartPole-v1", "--set", "episodes_per_batch=1", "--set", "num_learners=2"],
+            ["episodes_per_batch=1", "num_learners=2"],
+        ),
         (["--env", "CartPole-v1", "--config", "missing.yaml"], ["missing.yaml"]),
         ([], ["--env"]),
     ],
@@ -178,6 +183,12 @@ def test_train_resume_eval_round_trip(tmp_path):
         (["--env", "ALE/Breakot-v5"], ["ALE/Breakot-v5", "ALE/Breakout-v5"]),
         (["--env", "CartPole-v1", "--set", "replay_ratio=0"], ["replay_ratio=0", "> 0"]),
         (["--env", "CartPole-v1", "--set", "n_step=0"], ["n_step=0", ">= 1"]),
+        (["--env", "CartPole-v1", "--set", "per_beta=0.5"], ["per_beta=0.5", "[start, env steps"]),
+        (["--env", "CartPole-v1", "--set", "per_beta=[1.5, 100]"], ["per_beta start=1.5"]),
+        (["--env", "CartPole-v1", "--set", "huber_delta=0"], ["huber_delta=0", "> 0"]),
+        (["--env", "CartPole-v1", "--set", "epsilon=[1.0, 0.1]"], ["epsilon=[1.0, 0.1]"]),
+        (["--env", "CartPole-v1", "--set", "double_q=2"], ["double_q=2", "true or false"]),
+        (["--env", "CartPole-v1", "--set", "model_hiddens=[0]"], ["model_hiddens=[0]"]),
         (["--env", "Pendulum-v1"], ["Discrete"]),
     ],
 )
@@ -203,6 +214,8 @@ def test_dqn_bad_input(args, needles, tmp_path):
         ),
         (["--env", "CartPole-v1", "--set", "model_torso=cnn"], ["model_torso=cnn", "(C, 84, 84)"]),
         (["--env", "CartPole-v1", "--set", "vf_coef=0.5"], ["vf_coef", "did you mean vf_coeff"]),
+        (["--env", "CartPole-v1", "--set", "num_learners=17"], ["num_learners=17", "16"]),
+        (["--env", "CartPole-v1", "--set", "shared_torso=1"], ["shared_torso=1"]),
     ],
 )
 def test_a2c_bad_input(args, needles, tmp_path):

@@ -2,6 +2,9 @@
 update as one Learner on the same batch, for REINFORCE, A2C and DQN: the same gradient and the
 same weights after the step, the same TD errors in the replay's priorities."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ from algorithms.common.data_parallel import shard_whole_episodes
 from algorithms.dqn.algorithm import DQNConfig
 from algorithms.reinforce.algorithm import ReinforceConfig
 from envs import rllib_env_name
+from tests.conftest import run_cli
 
 # Random-policy CartPole episodes last ~10-40 steps: a limit of 20 truncates some of them.
 SHORT_CARTPOLE = {"max_episode_steps": 20}
@@ -169,3 +173,24 @@ def test_dqn_two_learners_equal_one(ray_local, prioritized):
     finally:
         one.stop()
         two.stop()
+
+
+@pytest.mark.parametrize(
+    "algorithm,extra",
+    [
+        ("reinforce", ["--set", "episodes_per_batch=4"]),
+        ("a2c", []),
+        ("dqn", ["--set", "learning_starts=300", "--set", "prioritized_replay=true"]),
+    ],
+)
+def test_cli_trains_with_two_learners(tmp_path, algorithm, extra):
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train", algorithm, "--env", "CartPole-v1", "--set", "num_learners=2",
+        "--set", "num_cpus_per_learner=0.5", *extra, "--max-env-steps", "1200",
+        "--video-frames", "0", "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["env_steps"] >= 1200
+    assert (Path(result["checkpoint"]) / "rlgen_state.json").is_file()
