@@ -144,16 +144,9 @@ def _dqn_pair(**training):
         config.copy(copy_frozen=False).training(train_batch_size_per_learner=16), 2
     )
     two.learner_group.set_weights(one.learner_group.get_weights())
-    for e in one.env_runner.sample(num_timesteps=300):
-        for algo in (one, two):
-            algo.replay.add_chunk(
-                e.id_,
-                np.asarray(e.get_observations()),
-                np.asarray(e.get_actions()),
-                np.asarray(e.get_rewards(), dtype=np.float32),
-                terminated=e.is_terminated,
-                truncated=e.is_truncated,
-            )
+    episodes = one.env_runner.sample(num_timesteps=300)
+    for algo in (one, two):
+        algo.store(episodes)
     return one, two
 
 

@@ -289,12 +289,8 @@ class DQN(RlgenAlgorithm):
             )
         return results, td
 
-    def training_step(self) -> None:
-        cfg = self.config
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_metrics = self._sample()
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
-        new_steps = 0
+    def store(self, episodes: list) -> int:
+        """Add the actors' episode chunks to the replay; returns the env steps they hold."""
         for e in episodes:
             self.replay.add_chunk(
                 e.id_,
@@ -304,7 +300,14 @@ class DQN(RlgenAlgorithm):
                 terminated=e.is_terminated,
                 truncated=e.is_truncated,
             )
-            new_steps += len(e)
+        return sum(len(e) for e in episodes)
+
+    def training_step(self) -> None:
+        cfg = self.config
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, runner_metrics = self._sample()
+        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        new_steps = self.store(episodes)
         self.game_returns.add(episodes)
         env_steps = int(self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)))
         self.metrics.log_dict(
