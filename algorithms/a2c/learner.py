@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
@@ -14,6 +15,7 @@ from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
 from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
+from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.common.schedules import scalar_or_schedule
 
 # RMSprop as in Mnih et al. 2016 / the A2C baselines: decay 0.99, epsilon 1e-5.
@@ -24,6 +26,7 @@ RMSPROP_EPS = 1e-5
 class A2CTorchLearner(NonFiniteGuard, TorchLearner):
     def build(self) -> None:
         super().build()
+        one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
         self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, 0)
         if self.config.add_default_connectors_to_learner_pipeline:
             self._learner_connector.prepend(

@@ -23,6 +23,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from algorithms.common import metrics as M
 from algorithms.common.gradients import guard_nonfinite
+from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.dqn import losses
 
 TD_ERROR = "td_error_per_sample"
@@ -32,11 +33,8 @@ NEXT_OBS, RETURNS, DISCOUNT, WEIGHTS = "next_obs", "nstep_returns", "bootstrap_d
 class DQNTorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
-        module = self.module[DEFAULT_MODULE_ID].unwrapped()
-        if self._device.type == "cpu" and not module.q_net.image:
-            # Minibatch steps of a small MLP are too short to gain from intra-op threads: one
-            # thread took CartPole to 475 in 98 s instead of 106 s here (2 cores).
-            torch.set_num_threads(1)
+        # One CPU thread for MLPs (CartPole to 475 in 98 s instead of 106 s here, 2 cores).
+        one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
         self.num_updates = 0  # gradient steps (minibatches) taken
         self._skip_step = False  # the last gradient was not finite
         self._updates_at_last_sync_check = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
@@ -12,12 +13,14 @@ from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
 from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
+from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
 
 class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
     def build(self) -> None:
         super().build()
+        one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
         # Set by the driver before every update when baseline == "moving_average", so all
         # Learners subtract the same constant.
         self.moving_average_baseline = 0.0
