@@ -233,7 +233,7 @@ def test_dqn_bad_input(args, needles, tmp_path):
         ),
         (["--env", "CartPole-v1", "--set", "model_torso=cnn"], ["model_torso=cnn", "(C, 84, 84)"]),
         (["--env", "CartPole-v1", "--set", "vf_coef=0.5"], ["vf_coef", "did you mean vf_coeff"]),
-        (["--env", "CartPole-v1", "--set", "num_learners=17"], ["num_learners=17", "16"]),
+        (["--env", "CartPole-v1", "--set", "num_learners=9"], ["num_learners=9", "= 8"]),
         (["--env", "CartPole-v1", "--set", "shared_torso=1"], ["shared_torso=1"]),
     ],
 )
