@@ -8,8 +8,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from algorithms.driver import MODULE_SUBDIR, STATE_FILE, latest_checkpoint
+from algorithms.checkpoints import MODULE_SUBDIR, STATE_FILE, find_checkpoint
 from runkit.errors import UserError
+from runkit.results import EvalResult
 from runkit.rundir import read_json
 
 
@@ -21,7 +22,7 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     # Absolute: RLlib reads the module through pyarrow, which rejects relative paths.
-    ckpt = latest_checkpoint(Path(checkpoint)).resolve()
+    ckpt = find_checkpoint(checkpoint).resolve()
     spec = read_json(ckpt / STATE_FILE).get("spec")
     if not isinstance(spec, dict) or "env" not in spec:
         raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")
@@ -135,8 +136,10 @@ def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options
 
 def env_options_of(spec: dict) -> dict:
     """The Atari preset options a run was trained with, for its evaluation envs."""
+    from envs import PRESET_OPTIONS
+
     overrides = spec.get("overrides", {})
-    return {k: overrides[k] for k in ("frame_stack", "sticky_actions") if k in overrides}
+    return {k: overrides[k] for k in PRESET_OPTIONS if k in overrides}
 
 
 def tensorboard_video(checkpoint: Path, writer: Any, *, step: int, max_frames: int) -> int:
@@ -157,8 +160,10 @@ def tensorboard_video(checkpoint: Path, writer: Any, *, step: int, max_frames: i
 
 
 def evaluate(
-    checkpoint: str | Path, *, episodes: int, seed: int = 0, video: str | None = None
-) -> dict[str, Any]:
+    checkpoint: str | Path, *, episodes: int = 10, seed: int = 0, video: str | None = None
+) -> EvalResult:
+    """Greedy and sampling returns of the checkpoint's policy over ``episodes`` fresh episodes
+    each, and with ``video`` one greedy episode recorded to that file (.gif or .mp4)."""
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be >= 1")
     video_path = Path(video) if video else None
@@ -171,23 +176,23 @@ def evaluate(
             raise UserError(f"--video {video}: directory {video_path.parent} does not exist")
     module, spec = load_policy(checkpoint)
     env_options = env_options_of(spec)
-    report: dict[str, Any] = {
-        "env": spec["env"],
-        "algorithm": spec.get("algorithm"),
-        "episodes": episodes,
-    }
+    stats: dict[str, float] = {}
     for mode, greedy in (("greedy", True), ("sampling", False)):
         returns = run_episodes(
-            module,
-            spec["env"],
-            episodes=episodes,
-            greedy=greedy,
-            seed=seed,
+            module, spec["env"], episodes=episodes, greedy=greedy, seed=seed,
             env_options=env_options,
-        )
-        report[f"{mode}_return_mean"] = float(np.mean(returns))
-        report[f"{mode}_return_std"] = float(np.std(returns))
+        )  # fmt: skip
+        stats[f"{mode}_return_mean"] = float(np.mean(returns))
+        stats[f"{mode}_return_std"] = float(np.std(returns))
+    frames = None
     if video_path is not None:
         frames = record_video(module, spec["env"], video_path, seed=seed, env_options=env_options)
-        report["video"], report["video_frames"] = str(video_path), frames
-    return report
+    return EvalResult(
+        env=spec["env"],
+        algorithm=spec.get("algorithm"),
+        episodes=episodes,
+        checkpoint=str(find_checkpoint(checkpoint)),
+        video=None if video_path is None else str(video_path),
+        video_frames=frames,
+        **stats,
+    )

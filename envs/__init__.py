@@ -17,6 +17,8 @@ from runkit.errors import UserError
 
 _ALE_REGISTERED = False
 PREFIX = "rlgen/"
+# The Atari preset's options, as config keys of every algorithm and as ``env_config`` keys.
+PRESET_OPTIONS = ("frame_stack", "sticky_actions")
 
 
 class GameStatistics(gym.Wrapper):

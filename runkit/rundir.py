@@ -7,11 +7,14 @@ directory is never reused unless the user asks for ``--resume``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runkit.errors import UserError
 
@@ -64,3 +67,66 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
+
+
+S = TypeVar("S")
+
+
+def open_run(
+    spec_class: type[S],
+    *,
+    kind: str,
+    job: str,
+    job_field: str,
+    output: str | Path | None,
+    resume: bool,
+    fresh: Callable[[], S],
+    prepare: Callable[[S], None],
+    prefix: Callable[[S], str],
+    given: dict[str, Any] | None = None,
+    keep: tuple[str, ...] = (),
+) -> tuple[S, Path]:
+    """The sequence every run starts with, RL and generative alike.
+
+    Fresh: ``fresh()`` builds the spec, ``prepare(spec)`` checks all of it (and fills its
+    defaults) *before* the run directory is created, so bad input writes nothing. Resume: the
+    spec is read back from the run's ``run.json``; it must be a ``kind`` run of ``job``; the
+    ``given`` values that are not None replace the stored ones (new limits, more epochs),
+    except the ``keep`` fields (the env, the dataset), which must match when given; overrides
+    are merged over the stored ones; then ``prepare``. Either way run.json is (re)written and
+    ``(spec, run_dir)`` returned.
+    """
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if resume:
+        run_dir = new_run_dir(None if output is None else str(output), prefix="", resume=True)
+        stored = read_json(run_dir / RUN_FILE)
+        if stored.get("kind") != kind:
+            raise UserError(f"--resume {run_dir}: that is a {stored.get('kind')} run, not {kind}")
+        spec: Any
+        try:
+            spec = spec_class(**stored["spec"])
+        except (KeyError, TypeError) as exc:
+            raise UserError(
+                f"--resume {run_dir}: {RUN_FILE} does not fit this version of rlgen ({exc})"
+            ) from None
+        if getattr(spec, job_field) != job:
+            raise UserError(
+                f"--resume {run_dir}: that run trained {getattr(spec, job_field)}, not {job}"
+            )
+        overrides = given.pop("overrides", {})
+        for key, value in given.items():
+            if key in keep and value != getattr(spec, key):
+                raise UserError(
+                    f"--resume {run_dir}: that run used --{key} {getattr(spec, key)}, not {value}"
+                )
+            setattr(spec, key, value)
+        spec.overrides.update(overrides)
+        prepare(spec)
+    else:
+        spec = fresh()
+        prepare(spec)
+        out = None if output is None else str(output)
+        run_dir = new_run_dir(out, prefix=prefix(spec), resume=False)
+    write_json_atomic(run_dir / RUN_FILE, {"kind": kind, "spec": dataclasses.asdict(spec)})
+    print(f"rlgen: run directory {run_dir}", file=sys.stderr)
+    return spec, run_dir

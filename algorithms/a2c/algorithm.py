@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config_checks import (
-    check_bool,
-    check_choice,
-    check_cnn_observations,
-    check_common,
-    check_range,
-    check_schedule,
-    check_widths,
-    set_given_fields,
-)
+from algorithms.common.config import RlgenConfig, check_cnn_observations
+from runkit.checks import check_bool, check_choice, check_range, check_schedule, check_widths
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -46,14 +38,7 @@ ATARI_DEFAULTS: dict[str, Any] = {
     "min_sample_timesteps_per_iteration": 4000,
 }
 
-A2C_FIELDS = (
-    "lambda_", "normalize_advantages", "vf_coeff", "entropy_coeff", "optimizer",
-    "shared_torso", "model_torso", "model_hiddens", "model_activation", "initial_log_std",
-    "frame_stack", "sticky_actions", "rollout_backend",
-)  # fmt: skip
-
-
-class A2CConfig(AlgorithmConfig):
+class A2CConfig(RlgenConfig):
     """Defaults solve CartPole-v1; ``atari_defaults()`` switches to the Atari settings."""
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -73,9 +58,6 @@ class A2CConfig(AlgorithmConfig):
         self.model_hiddens = [64, 64]
         self.model_activation = "tanh"
         self.initial_log_std = 0.0
-        self.frame_stack = 4  # Atari envs only
-        self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
-        self.rollout_backend = "python"  # Atari envs only: python wrappers or ale-py's C++ one
         # AlgorithmConfig fields with A2C defaults.
         self.rollout_fragment_length = 5
         self.num_env_runners = 0
@@ -87,32 +69,53 @@ class A2CConfig(AlgorithmConfig):
         self.batch_mode = "truncate_episodes"
         self.min_sample_timesteps_per_iteration = 1000
 
-    def training(self, **kwargs: Any) -> A2CConfig:
-        """A2C settings, set as attributes (``--set KEY=VALUE`` on the CLI), plus every
-        ``AlgorithmConfig.training`` argument:
+    ATARI_DEFAULTS = ATARI_DEFAULTS
 
-        lambda_ (GAE lambda in [0, 1]; 1 = n-step returns bootstrapped at the chunk's end),
-        normalize_advantages (divide A by its batch std; never centred), vf_coeff,
-        entropy_coeff (a number or a schedule ``[[env_step, value], ...]``, linear in
-        between), optimizer (adam|rmsprop),
-        shared_torso (one torso under both heads, or two), model_torso (auto|cnn|mlp),
-        model_hiddens, model_activation (tanh|relu), initial_log_std (Gaussian policies),
-        frame_stack, sticky_actions, rollout_backend (python|vector; Atari envs only).
-        The rollout length T per env is RLlib's ``rollout_fragment_length``.
+    def training(
+        self,
+        *,
+        lambda_: float | Any = NotProvided,
+        normalize_advantages: bool | Any = NotProvided,
+        vf_coeff: float | Any = NotProvided,
+        entropy_coeff: float | list[list[float]] | Any = NotProvided,
+        optimizer: str | Any = NotProvided,
+        shared_torso: bool | Any = NotProvided,
+        model_torso: str | Any = NotProvided,
+        model_hiddens: list[int] | Any = NotProvided,
+        model_activation: str | Any = NotProvided,
+        initial_log_std: float | Any = NotProvided,
+        frame_stack: int | Any = NotProvided,
+        sticky_actions: float | Any = NotProvided,
+        rollout_backend: str | Any = NotProvided,
+        **kwargs: Any,
+    ) -> A2CConfig:
+        """A2C settings (``--set KEY=VALUE`` on the CLI), plus every ``AlgorithmConfig.training``
+        argument. The rollout length T per env is RLlib's ``rollout_fragment_length``.
+
+        Args:
+            lambda_: GAE lambda in [0, 1]; 1 = n-step returns bootstrapped at the chunk's end.
+            normalize_advantages: divide A by its batch std (never centred).
+            vf_coeff: weight of the value loss.
+            entropy_coeff: a number or a schedule ``[[env_step, value], ...]``, linear between.
+            optimizer: ``adam`` or ``rmsprop``.
+            shared_torso: one torso under both heads (True) or two.
+            model_torso: ``auto``, ``cnn`` (Nature CNN) or ``mlp``.
+            model_hiddens: hidden layer widths of the MLP torso.
+            model_activation: ``tanh`` or ``relu``.
+            initial_log_std: Gaussian policies' initial log standard deviation.
+            frame_stack: Atari envs only: frames per observation.
+            sticky_actions: Atari envs only: 0.0 DeepMind, 0.25 Machado.
+            rollout_backend: Atari envs only: ``python`` wrappers or ale-py's C++ ``vector`` env.
         """
-        set_given_fields(self, A2C_FIELDS, kwargs)
-        super().training(**kwargs)
+        self._set_given(dict(locals()))
         return self
 
-    def atari_defaults(self) -> A2CConfig:
-        for key, value in ATARI_DEFAULTS.items():
-            setattr(self, key, value)
-        return self
-
-    def validate(self) -> None:
-        check_common(self)
+    def derive(self) -> None:
+        """The batch of one round is every actor's chunks: N x M x T env steps."""
         check_range("rollout_fragment_length", self.rollout_fragment_length, low=1, integer=True)
         self.train_batch_size_per_learner = self.round_env_steps()
+
+    def validate(self) -> None:
         super().validate()
         check_range("lambda_", self.lambda_, low=0.0, high=1.0)
         chunks = max(1, self.num_env_runners) * self.num_envs_per_env_runner
@@ -124,15 +127,12 @@ class A2CConfig(AlgorithmConfig):
         check_range("vf_coeff", self.vf_coeff, low=0.0)
         check_schedule("entropy_coeff", self.entropy_coeff)
         check_range("initial_log_std", self.initial_log_std)
-        check_range("frame_stack", self.frame_stack, low=1, integer=True)
-        check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_bool("normalize_advantages", self.normalize_advantages)
         check_bool("shared_torso", self.shared_torso)
         check_widths("model_hiddens", self.model_hiddens)
         check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
         check_choice("model_activation", self.model_activation, ("tanh", "relu"))
-        check_choice("rollout_backend", self.rollout_backend, ("python", "vector"))
 
     def round_env_steps(self) -> int:
         """Env steps per round, all actors: N actors (1 when sampling locally) x M envs x T."""

@@ -2,7 +2,7 @@
 
 RLlib 2.60's ``episode_return_mean`` averages only the episodes finished in the current
 iteration (one noisy episode for an off-policy algorithm that samples a few hundred steps), and
-for Atari training envs it would see clipped rewards and per-life episodes. The driver-side
+for Atari training envs it would see clipped rewards and per-life episodes. The Algorithm-side
 window here reads the true game return that ``envs.GameStatistics`` puts into the last info of
 each game, so it is the unclipped full-game return whatever the wrappers do.
 """

@@ -31,12 +31,12 @@ LEARNER_KEYS = (
     Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS, ENTROPY_COEFF,
 )  # fmt: skip
 
-# Driver-side metrics.
+# Metrics the Algorithm logs itself (not its Learners).
 MOVING_AVERAGE_BASELINE = "moving_average_baseline"
 EPSILON = "epsilon"
 REPLAY_SIZE = "replay_size"
 REPLAY_BYTES_PER_TRANSITION = "replay_bytes_per_transition"
-DRIVER_KEYS = (EPSILON, REPLAY_SIZE, REPLAY_BYTES_PER_TRANSITION)
+ALGORITHM_KEYS = (EPSILON, REPLAY_SIZE, REPLAY_BYTES_PER_TRANSITION)
 
 # TensorBoard tags, x-axis = env steps.
 TB_TAGS = {

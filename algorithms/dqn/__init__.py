@@ -1,7 +1,7 @@
 """Deep Q-learning (Mnih et al. 2015) with double Q, dueling heads, n-step returns and
 prioritized replay, as a custom RLlib algorithm on the new API stack.
 
-Pieces: ``algorithm.py`` (Config, replay in the driver, training_step), ``learner.py`` (TD loss,
+Pieces: ``algorithm.py`` (Config, replay in the Algorithm process, training_step), ``learner.py`` (TD loss,
 target-network updates), ``module.py`` (Nature CNN / MLP, epsilon-greedy acting), ``losses.py``
 (targets and loss), ``replay.py`` + ``sum_tree.py`` (frame replay, prioritized sampling).
 

@@ -1,6 +1,6 @@
 """DQN Config and Algorithm (custom RLlib algorithm, new API stack).
 
-The replay memory lives in the driver (``FrameReplay``: single uint8 frames, stacked at sample
+The replay memory lives in the Algorithm process (``FrameReplay``: single uint8 frames, stacked at sample
 time, n-step windows, optional prioritized sampling); env runners only act and return episode
 chunks; the Learner gets ready-made batches, so no learner connector touches frames.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -26,16 +26,8 @@ from ray.rllib.utils.metrics import (
 
 from algorithms.common import metrics as M
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config_checks import (
-    check_bool,
-    check_choice,
-    check_cnn_observations,
-    check_common,
-    check_list,
-    check_range,
-    check_widths,
-    set_given_fields,
-)
+from algorithms.common.config import RlgenConfig, check_cnn_observations
+from runkit.checks import check_bool, check_choice, check_list, check_range
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, TD_ERROR, WEIGHTS
 from algorithms.dqn.replay import FrameReplay
@@ -57,16 +49,7 @@ ATARI_DEFAULTS: dict[str, Any] = {
 }
 
 
-DQN_FIELDS = (
-    "replay_capacity", "learning_starts", "replay_ratio", "rollout_steps_per_iteration",
-    "updates_per_learner_call",
-    "target_update_period", "tau", "double_q", "dueling", "n_step", "epsilon",
-    "prioritized_replay", "per_alpha", "per_beta", "huber_delta", "store_replay_in_checkpoint",
-    "frame_stack", "sticky_actions", "rollout_backend", "model_torso", "model_hiddens",
-)  # fmt: skip
-
-
-class DQNConfig(AlgorithmConfig):
+class DQNConfig(RlgenConfig):
     """Defaults solve CartPole-v1; ``atari_defaults()`` switches to the Atari settings."""
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -87,11 +70,6 @@ class DQNConfig(AlgorithmConfig):
         self.per_beta = [0.4, 100_000]  # initial beta, env steps to anneal it to 1
         self.huber_delta = 1.0
         self.store_replay_in_checkpoint = False
-        self.frame_stack = 4  # Atari envs only
-        self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
-        self.rollout_backend = (
-            "python"  # Atari envs only: python wrappers or ale-py's C++ vector env
-        )
         self.model_torso = "auto"
         self.model_hiddens = [128, 128]
         self.lr = 5e-4
@@ -101,31 +79,64 @@ class DQNConfig(AlgorithmConfig):
         self.train_batch_size_per_learner = 64
         self.num_env_runners = 0
 
-    def training(self, **kwargs: Any) -> DQNConfig:
-        """DQN settings, set as attributes (``--set KEY=VALUE`` on the CLI):
+    ATARI_DEFAULTS = ATARI_DEFAULTS
 
-        replay_capacity (transitions), learning_starts (env steps before the first update),
-        replay_ratio (gradient updates per env step, e.g. 0.25 = one per 4 steps),
-        rollout_steps_per_iteration (env steps sampled per training_step, all runners),
-        updates_per_learner_call (gradient steps batched into one Learner call),
-        target_update_period (updates between hard copies; ignored when tau < 1),
-        tau (Polyak coefficient per update; 1 = hard updates), double_q, dueling, n_step,
-        epsilon ([start, end, env steps]), prioritized_replay, per_alpha,
-        per_beta ([start, env steps to reach 1]), huber_delta, store_replay_in_checkpoint,
-        frame_stack, sticky_actions, rollout_backend (python|vector: ale-py's C++ vector env),
-        model_torso (auto|cnn|mlp), model_hiddens.
+    def training(
+        self,
+        *,
+        replay_capacity: int | Any = NotProvided,
+        learning_starts: int | Any = NotProvided,
+        replay_ratio: float | Any = NotProvided,
+        rollout_steps_per_iteration: int | Any = NotProvided,
+        updates_per_learner_call: int | Any = NotProvided,
+        target_update_period: int | Any = NotProvided,
+        tau: float | Any = NotProvided,
+        double_q: bool | Any = NotProvided,
+        dueling: bool | Any = NotProvided,
+        n_step: int | Any = NotProvided,
+        epsilon: list[float] | Any = NotProvided,
+        prioritized_replay: bool | Any = NotProvided,
+        per_alpha: float | Any = NotProvided,
+        per_beta: list[float] | Any = NotProvided,
+        huber_delta: float | Any = NotProvided,
+        store_replay_in_checkpoint: bool | Any = NotProvided,
+        frame_stack: int | Any = NotProvided,
+        sticky_actions: float | Any = NotProvided,
+        rollout_backend: str | Any = NotProvided,
+        model_torso: str | Any = NotProvided,
+        model_hiddens: list[int] | Any = NotProvided,
+        **kwargs: Any,
+    ) -> DQNConfig:
+        """DQN settings (``--set KEY=VALUE`` on the CLI), plus every ``AlgorithmConfig.training``
+        argument.
+
+        Args:
+            replay_capacity: transitions kept in the replay memory.
+            learning_starts: env steps before the first update.
+            replay_ratio: gradient updates per env step (0.25 = one per 4 steps).
+            rollout_steps_per_iteration: env steps sampled per training_step, all runners.
+            updates_per_learner_call: gradient steps batched into one Learner call.
+            target_update_period: updates between hard copies (ignored when tau < 1).
+            tau: Polyak coefficient per update; 1 = hard updates.
+            double_q: the online net picks the next action, the target net values it.
+            dueling: value and advantage streams.
+            n_step: steps of the n-step return.
+            epsilon: ``[start, end, env steps]`` of the linear exploration schedule.
+            prioritized_replay: draw transitions by |TD error|^alpha.
+            per_alpha: the priority exponent.
+            per_beta: ``[start, env steps to reach 1]`` of the importance-weight exponent.
+            huber_delta: where the Huber loss turns linear.
+            store_replay_in_checkpoint: keep the replay memory in checkpoints.
+            frame_stack: Atari envs only: frames per observation.
+            sticky_actions: Atari envs only: 0.0 DeepMind, 0.25 Machado.
+            rollout_backend: Atari envs only: ``python`` wrappers or ale-py's C++ ``vector`` env.
+            model_torso: ``auto``, ``cnn`` (Nature CNN) or ``mlp``.
+            model_hiddens: hidden layer widths of the MLP torso.
         """
-        set_given_fields(self, DQN_FIELDS, kwargs)
-        super().training(**kwargs)
-        return self
-
-    def atari_defaults(self) -> DQNConfig:
-        for key, value in ATARI_DEFAULTS.items():
-            setattr(self, key, value)
+        self._set_given(dict(locals()))
         return self
 
     def validate(self) -> None:
-        check_common(self)
         super().validate()
         check_range("replay_ratio", self.replay_ratio, low=0.0, low_open=True)
         check_range("n_step", self.n_step, low=1, integer=True)
@@ -142,8 +153,6 @@ class DQNConfig(AlgorithmConfig):
         check_range("per_beta start", beta0, low=0.0, high=1.0)
         check_range("per_beta env steps", beta_steps, low=0, integer=True)
         check_range("huber_delta", self.huber_delta, low=0.0, low_open=True)
-        check_range("frame_stack", self.frame_stack, low=1, integer=True)
-        check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         eps0, eps1, eps_steps = check_list("epsilon", self.epsilon, "[start, end, env steps]", 3)
         check_range("epsilon start", eps0, low=0.0, high=1.0)
         check_range("epsilon end", eps1, low=0.0, high=1.0)
@@ -154,7 +163,6 @@ class DQNConfig(AlgorithmConfig):
         for name in ("double_q", "dueling", "prioritized_replay", "store_replay_in_checkpoint"):
             check_bool(name, getattr(self, name))
         check_widths("model_hiddens", self.model_hiddens)
-        check_choice("rollout_backend", self.rollout_backend, ("python", "vector"))
         check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
 
     def check_spaces(self, observation_space: Any, action_space: Any) -> None:

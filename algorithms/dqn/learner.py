@@ -2,7 +2,7 @@
 
 Two ways in, one loss (``_td_loss``):
 
-- ``update_from_replay``: the driver's replay sample of k minibatches, stepped through in one
+- ``update_from_replay``: the Algorithm's replay sample of k minibatches, stepped through in one
   tight loop (tensors moved to the device once, metrics reduced once per call, the target net
   synced at the exact gradient step it is due). Used whenever there is a single Learner.
 - RLlib's ``Learner.update`` (``compute_loss_for_module``), used with several DDP Learners:

@@ -6,7 +6,7 @@ Pieces: ``algorithm.py`` (Config + training_step), ``learner.py`` (wiring), ``mo
 (policy MLP + separate value MLP), ``connectors.py`` (returns per step); the math is shared
 with A2C in ``algorithms/common`` (``returns.py``, ``pg_losses.py``).
 
-Baselines (``baseline=``): ``none``; ``moving_average``, one constant b kept by the driver as an
+Baselines (``baseline=``): ``none``; ``moving_average``, one constant b kept by the Algorithm as an
 exponential moving average of the returns of earlier batches and sent to every Learner before
 each update (so all Learners subtract the same b, and b never depends on the batch it is
 subtracted from); ``batch_mean``, the mean return of the batch (over every Learner; it depends

@@ -6,20 +6,21 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from algorithms.common import metrics as M
 from algorithms.common import returns as mc
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config_checks import check_bool, check_common, check_range, check_widths
+from algorithms.common.config import RlgenConfig
+from runkit.checks import check_bool, check_choice, check_range, check_widths
 
 BASELINES = ("none", "moving_average", "batch_mean", "value")
 MA_STATE_KEY = "rlgen_moving_average_baseline"
 
 
-class ReinforceConfig(AlgorithmConfig):
+class ReinforceConfig(RlgenConfig):
     """Defaults solve CartPole-v1 (return >= 475) with the value baseline."""
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -77,18 +78,12 @@ class ReinforceConfig(AlgorithmConfig):
             model_hiddens: hidden layer widths of the policy and value MLPs.
             model_activation: ``tanh`` or ``relu``.
         """
-        given = dict(locals())
-        super().training(**kwargs)
-        for name, value in given.items():
-            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
-                setattr(self, name, value)
+        self._set_given(dict(locals()))
         return self
 
     def validate(self) -> None:
-        check_common(self)
         super().validate()
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline={self.baseline!r} is not one of {', '.join(BASELINES)}")
+        check_choice("baseline", self.baseline, BASELINES)
         check_range("episodes_per_batch", self.episodes_per_batch, low=1, integer=True)
         if self.episodes_per_batch < self.num_learners:
             raise ValueError(
@@ -101,8 +96,7 @@ class ReinforceConfig(AlgorithmConfig):
         for name in ("reward_to_go", "bootstrap_truncated", "normalize_advantages"):
             check_bool(name, getattr(self, name))
         check_widths("model_hiddens", self.model_hiddens)
-        if self.model_activation not in ("tanh", "relu"):
-            raise ValueError(f"model_activation={self.model_activation!r} is not tanh or relu")
+        check_choice("model_activation", self.model_activation, ("tanh", "relu"))
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from algorithms.reinforce.module import ReinforceTorchRLModule

@@ -21,7 +21,7 @@ class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
     def build(self) -> None:
         super().build()
         one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
-        # Set by the driver before every update when baseline == "moving_average", so all
+        # Set by the Algorithm before every update when baseline == "moving_average", so all
         # Learners subtract the same constant.
         self.moving_average_baseline = 0.0
         if self.config.add_default_connectors_to_learner_pipeline:

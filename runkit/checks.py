@@ -1,4 +1,5 @@
-"""Range checks shared by every algorithm's ``validate()``: messages name the field and value."""
+"""Checks shared by every job's config (RL ``validate()`` and the generative configs): each
+raises ``ValueError`` with a message that names the key, the value and what is allowed."""
 
 from __future__ import annotations
 
@@ -28,17 +29,6 @@ def check_range(
     bad_high = high is not None and (value >= high if high_open else value > high)
     if bad_low or bad_high:
         raise ValueError(f"{name}={value!r} is out of range: must be {rule}")
-
-
-def check_common(config: Any) -> None:
-    """Checks RLlib leaves to the user: lr > 0, gamma in (0, 1], runner counts >= 0."""
-    if not isinstance(config.lr, list):  # a list is an lr schedule, checked by RLlib
-        check_range("lr", config.lr, low=0.0, low_open=True)
-    check_range("gamma", config.gamma, low=0.0, high=1.0, low_open=True)
-    check_range("num_env_runners", config.num_env_runners, low=0, integer=True)
-    check_range("num_envs_per_env_runner", config.num_envs_per_env_runner, low=1, integer=True)
-    if config.grad_clip is not None:
-        check_range("grad_clip", config.grad_clip, low=0.0, low_open=True)
 
 
 def check_schedule(name: str, value: Any, *, low: float = 0.0) -> None:
@@ -82,23 +72,3 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     """Raise ValueError("name='x' is not one of a, b, c") unless value is in ``allowed``."""
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-
-
-def check_cnn_observations(model_torso: str, shape: tuple[int, ...]) -> None:
-    """``model_torso=cnn`` (the Nature CNN) needs (C, 84, 84) observations."""
-    if model_torso == "cnn" and (len(shape) != 3 or tuple(shape[1:]) != (84, 84)):
-        raise ValueError(
-            f"model_torso=cnn needs image observations (C, 84, 84), this env gives {shape}"
-        )
-
-
-def set_given_fields(config: Any, fields: tuple[str, ...], kwargs: dict[str, Any]) -> None:
-    """Pop an algorithm's own fields from ``kwargs`` (what the base ``training()`` would refuse)
-    and set the ones given; the rest of ``kwargs`` is left for the base class."""
-    from ray.rllib.algorithms.algorithm_config import NotProvided
-
-    for key in fields:
-        if key in kwargs:
-            value = kwargs.pop(key)
-            if value is not NotProvided:
-                setattr(config, key, value)

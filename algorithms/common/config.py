@@ -1,0 +1,89 @@
+"""``RlgenConfig``: what the three algorithms' configs share.
+
+- The Atari preset's keys (``frame_stack``, ``sticky_actions``, ``rollout_backend``) and
+  ``atari_defaults()``, which applies the subclass's ``ATARI_DEFAULTS``; ``env_config()`` turns
+  them into the env's options for the rollout actors and for evaluation.
+- ``validate()`` checks what RLlib leaves to the user (lr, gamma, runner counts, grad_clip) and
+  the preset keys; each subclass adds its own fields' checks, so a bad value is refused while the
+  config is built, before a run directory exists.
+- ``check_spaces()``: the env's spaces against the config (none by default).
+- ``_set_given()``: the body of every subclass's ``training()``, whose keyword arguments are
+  written out so an IDE shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+
+from envs import PRESET_OPTIONS
+from runkit.checks import check_choice, check_range
+
+ROLLOUT_BACKENDS = ("python", "vector")
+
+
+class RlgenConfig(AlgorithmConfig):
+    ATARI_DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class)
+        self.frame_stack = 4  # Atari envs only
+        self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
+        self.rollout_backend = "python"  # Atari envs only: Python wrappers or ale-py's C++ one
+
+    def atari_defaults(self) -> RlgenConfig:
+        """The algorithm's Atari settings (its ``ATARI_DEFAULTS``), applied for ``ALE/`` envs
+        before the user's own keys."""
+        for key, value in self.ATARI_DEFAULTS.items():
+            setattr(self, key, value)
+        return self
+
+    def _set_given(self, given: dict[str, Any]) -> None:
+        """Set this algorithm's own fields from ``training()``'s ``locals()``, skipping the
+        ones not given; RLlib's own arguments go to ``AlgorithmConfig.training``."""
+        kwargs = given.pop("kwargs", {})
+        super().training(**kwargs)
+        for name, value in given.items():
+            if name not in ("self", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+
+    def env_config(self, env_id: str) -> dict[str, Any]:
+        """The env options of a training env: the preset keys, and the vector backend."""
+        options: dict[str, Any] = {"training": True}
+        options.update({key: getattr(self, key) for key in PRESET_OPTIONS})
+        if self.rollout_backend == "vector":
+            if not env_id.startswith("ALE/"):
+                raise ValueError(f"rollout_backend=vector is only for ALE/... envs, not {env_id}")
+            options["backend"] = "vector"
+        return options
+
+    def check_spaces(self, observation_space: Any, action_space: Any) -> None:
+        """Raise ValueError when the env's spaces do not fit this config."""
+
+    def validate(self) -> None:
+        if not isinstance(self.lr, list):  # a list is an lr schedule, checked by RLlib
+            check_range("lr", self.lr, low=0.0, low_open=True)
+        check_range("gamma", self.gamma, low=0.0, high=1.0, low_open=True)
+        check_range("num_env_runners", self.num_env_runners, low=0, integer=True)
+        check_range("num_envs_per_env_runner", self.num_envs_per_env_runner, low=1, integer=True)
+        check_range("num_learners", self.num_learners, low=0, integer=True)
+        if self.grad_clip is not None:
+            check_range("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        check_range("frame_stack", self.frame_stack, low=1, integer=True)
+        check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
+        check_choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
+        self.derive()
+        super().validate()
+
+    def derive(self) -> None:
+        """Set the RLlib fields that follow from this algorithm's own (checked before RLlib's
+        ``validate`` reads them); nothing by default."""
+
+
+def check_cnn_observations(model_torso: str, shape: tuple[int, ...]) -> None:
+    """``model_torso=cnn`` (the Nature CNN) needs (C, 84, 84) observations."""
+    if model_torso == "cnn" and (len(shape) != 3 or tuple(shape[1:]) != (84, 84)):
+        raise ValueError(
+            f"model_torso=cnn needs image observations (C, 84, 84), this env gives {shape}"
+        )

@@ -1,0 +1,231 @@
+"""The RL run loop: ``algo.train()`` until a stop criterion, with TensorBoard (x-axis = env
+steps), checkpoints, ``--resume``, the caller's per-iteration callback, and result.json.
+
+The loop runs in the caller's process, which is also the Algorithm process: RLlib's Algorithm
+(its ``training_step``, the local rollout env when there are no rollout actors, and the Learner
+when there are no remote Learners) lives here; rollout actors and remote Learners are Ray
+actors.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from algorithms.checkpoints import STATE_FILE, find_checkpoint, save_checkpoint
+from algorithms.common import metrics as M
+from algorithms.configure import RLRunSpec, build_config
+from runkit import cluster
+from runkit.errors import UserError
+from runkit.progress import ProgressLine
+from runkit.results import STOP_BY_CALLBACK, OnReport, Report, RLResult, write_result
+from runkit.rundir import open_run, read_json
+
+RESUMABLE = ("stop_reward", "max_env_steps", "time_budget_s", "num_env_runners", "video_frames")
+
+
+def train(
+    algorithm: str,
+    *,
+    env: str | None,
+    overrides: dict[str, Any],
+    output: str | Path | None = None,
+    resume: bool = False,
+    on_report: OnReport | None = None,
+    **limits: Any,
+) -> RLResult:
+    """A fresh run, or with ``resume`` the run in ``output`` continued; ``limits`` are the
+    other ``RLRunSpec`` fields (stop_reward, max_env_steps, time_budget_s, seed, ...)."""
+    unknown = sorted(set(limits) - set(RLRunSpec.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"train {algorithm}: {', '.join(unknown)} is not an RL run setting")
+
+    def fresh() -> RLRunSpec:
+        if not env:
+            raise UserError("train: --env is required (e.g. --env CartPole-v1)")
+        given = {k: v for k, v in limits.items() if v is not None}
+        return RLRunSpec(algorithm=algorithm, env=env, overrides=dict(overrides), **given)
+
+    def prepare(spec: RLRunSpec) -> None:
+        spec.fill_defaults()
+        build_config(spec)  # every key and value checked before anything is written
+
+    given = {k: limits.get(k) for k in RESUMABLE}
+    spec, run_dir = open_run(
+        RLRunSpec,
+        kind="rl",
+        job=algorithm,
+        job_field="algorithm",
+        output=output,
+        resume=resume,
+        fresh=fresh,
+        prepare=prepare,
+        prefix=lambda s: f"{s.algorithm}-{s.env.replace('/', '_')}",
+        given={**given, "env": env, "overrides": overrides},
+        keep=("env",),
+    )
+    return run(spec, run_dir, resume=resume, on_report=on_report)
+
+
+def use_gpu_learner_if_present(config: Any, spec: RLRunSpec) -> None:
+    """GPU use is automatic: a cluster with a GPU gets the Learner on it, unless the user set
+    ``num_gpus_per_learner`` themselves (``--set num_gpus_per_learner=0`` keeps it on CPU)."""
+    if "num_gpus_per_learner" in spec.overrides:
+        return
+    if cluster.decide_gpu("auto", max(1, config.num_learners)):
+        config.learners(num_gpus_per_learner=1)
+
+
+def _get(result: dict, *keys: str, default: float = math.nan) -> float:
+    for key in keys:
+        if not isinstance(result, dict) or key not in result:
+            return default
+        result = result[key]
+    try:
+        return float(result)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def tensorboard_scalars(result: dict, env_steps_per_s: float) -> dict[str, float]:
+    runners = result.get("env_runners", {})
+    learner = result.get("learners", {}).get("default_policy", {})
+    values = {
+        "episode_return_mean": _get(result, "game_return_mean"),
+        "training_return_mean": _get(runners, "episode_return_mean"),
+        "episode_return_min": _get(runners, "episode_return_min"),
+        "episode_return_max": _get(runners, "episode_return_max"),
+        "episode_len_mean": _get(runners, "episode_len_mean"),
+        M.ENV_STEPS_PER_S: env_steps_per_s,
+        M.MOVING_AVERAGE_BASELINE: _get(result, M.MOVING_AVERAGE_BASELINE),
+        M.GRAD_NORM: _get(result, "learners", M.GRAD_NORM),
+    }
+    for key in M.LEARNER_KEYS:
+        values[key] = _get(learner, key)
+    for key in M.ALGORITHM_KEYS:
+        values[key] = _get(result, key)
+    # Keys an algorithm does not log come out NaN and are skipped by the writer.
+    return {M.TB_TAGS[k]: v for k, v in values.items()}
+
+
+def _progress_text(state: dict, rate: float) -> str:
+    return (
+        f"iter {state['iteration']:4d} | env steps {state['env_steps']:>9,d} | "
+        f"return {state['episode_return_mean']:8.2f} (best {state['best']:8.2f}) | "
+        f"{rate:7.0f} steps/s | {state['wall_time_s']:7.1f} s"
+    )
+
+
+def _stop_reason(spec: RLRunSpec, state: dict) -> str | None:
+    if spec.stop_reward is not None and state["episode_return_mean"] >= spec.stop_reward:
+        return "solved"
+    if spec.max_env_steps is not None and state["env_steps"] >= spec.max_env_steps:
+        return "max_env_steps"
+    if spec.time_budget_s is not None and state["wall_time_s"] >= spec.time_budget_s:
+        return "time_budget"
+    return None
+
+
+def run(
+    spec: RLRunSpec, run_dir: Path, *, resume: bool, on_report: OnReport | None = None
+) -> RLResult:
+    """Train until stop-reward, max env steps, time budget or the callback; return the result
+    (also written as result.json)."""
+    from runkit.tb import ScalarWriter
+
+    config = build_config(spec)
+    ckpt = find_checkpoint(run_dir) if resume else None
+    state: dict[str, Any] = {
+        "iteration": 0,
+        "env_steps": 0,
+        "wall_time_s": 0.0,
+        "episode_return_mean": math.nan,
+        "best": -math.inf,
+    }
+    if ckpt is not None:
+        state = read_json(ckpt / STATE_FILE)["state"]
+    cluster.connect()
+    use_gpu_learner_if_present(config, spec)
+    cluster.warn_if_short_of_cpus(
+        f"{config.num_env_runners} rollout actors x {config.num_cpus_per_env_runner} CPU",
+        config.num_env_runners * config.num_cpus_per_env_runner,
+        hint=" (or --set num_cpus_per_env_runner=...)",
+    )
+    algo = config.build_algo()
+    if ckpt is not None:
+        try:
+            algo.restore_from_path(str(ckpt))
+        except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
+            algo.stop()
+            raise UserError(
+                f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__})"
+            ) from None
+    writer = ScalarWriter(run_dir / "tensorboard")
+    progress = ProgressLine(f"{spec.algorithm} {spec.env}")
+    start_wall, start_steps = state["wall_time_s"], state["env_steps"]
+    t0 = time.monotonic()
+    last_t, last_steps = t0, state["env_steps"]
+    ckpt_path = ckpt
+    reason = None
+    try:
+        while reason is None:
+            result = algo.train()
+            now = time.monotonic()
+            state["iteration"] += 1
+            state["env_steps"] = int(
+                _get(result, "env_runners", "num_env_steps_sampled_lifetime", default=0)
+            )
+            state["wall_time_s"] = start_wall + (now - t0)
+            ret = _get(result, "game_return_mean")  # last 100 games, unclipped
+            if math.isfinite(ret):
+                state["episode_return_mean"] = ret
+                state["best"] = max(state["best"], ret)
+            rate = (state["env_steps"] - last_steps) / max(now - last_t, 1e-9)
+            last_t, last_steps = now, state["env_steps"]
+            scalars = tensorboard_scalars(result, rate)
+            writer.scalars(scalars, step=state["env_steps"])
+            reason = _stop_reason(spec, state)
+            if on_report is not None:
+                report = Report(
+                    job=spec.algorithm,
+                    iteration=state["iteration"],
+                    step=state["env_steps"],
+                    metrics={**state, **{k: v for k, v in scalars.items() if math.isfinite(v)}},
+                )
+                if on_report(report) and reason is None:
+                    reason = STOP_BY_CALLBACK
+            progress(_progress_text(state, rate), force=reason is not None)
+            if reason is not None or state["iteration"] % spec.checkpoint_every == 0:
+                ckpt_path = save_checkpoint(algo, run_dir, spec, state)
+    finally:
+        algo.stop()
+    if spec.video_frames > 0 and ckpt_path is not None:
+        from algorithms.evaluate import tensorboard_video
+
+        try:
+            tensorboard_video(
+                ckpt_path, writer, step=state["env_steps"], max_frames=spec.video_frames
+            )
+        except Exception as exc:  # noqa: BLE001 - the trained run and its results come first
+            print(f"rlgen: no evaluation video in TensorBoard ({exc})", file=sys.stderr)
+    writer.close()
+    elapsed = state["wall_time_s"] - start_wall
+    out = RLResult(
+        algorithm=spec.algorithm,
+        env=spec.env,
+        env_steps=state["env_steps"],
+        wall_time_s=round(state["wall_time_s"], 3),
+        episode_return_mean=state["episode_return_mean"],
+        best_episode_return_mean=state["best"],
+        solved=reason == "solved",
+        env_steps_per_s=round((state["env_steps"] - start_steps) / max(elapsed, 1e-9), 2),
+        checkpoint=None if ckpt_path is None else str(ckpt_path),
+        tensorboard_dir=str(run_dir / "tensorboard"),
+        stop_reason=str(reason),
+        run_dir=str(run_dir),
+    )
+    write_result(run_dir, out)
+    return out

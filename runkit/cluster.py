@@ -1,0 +1,60 @@
+"""Connecting to Ray and the GPU policy, the same for every job.
+
+``connect()`` joins the cluster named by ``RAY_ADDRESS`` (or the head started on this node with
+``ray start --head``) and otherwise starts an embedded local instance. GPU use is automatic:
+a job uses GPUs when the cluster has enough of them, unless the user says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from runkit.errors import UserError
+
+GPU_CHOICES = ("auto", "yes", "no")
+
+
+def connect() -> None:
+    """Join the running cluster (``RAY_ADDRESS``, or the started head), else start one here."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(logging_level=logging.ERROR, log_to_driver=False)
+
+
+def cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0))
+
+
+def decide_gpu(use_gpu: str, count: int) -> bool:
+    """Whether ``count`` workers get one GPU each: ``auto`` when the cluster has that many,
+    ``yes`` (refused when it has not), ``no``."""
+    if use_gpu not in GPU_CHOICES:
+        raise UserError(f"--use-gpu {use_gpu}: must be one of {', '.join(GPU_CHOICES)}")
+    if use_gpu == "no":
+        return False
+    enough = cluster_gpus() >= max(1, count)
+    if use_gpu == "yes" and not enough:
+        raise UserError(f"--use-gpu yes: the cluster has fewer than {count} GPUs")
+    return enough
+
+
+def warn_if_short_of_cpus(what: str, need: float, *, hint: str = "") -> None:
+    """Ray holds an actor back until its CPUs are free: say so when a job asks for more CPUs
+    than the cluster has now, instead of leaving it to wait in silence."""
+    have = cluster_cpus()
+    if need > have:
+        print(
+            f"rlgen: {what} need {need:g} CPUs and this cluster has {have:g}; the run waits "
+            f"until CPUs join{hint}",
+            file=sys.stderr,
+        )
