@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """rlgen: deep RL (custom RLlib algorithms) and deep generative models (Ray Train) on Ray.
 
-This one file is the command line and also the script to hand to ``ray submit``:
+This one file is the Python API, the command line over it, and the script to hand to
+``ray submit``:
 
+    import rlgen
+    result = rlgen.train("reinforce", env="CartPole-v1", max_env_steps=5000)
+
+    rlgen train reinforce --env CartPole-v1
     ray submit cluster/aws.yaml rlgen.py -- train reinforce --env CartPole-v1
 
-Bad input ends with exit status 2 and one ``rlgen: error: ...`` line on stderr.
+Bad input raises ``rlgen.UserError`` (the CLI: exit status 2 and one ``rlgen: error: ...`` line
+on stderr).
 """
 
 from __future__ import annotations
@@ -16,13 +22,145 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from algorithms import ALGORITHMS
 from generative import MODELS
 from runkit.errors import UserError
+from runkit.results import (
+    EvalResult,
+    GenerativeResult,
+    OnReport,
+    Report,
+    RLResult,
+    SampleResult,
+    to_dict,
+)
+
+__all__ = [
+    "train", "evaluate", "sample", "UserError", "Report",
+    "RLResult", "GenerativeResult", "EvalResult", "SampleResult", "to_dict",
+]  # fmt: skip
 
 EXIT_USAGE = 2
+RL_ONLY = (
+    "env", "stop_reward", "max_env_steps", "time_budget_s", "num_env_runners",
+    "num_envs_per_env_runner", "checkpoint_every", "video_frames",
+)  # fmt: skip
+GENERATIVE_ONLY = ("dataset", "epochs", "num_workers", "use_gpu")
+
+
+def _quiet() -> None:
+    """Keep Ray's and RLlib's advice and deprecation notes off the terminal."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("ray.rllib", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# --- the Python API ---------------------------------------------------------------------------
+
+
+def train(
+    job: str,
+    *,
+    env: str | None = None,
+    dataset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    config: str | Path | None = None,
+    stop_reward: float | None = None,
+    max_env_steps: int | None = None,
+    time_budget_s: float | None = None,
+    epochs: int | None = None,
+    num_env_runners: int | None = None,
+    num_envs_per_env_runner: int | None = None,
+    num_workers: int | None = None,
+    use_gpu: str | None = None,
+    seed: int | None = None,
+    checkpoint_every: int | None = None,
+    video_frames: int | None = None,
+    output: str | Path | None = None,
+    resume: bool | str | Path = False,
+    on_report: OnReport | None = None,
+) -> RLResult | GenerativeResult:
+    """Train an RL agent (``reinforce``, ``a2c``, ``dqn``; needs ``env``) or a generative model
+    (``vae``, ``pixelcnn``; ``dataset`` defaults to mnist5k), exactly as ``rlgen train`` does.
+
+    ``overrides`` are config keys (``--set``), over those of the ``config`` file. ``resume``
+    continues the run in ``output`` (or, given as a path, in that run directory) from its last
+    checkpoint. ``on_report(report)`` is called after every iteration (RL) or epoch
+    (generative); returning True stops the run cleanly. Returns the result written to
+    ``result.json``; bad input raises UserError before anything is written.
+    """
+    from runkit.overrides import merge_overrides
+
+    _quiet()
+    given = {
+        "env": env, "stop_reward": stop_reward, "max_env_steps": max_env_steps,
+        "time_budget_s": time_budget_s, "num_env_runners": num_env_runners,
+        "num_envs_per_env_runner": num_envs_per_env_runner,
+        "checkpoint_every": checkpoint_every, "video_frames": video_frames,
+        "dataset": dataset, "epochs": epochs, "num_workers": num_workers, "use_gpu": use_gpu,
+    }  # fmt: skip
+    if job not in ALGORITHMS and job not in MODELS:
+        known = ", ".join(sorted(ALGORITHMS) + sorted(MODELS))
+        raise UserError(f"train {job}: unknown algorithm or model; one of {known}")
+    foreign = GENERATIVE_ONLY if job in ALGORITHMS else RL_ONLY
+    wrong = [k for k in foreign if given[k] is not None]
+    if wrong:
+        what = "RL jobs" if job in MODELS else "generative models"
+        raise UserError(f"train {job}: --{wrong[0].replace('_', '-')} is for {what}")
+    if isinstance(resume, (str, Path)):
+        output, resume = resume, True
+    merged = merge_overrides(None if config is None else str(config), None)
+    merged.update(overrides or {})
+    if job in MODELS:
+        from generative.run_loop import train as train_generative
+
+        return train_generative(
+            job, dataset=dataset, overrides=merged, epochs=epochs, num_workers=num_workers,
+            use_gpu=use_gpu, seed=seed, output=output, resume=resume, on_report=on_report,
+        )  # fmt: skip
+    from algorithms.run_loop import train as train_rl
+
+    limits = {k: given[k] for k in RL_ONLY if k != "env"}
+    return train_rl(
+        job, env=env, overrides=merged, output=output, resume=resume, on_report=on_report,
+        seed=seed, **limits,
+    )  # fmt: skip
+
+
+def evaluate(
+    checkpoint: str | Path, *, episodes: int = 10, seed: int = 0, video: str | Path | None = None
+) -> EvalResult:
+    """Greedy and sampling returns of an RL checkpoint (or a run directory's newest) over
+    ``episodes`` fresh episodes each; ``video`` records one greedy episode (.gif or .mp4)."""
+    from algorithms.evaluate import evaluate as evaluate_rl
+
+    _quiet()
+    return evaluate_rl(
+        checkpoint, episodes=episodes, seed=seed, video=None if video is None else str(video)
+    )
+
+
+def sample(
+    checkpoint: str | Path,
+    *,
+    n: int = 64,
+    out: str | Path = "samples.png",
+    seed: int = 0,
+    complete_from: str | None = None,
+) -> SampleResult:
+    """A PNG grid of ``n`` samples from a generative checkpoint (or a run directory's newest);
+    with ``complete_from`` (a dataset, PixelCNN) test images next to completions."""
+    from generative.sampling import sample_grid
+
+    _quiet()
+    return sample_grid(checkpoint, n=n, out=out, seed=seed, complete_from=complete_from)
+
+
+# --- the command line -----------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--num-env-runners",
         type=_non_negative_int,
-        help="parallel rollout actors (0 = sample in the driver)",
+        help="parallel rollout actors (0 = sample in the Algorithm process)",
     )
     train.add_argument(
         "--num-envs-per-env-runner",
@@ -97,8 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--checkpoint-every",
         type=_positive_int,
-        default=10,
-        help="iterations between checkpoints (one is always written at the end)",
+        help="iterations between checkpoints (default 10; one is always written at the end)",
     )
     train.add_argument(
         "--video-frames",
@@ -144,62 +281,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_train_generative(args: argparse.Namespace) -> int:
-    from generative.harness import GenRunSpec, build_config, train
-    from runkit.overrides import merge_overrides
-    from runkit.rundir import RUN_FILE, new_run_dir, read_json
-
-    if args.env:
-        raise UserError(f"train {args.algorithm}: --env is for RL jobs; use --dataset")
-    output = args.resume if isinstance(args.resume, str) else args.output
-    resume = bool(args.resume)
-    overrides = merge_overrides(args.config, args.set)
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if resume:
-        run_dir = new_run_dir(output, prefix="", resume=True)
-        spec = GenRunSpec(**read_json(run_dir / RUN_FILE)["spec"])
-        if spec.model != args.algorithm:
-            raise UserError(
-                f"--resume {run_dir}: that run trained {spec.model}, not {args.algorithm}"
-            )
-        spec.overrides.update(overrides)
-        build_config(spec)
+def cmd_train(args: argparse.Namespace) -> int:
+    names = (*RL_ONLY, *GENERATIVE_ONLY, "seed", "output")
+    result = train(
+        args.algorithm,
+        overrides=_overrides(args),
+        resume=args.resume,
+        **{name: getattr(args, name) for name in names},
+    )
+    print(json.dumps(to_dict(result), indent=2))
+    where = Path(result.run_dir) / "result.json"
+    if isinstance(result, RLResult):
+        summary = (
+            f"{'solved' if result.solved else 'stopped'} after {result.env_steps:,} env steps "
+            f"in {result.wall_time_s:.0f} s"
+        )
     else:
-        spec = GenRunSpec(model=args.algorithm, overrides=overrides)
-        if args.dataset:
-            spec.dataset = args.dataset
-        if args.num_workers:
-            spec.num_workers = args.num_workers
-        if args.use_gpu:
-            spec.use_gpu = args.use_gpu
-        if args.seed is not None:
-            spec.seed = args.seed
-        build_config(spec)  # fail on bad keys before anything is written
-        from generative.data.images import check_dataset, resolve
-
-        check_dataset(resolve(spec.dataset))
-        run_dir = new_run_dir(output, prefix=spec.model, resume=False)
-    print(f"rlgen: run directory {run_dir}", file=sys.stderr)
-    result = train(spec, run_dir, resume=resume)
-    print(json.dumps(result, indent=2))
+        summary = (
+            f"{result.epochs} epochs, test NLL {result.test_nll_nats:.2f} nats "
+            f"({result.test_bits_per_dim:.4f} bits/dim); samples in {result.samples_png}"
+        )
     print(
-        f"rlgen: {result['epochs']} epochs, test NLL {result['test_nll_nats']:.2f} nats "
-        f"({result['test_bits_per_dim']:.4f} bits/dim); result in {run_dir / 'result.json'}\n"
-        f"rlgen: samples in {result['samples_png']}; TensorBoard: tensorboard --logdir "
-        f"{result['tensorboard_dir']}",
+        f"rlgen: {summary}; result in {where}\n"
+        f"rlgen: TensorBoard: tensorboard --logdir {result.tensorboard_dir}   "
+        "(then open http://localhost:6006)",
         file=sys.stderr,
     )
     return 0
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    from generative.harness import sample_grid
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from runkit.overrides import merge_overrides
 
-    report = sample_grid(
+    return merge_overrides(args.config, args.set)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    result = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video)
+    print(json.dumps(to_dict(result), indent=2))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    result = sample(
         args.checkpoint, n=args.n, out=args.out, seed=args.seed, complete_from=args.complete_from
     )
-    print(json.dumps(report))
+    print(json.dumps(to_dict(result)))
     return 0
 
 
@@ -213,80 +340,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.algorithm in MODELS:
-        return cmd_train_generative(args)
-    from algorithms.driver import RLRunSpec, train
-    from runkit.overrides import merge_overrides
-    from runkit.rundir import RUN_FILE, new_run_dir, read_json
-
-    output = args.resume if isinstance(args.resume, str) else args.output
-    resume = bool(args.resume)
-    overrides = merge_overrides(args.config, args.set)
-    if resume:
-        run_dir = new_run_dir(output, prefix="", resume=True)
-        spec = RLRunSpec(**read_json(run_dir / RUN_FILE)["spec"])
-        if spec.algorithm != args.algorithm:
-            raise UserError(
-                f"--resume {run_dir}: that run trained {spec.algorithm}, not {args.algorithm}"
-            )
-        if args.env and args.env != spec.env:
-            raise UserError(f"--resume {run_dir}: that run used --env {spec.env}, not {args.env}")
-        spec.overrides.update(overrides)
-        for field in (
-            "stop_reward", "max_env_steps", "time_budget_s", "num_env_runners", "video_frames",
-        ):  # fmt: skip
-            if getattr(args, field) is not None:  # a resumed run may be given new limits
-                setattr(spec, field, getattr(args, field))
-    else:
-        if not args.env:
-            raise UserError("train: --env is required (e.g. --env CartPole-v1)")
-        spec = RLRunSpec(
-            algorithm=args.algorithm,
-            env=args.env,
-            overrides=overrides,
-            num_env_runners=args.num_env_runners,
-            num_envs_per_env_runner=args.num_envs_per_env_runner,
-            seed=args.seed,
-            stop_reward=args.stop_reward,
-            max_env_steps=args.max_env_steps,
-            time_budget_s=args.time_budget_s,
-            checkpoint_every=args.checkpoint_every,
-        )
-        if args.video_frames is not None:
-            spec.video_frames = args.video_frames
-        from algorithms.driver import build_config
-
-        build_config(spec)  # fail on bad input before anything is written
-        run_dir = new_run_dir(
-            output, prefix=f"{spec.algorithm}-{spec.env.replace('/', '_')}", resume=False
-        )
-    print(f"rlgen: run directory {run_dir}", file=sys.stderr)
-    result = train(spec, run_dir, resume=resume)
-    print(json.dumps(result, indent=2))
-    print(
-        f"rlgen: {'solved' if result['solved'] else 'stopped'} after {result['env_steps']:,} env "
-        f"steps in {result['wall_time_s']:.0f} s; result in {run_dir / 'result.json'}\n"
-        f"rlgen: TensorBoard logs in {result['tensorboard_dir']}; view them with\n"
-        f"    tensorboard --logdir {result['tensorboard_dir']}   (then open http://localhost:6006)",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from algorithms.evaluate import evaluate
-
-    report = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video)
-    print(json.dumps(report, indent=2))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    for name in ("ray.rllib", "ray.tune", "ray.train"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet()
     try:
         args = build_parser().parse_args(argv)
         handler = {

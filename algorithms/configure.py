@@ -2,7 +2,7 @@
 
 ``build_config`` applies, in order: the Atari settings for ``ALE/`` envs, the runner counts and
 seed, the user's ``--config`` / ``--set`` keys (each must be a settable config key), the env and
-its options (``RlgenConfig.env_config``), the env's spaces (``check_spaces``), and
+its options (``RlgenConfig.env_options``), the env's spaces (``check_spaces``), and
 ``validate()``. Every failure is a UserError naming the key or value, raised before a run
 directory is written.
 """
@@ -50,9 +50,7 @@ class RLRunSpec:
 
 def config_class(algorithm: str) -> type:
     if algorithm not in ALGORITHMS:
-        raise UserError(
-            f"unknown algorithm {algorithm!r}: one of {', '.join(sorted(ALGORITHMS))}"
-        )
+        raise UserError(f"unknown algorithm {algorithm!r}: one of {', '.join(sorted(ALGORITHMS))}")
     module, _, name = ALGORITHMS[algorithm].partition(":")
     cls = getattr(importlib.import_module(module), name)
     # RLlib resets its loggers on import; keep its advice ("new API stack ...") off the terminal.
@@ -104,7 +102,7 @@ def build_config(spec: RLRunSpec) -> Any:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"--set {key}={value!r}: cannot be set ({reason})") from None
     try:
-        env_config = config.env_config(spec.env)
+        env_config = config.env_options(spec.env)
     except ValueError as exc:
         raise UserError(f"--set {exc}") from None
     if env_config.get("backend") == "vector":

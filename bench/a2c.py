@@ -1,10 +1,10 @@
 """Benchmark: A2C on this machine, side by side with RLlib's built-in PPO in one run.
 
 1. CartPole-v1 wall time and env steps until the mean return of the last 100 episodes reaches
-   475: our A2C (default config, through the same driver as ``rlgen train``, seeds 0..7, capped
+   475: our A2C (default config, through ``rlgen.train``, seeds 0..7, capped
    at 300k env steps) vs RLlib's PPO with its defaults (seeds 0..1). Medians over the seeds
    that solved it, and how many did. Goal: ours <= 0.5x PPO's wall time.
-2. Scaling: sampling throughput with the rollouts in the driver (0 actors) and with 1, 2 and 4
+2. Scaling: sampling throughput with the rollouts in the Algorithm process (0 actors) and with 1, 2 and 4
    rollout actors (the default 16 CartPole envs each, T = 16; 2 CPUs shared among the actors),
    and the fraction of each iteration's wall time spent sampling, in the Learner's update, in
    the weight broadcast, and elsewhere (metrics, bookkeeping). Env steps per second of the
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
-    cartpole_with_driver,
+    cartpole_run,
     open_report,
     parts_to_run,
     rllib_cartpole_to_475,
@@ -42,12 +42,12 @@ def log(msg: str) -> None:
 
 
 def cartpole_ours(seed: int, max_env_steps: int) -> dict:
-    return cartpole_with_driver("a2c", seed, max_env_steps)
+    return cartpole_run("a2c", seed, max_env_steps)
 
 
 def cartpole_ppo(seed: int, time_cap_s: float) -> dict:
     """RLlib's PPO with every training default (lr 5e-5, batch 4000, minibatch 128, 30 epochs,
-    lambda 1, clip 0.3, ...), sampled in the driver like our default."""
+    lambda 1, clip 0.3, ...), sampled in the Algorithm process like our default."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
     def make_config(env: str) -> Any:
@@ -144,7 +144,7 @@ def main() -> None:
         log(json.dumps({k: v for k, v in report["cartpole"].items() if k != "ours"}))
         save()
     if "scaling" in parts:
-        log("2. scaling: rollouts in the driver, then 1, 2 and 4 rollout actors")
+        log("2. scaling: rollouts in the Algorithm process, then 1, 2 and 4 rollout actors")
         report["scaling"] = []
         for actors in (0, 1, 2, 4):
             report["scaling"].append(scaling(actors, args.seconds))

@@ -119,60 +119,57 @@ def open_report(path: Path) -> tuple[dict[str, Any], Callable[[], None]]:
     return report, save
 
 
-def cartpole_with_driver(algorithm: str, seed: int, max_env_steps: int) -> dict:
-    """One of our algorithms on CartPole-v1 through the driver behind ``rlgen train`` (default
-    config, stop at the env's 475, no evaluation video), in a scratch run directory."""
+def cartpole_run(algorithm: str, seed: int, max_env_steps: int) -> dict:
+    """One of our algorithms on CartPole-v1 through ``rlgen.train`` (default config, stop at the
+    env's 475, no evaluation video), in a scratch run directory."""
     import tempfile
 
-    from algorithms.driver import RLRunSpec, train
+    import rlgen
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = RLRunSpec(
-            algorithm=algorithm, env="CartPole-v1", seed=seed, max_env_steps=max_env_steps,
-            video_frames=0,
-        )  # fmt: skip
-        run_dir = Path(tmp) / "run"
-        run_dir.mkdir()
         t0 = time.monotonic()
-        result = train(spec, run_dir, resume=False)
+        result = rlgen.train(
+            algorithm, env="CartPole-v1", seed=seed, max_env_steps=max_env_steps,
+            video_frames=0, output=Path(tmp) / "run",
+        )  # fmt: skip
         wall = time.monotonic() - t0
+    assert isinstance(result, rlgen.RLResult)
     return {
         "seed": seed,
-        "solved": result["solved"],
-        "env_steps": result["env_steps"],
-        "training_wall_time_s": result["wall_time_s"],
+        "solved": result.solved,
+        "env_steps": result.env_steps,
+        "training_wall_time_s": result.wall_time_s,
         "wall_time_s_with_setup": round(wall, 1),
     }
 
 
 def generative_run(model: str, epochs: int, num_workers: int = 1, **overrides: Any) -> dict:
-    """One of our generative jobs through the harness behind ``rlgen train`` on mnist5k, in a
-    scratch run directory; result.json's dict plus the wall time with set-up."""
+    """One of our generative jobs through ``rlgen.train`` on mnist5k, in a scratch run
+    directory; result.json's dict plus the wall time with set-up."""
     import tempfile
 
-    from generative.harness import GenRunSpec, train
+    import rlgen
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = GenRunSpec(
-            model=model, num_workers=num_workers, overrides={"epochs": epochs, **overrides}
-        )
-        run_dir = Path(tmp) / "run"
-        run_dir.mkdir()
         t0 = time.monotonic()
-        result = train(spec, run_dir, resume=False)
-        result["wall_time_s_with_setup"] = round(time.monotonic() - t0, 1)
-    return result
+        result = rlgen.train(
+            model, epochs=epochs, num_workers=num_workers, overrides=overrides,
+            output=Path(tmp) / "run",
+        )  # fmt: skip
+        out = rlgen.to_dict(result)
+        out["wall_time_s_with_setup"] = round(time.monotonic() - t0, 1)
+    return out
 
 
 def plain_generative_loop(model: str, epochs: int, threads: int = 1, **overrides: Any) -> dict:
-    """The harness's training step without Ray: mnist5k's training split in memory, the same
+    """The generative jobs' training step without Ray: mnist5k's training split in memory, the same
     model, loss, batch size and binarization, ``threads`` torch threads."""
     import math
 
     import torch
 
     from generative.data.images import binarize, mnist5k, read_split, split_path
-    from generative.harness import load_job
+    from generative.configure import load_job
 
     torch.set_num_threads(threads)
     job = load_job(model)

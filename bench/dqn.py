@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from benchkit import (
-    cartpole_with_driver,
+    cartpole_run,
     open_report,
     parts_to_run,
     rllib_cartpole_to_475,
@@ -103,7 +103,7 @@ def rllib_atari_config(batch: int = 32, learning_starts: int = 1_000) -> Any:
 
 
 def ours_atari_algo(num_envs: int = 1, **overrides: Any) -> Any:
-    from algorithms.driver import RLRunSpec, build_config
+    from algorithms.configure import RLRunSpec, build_config
 
     spec = RLRunSpec(
         algorithm="dqn", env=GAME, overrides=overrides, seed=0, num_envs_per_env_runner=num_envs
@@ -318,7 +318,7 @@ def sampling_actor(steps: int, *, num_envs: int, backend: str) -> dict:
 
 
 def cartpole_ours(seed: int, max_env_steps: int) -> dict:
-    return cartpole_with_driver("dqn", seed, max_env_steps)
+    return cartpole_run("dqn", seed, max_env_steps)
 
 
 def cartpole_rllib(seed: int, time_cap_s: float) -> dict:

@@ -75,7 +75,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from algorithms.driver import RLRunSpec, train
+    import rlgen
 
     game = args.env.split("/")[-1].split("-")[0].lower()
     run_dir = Path(args.output or Path("runs") / f"bench-dqn-{game}").resolve()
@@ -84,32 +84,30 @@ def main() -> None:
         return
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    overrides = merge_overrides(None, args.set)
-    spec = RLRunSpec(
-        algorithm="dqn",
+    t0 = time.monotonic()
+    result = rlgen.train(
+        "dqn",
         env=args.env,
-        overrides=overrides,
+        overrides=merge_overrides(None, args.set),
         num_envs_per_env_runner=args.num_envs,
         seed=args.seed,
         stop_reward=float("inf"),  # run the whole budget
         max_env_steps=args.env_steps,
         checkpoint_every=50,
+        output=run_dir,
     )
-    run_dir.mkdir(parents=True)
-    t0 = time.monotonic()
-    result = train(spec, run_dir, resume=False)
-    report_run(args, game, run_dir, result, wall=time.monotonic() - t0)
+    report_run(args, game, run_dir, rlgen.to_dict(result), wall=time.monotonic() - t0)
 
 
 def result_on_disk(run_dir: Path) -> dict:
     """result.json of a finished run, else the figures of its newest checkpoint (a run still
     going, or one stopped early)."""
-    from algorithms.driver import STATE_FILE, latest_checkpoint
+    from algorithms.checkpoints import STATE_FILE, find_checkpoint
     from runkit.rundir import RESULT_FILE, read_json
 
     if (run_dir / RESULT_FILE).is_file():
         return read_json(run_dir / RESULT_FILE)
-    state = read_json(latest_checkpoint(run_dir) / STATE_FILE)["state"]
+    state = read_json(find_checkpoint(run_dir) / STATE_FILE)["state"]
     return {
         "env_steps": state["env_steps"],
         "wall_time_s": state["wall_time_s"],

@@ -33,7 +33,7 @@ def log(msg: str) -> None:
 def sampling_speed(side: int, n: int, threads: int = 2) -> dict:
     from generative.pixelcnn.config import PixelCNNConfig
     from generative.pixelcnn.model import PixelCNN
-    from generative.pixelcnn.train import sample
+    from generative.pixelcnn.sampling import sample
 
     torch.set_num_threads(threads)
     cfg = PixelCNNConfig()

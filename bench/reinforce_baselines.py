@@ -30,7 +30,7 @@ import torch
 
 from algorithms.common import pg_losses as losses
 from algorithms.common import returns as mc
-from algorithms.driver import STATE_FILE
+from algorithms.checkpoints import STATE_FILE
 from algorithms.evaluate import policy_action
 from algorithms.reinforce.algorithm import BASELINES, ReinforceConfig
 from algorithms.reinforce.expected import CARTPOLE_SOLVED_RETURN

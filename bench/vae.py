@@ -1,7 +1,7 @@
 """Benchmark: the VAE as a Ray Train job on this machine, side by side in one run.
 
 1. Ray Train overhead: training images/s of the same VAE epochs through ``TorchTrainer`` with
-   one worker (the harness behind ``rlgen train vae``) vs a plain PyTorch loop over the same
+   one worker (``rlgen.train("vae", ...)``) vs a plain PyTorch loop over the same
    data in memory, same batch size, binarization and torch threads (1, as Ray gives a
    one-CPU worker). Goal: plain / Ray <= 1.05.
 2. 1 vs 2 Train workers on this 2-core machine: training images/s.
@@ -35,7 +35,7 @@ def log(msg: str) -> None:
     print(f"[bench vae] {msg}", flush=True)
 
 
-def harness_run(epochs: int, num_workers: int, **overrides: Any) -> dict:
+def ray_train_run(epochs: int, num_workers: int, **overrides: Any) -> dict:
     return generative_run("vae", epochs, num_workers, **overrides)
 
 
@@ -46,7 +46,7 @@ def plain_loop(epochs: int, threads: int = 1) -> dict:
 def independent_bernoulli_nll() -> dict:
     """p(x) = prod_i Bernoulli(x_i; p_i), p_i = the mean pixel intensity / 255 over the
     training images (the expected value of the dynamic binarization), clipped to [1e-3, 1-1e-3];
-    exact NLL on the test set binarized as the harness does it."""
+    exact NLL on the test set binarized as the training job does it."""
     from generative.data.images import binarize, mnist5k, read_split, split_path
 
     root = mnist5k()
@@ -75,7 +75,7 @@ def main() -> None:
         log("1. Ray Train (1 worker) vs a plain PyTorch loop, same threads and data")
         plain = plain_loop(args.epochs)
         log(f"plain: {plain}")
-        ray_run = harness_run(args.epochs, 1, iw_samples=1)
+        ray_run = ray_train_run(args.epochs, 1, iw_samples=1)
         log(f"ray train: {ray_run['train_images_per_s']} images/s")
         plain_rate = plain["train_images_per_s_per_epoch"][-1]
         report["overhead"] = {
@@ -90,7 +90,7 @@ def main() -> None:
         log("2. 1 vs 2 Train workers")
         rates = {}
         for n in (1, 2):
-            rates[str(n)] = steady(harness_run(args.epochs, n, iw_samples=1))
+            rates[str(n)] = steady(ray_train_run(args.epochs, n, iw_samples=1))
             log(f"{n} worker(s): {rates[str(n)]} images/s")
         report["workers"] = {
             "train_images_per_s": rates,
@@ -99,7 +99,7 @@ def main() -> None:
         save()
     if "nll" in parts:
         log(f"3. test NLL after {args.nll_epochs} epochs vs independent Bernoulli pixels")
-        run = harness_run(args.nll_epochs, 1)
+        run = ray_train_run(args.nll_epochs, 1)
         report["nll"] = {
             "epochs": args.nll_epochs,
             "vae": {k: run["metrics"][k] for k in run["metrics"] if k.startswith("test_")},

@@ -11,12 +11,8 @@ import difflib
 from typing import Any
 
 from generative.data.images import BINARIZE
+from runkit.checks import check_choice, check_range
 from runkit.errors import UserError
-
-
-def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"{name}={value!r} is not one of {', '.join(allowed)}")
 
 
 @dataclasses.dataclass
@@ -51,16 +47,17 @@ class GenConfig:
                 raise UserError(f"--set {key}={value!r}: must be a string")
             values[key] = value
         config = cls(**values)
-        config.validate()
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         return config
 
     def validate(self) -> None:
-        positive = {"lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs}
-        for key, value in positive.items():
-            if value <= 0:
-                raise UserError(f"{key}={value!r} is out of range: must be > 0")
-        if not 1 <= self.grid_n <= 1024:
-            raise UserError(f"grid_n={self.grid_n!r} is out of range: must be in 1..1024")
+        check_range("lr", self.lr, low=0.0, low_open=True)
+        check_range("batch_size", self.batch_size, low=1, integer=True)
+        check_range("epochs", self.epochs, low=1, integer=True)
+        check_range("grid_n", self.grid_n, low=1, high=1024, integer=True)
         check_choice("binarize", self.binarize, BINARIZE)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from algorithms.driver import RLRunSpec, build_config
+from algorithms.configure import RLRunSpec, build_config
 from runkit.errors import UserError
 
 

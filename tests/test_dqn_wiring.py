@@ -92,7 +92,7 @@ def test_checkpoint_carries_replay_when_asked(ray_local, tmp_path):
 
 
 def test_breakout_on_the_vector_backend(ray_local):
-    from algorithms.driver import RLRunSpec, build_config
+    from algorithms.configure import RLRunSpec, build_config
 
     spec = RLRunSpec(
         algorithm="dqn",

@@ -41,7 +41,7 @@ def test_two_workers_sample_complete_and_resume(tmp_path):
     assert r1["test_bits_per_dim"] == r1["test_nll_nats"] / (784 * math.log(2))
     # The figure is the exact NLL of the checkpointed model on the whole test split, binarized
     # once with seed 0 as the harness does.
-    from generative.harness import load_model
+    from generative.checkpoints import load_model
     from generative.pixelcnn import losses
 
     _, cfg, model = load_model(out)

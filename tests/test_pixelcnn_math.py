@@ -20,7 +20,8 @@ import torch
 from generative.pixelcnn import losses
 from generative.pixelcnn.config import PixelCNNConfig
 from generative.pixelcnn.model import PixelCNN, spatial_channel_mask
-from generative.pixelcnn.train import PixelCNNJob, complete, sample
+from generative.pixelcnn.sampling import complete, sample
+from generative.pixelcnn.train import PixelCNNJob
 
 
 def _dependency(model, shape, trials=3):

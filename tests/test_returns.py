@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from algorithms.common import returns as rt
 from algorithms.common.returns import moving_average, reward_to_go, total_return
 from algorithms.reinforce.algorithm import split_evenly
 
@@ -58,3 +59,15 @@ def test_moving_average_update():
 def test_split_evenly_loses_no_episode(total, parts, expected):
     assert split_evenly(total, parts) == expected
     assert sum(split_evenly(total, parts)) == total
+
+
+def test_n_step_returns_by_hand():
+    """Three windows of n=3, gamma=0.5: a full window, one that terminates on its 2nd step (no
+    bootstrap), one truncated on its 1st step (bootstrapped after one step)."""
+    rewards = np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 99.0], [3.0, 99.0, 99.0]])
+    terminated = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    truncated = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0]], dtype=bool)
+    g, discount, steps = rt.n_step_returns(rewards, terminated, truncated, gamma=0.5)
+    np.testing.assert_allclose(g, [1 + 0.5 * 2 + 0.25 * 4, 1 + 0.5 * 2, 3.0])
+    np.testing.assert_allclose(discount, [0.125, 0.0, 0.5])
+    np.testing.assert_array_equal(steps, [3, 2, 1])

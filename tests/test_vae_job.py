@@ -50,7 +50,7 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path):
     # Recomputed from the checkpoint on the test split (binarized once with seed 0, as the
     # harness does): the KL term exactly; the K = 5 importance-weighted NLL, a random
     # estimate, within Monte Carlo error of 30 fresh estimates.
-    from generative.harness import load_model
+    from generative.checkpoints import load_model
     from generative.vae import losses
 
     _, cfg, model = load_model(out)
@@ -98,7 +98,7 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path):
 
 
 def test_failed_worker_is_retried_from_the_last_checkpoint(tmp_path):
-    from generative.harness import FAULT_ENV
+    from generative.worker_loop import FAULT_ENV
 
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
     out = tmp_path / "run"

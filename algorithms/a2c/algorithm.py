@@ -38,6 +38,7 @@ ATARI_DEFAULTS: dict[str, Any] = {
     "min_sample_timesteps_per_iteration": 4000,
 }
 
+
 class A2CConfig(RlgenConfig):
     """Defaults solve CartPole-v1; ``atari_defaults()`` switches to the Atari settings."""
 

@@ -21,7 +21,9 @@ from algorithms.common.episodes import GAMES_STATE_KEY, ReturnWindow
 
 
 class RlgenAlgorithm(Algorithm):
-    # Set by ``Algorithm.setup`` on the new API stack (Optional in RLlib's annotations).
+    # Set by ``Algorithm.setup`` on the new API stack (Optional in RLlib's annotations); the
+    # config is the algorithm's own RlgenConfig subclass.
+    config: Any
     metrics: Any
     learner_group: Any
     env_runner_group: Any

@@ -1,7 +1,7 @@
 """``RlgenConfig``: what the three algorithms' configs share.
 
 - The Atari preset's keys (``frame_stack``, ``sticky_actions``, ``rollout_backend``) and
-  ``atari_defaults()``, which applies the subclass's ``ATARI_DEFAULTS``; ``env_config()`` turns
+  ``atari_defaults()``, which applies the subclass's ``ATARI_DEFAULTS``; ``env_options()`` turns
   them into the env's options for the rollout actors and for evaluation.
 - ``validate()`` checks what RLlib leaves to the user (lr, gamma, runner counts, grad_clip) and
   the preset keys; each subclass adds its own fields' checks, so a bad value is refused while the
@@ -48,7 +48,7 @@ class RlgenConfig(AlgorithmConfig):
             if name not in ("self", "__class__") and value is not NotProvided:
                 setattr(self, name, value)
 
-    def env_config(self, env_id: str) -> dict[str, Any]:
+    def env_options(self, env_id: str) -> dict[str, Any]:
         """The env options of a training env: the preset keys, and the vector backend."""
         options: dict[str, Any] = {"training": True}
         options.update({key: getattr(self, key) for key in PRESET_OPTIONS})

@@ -1,5 +1,6 @@
 """Returns and advantages in NumPy, one equation per function: Monte-Carlo reward-to-go and the
-moving-average baseline (REINFORCE), n-step and GAE(lambda) advantages (A2C).
+moving-average baseline (REINFORCE), n-step and GAE(lambda) advantages (A2C), and DQN's n-step
+return with its bootstrap discount.
 
 Shape suffixes: ``_T`` is one episode's time axis (T steps, rewards r_1..r_T as the env gave
 them after actions a_0..a_{T-1}).
@@ -98,3 +99,32 @@ def gae_advantages(
     deltas = rewards + gamma * next_values - values
     advantages = discounted_cumsum(deltas, gamma * lambda_)
     return advantages.astype(np.float32), (advantages + values).astype(np.float32)
+
+
+def n_step_returns(
+    rewards_BN: np.ndarray, terminated_BN: np.ndarray, truncated_BN: np.ndarray, *, gamma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DQN's n-step target pieces for B windows of N steps, each window one episode's rewards
+    r_{t+1}..r_{t+N} after the stored action a_t (entries past the episode's last step are
+    ignored). With m = N, or the step on which the episode ended if that comes first:
+
+        G_t        = sum_{k < m} gamma^k r_{t+k+1}
+        discount_t = gamma^m, or 0 when the episode terminated within the window
+        target     = G_t + discount_t * max_a Q(s_{t+m}, a)
+
+    A truncated episode keeps gamma^m: its last observation is bootstrapped. Returns
+    (G float32, discount float32, m int64)."""
+    rewards = np.asarray(rewards_BN, dtype=np.float64)
+    terminated, truncated = np.asarray(terminated_BN, bool), np.asarray(truncated_BN, bool)
+    batch, window = rewards.shape
+    returns = np.zeros(batch)
+    discount = np.ones(batch)
+    steps = np.zeros(batch, dtype=np.int64)
+    running = np.ones(batch, dtype=bool)
+    for k in range(window):
+        returns += np.where(running, discount * rewards[:, k], 0.0)
+        discount = np.where(running, discount * gamma, discount)
+        steps += running
+        discount = np.where(running & terminated[:, k], 0.0, discount)
+        running &= ~(terminated[:, k] | truncated[:, k])
+    return returns.astype(np.float32), discount.astype(np.float32), steps

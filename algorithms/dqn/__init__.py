@@ -1,9 +1,10 @@
 """Deep Q-learning (Mnih et al. 2015) with double Q, dueling heads, n-step returns and
 prioritized replay, as a custom RLlib algorithm on the new API stack.
 
-Pieces: ``algorithm.py`` (Config, replay in the Algorithm process, training_step), ``learner.py`` (TD loss,
-target-network updates), ``module.py`` (Nature CNN / MLP, epsilon-greedy acting), ``losses.py``
-(targets and loss), ``replay.py`` + ``sum_tree.py`` (frame replay, prioritized sampling).
+Pieces: ``algorithm.py`` (Config, replay in the Algorithm process, training_step),
+``learner.py`` (TD loss, target-network updates), ``module.py`` (Nature CNN / MLP,
+epsilon-greedy acting), ``losses.py`` (targets and loss), ``replay.py`` + ``sum_tree.py`` (frame
+replay, prioritized sampling); the n-step return is ``common/returns.n_step_returns``.
 
 Differences from the paper:
 - Adam instead of RMSProp; Huber loss on the TD error; global-norm gradient clipping.

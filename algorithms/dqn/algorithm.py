@@ -1,8 +1,8 @@
 """DQN Config and Algorithm (custom RLlib algorithm, new API stack).
 
-The replay memory lives in the Algorithm process (``FrameReplay``: single uint8 frames, stacked at sample
-time, n-step windows, optional prioritized sampling); env runners only act and return episode
-chunks; the Learner gets ready-made batches, so no learner connector touches frames.
+The replay memory lives in the Algorithm process (``FrameReplay``: single uint8 frames, stacked
+at sample time, n-step windows, optional prioritized sampling); env runners only act and return
+episode chunks; the Learner gets ready-made batches, so no learner connector touches frames.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from ray.rllib.utils.metrics import (
 from algorithms.common import metrics as M
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config import RlgenConfig, check_cnn_observations
-from runkit.checks import check_bool, check_choice, check_list, check_range
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, TD_ERROR, WEIGHTS
 from algorithms.dqn.replay import FrameReplay
+from runkit.checks import check_bool, check_choice, check_list, check_range, check_widths
 
 REPLAY_STATE_KEY = "rlgen_replay"
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from algorithms.common.returns import n_step_returns
 from algorithms.dqn.sum_tree import SumTree
 
 
@@ -259,19 +260,20 @@ class FrameReplay:
         return self.frames[np.stack(cols[::-1], axis=1)]  # (B, stack, *frame)
 
     def _n_step(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        returns = np.zeros(len(idx), dtype=np.float64)
-        discount = np.ones(len(idx), dtype=np.float64)
-        cur = idx.copy()
-        next_idx = idx.copy()
-        running = np.ones(len(idx), dtype=bool)
-        for _ in range(self.n_step):
-            returns += np.where(running, discount * self.rewards[cur], 0.0)
-            discount = np.where(running, discount * self.gamma, discount)
-            next_idx = np.where(running, self.next[cur], next_idx)
-            discount = np.where(running & self.terminated[cur], 0.0, discount)
-            running &= ~(self.terminated[cur] | self.truncated[cur])
+        """The n-step window of each slot, following the links forward until its episode
+        ends, then ``n_step_returns``; the next observation is the one after the window."""
+        cols, cur = [idx], idx
+        running = ~(self.terminated[idx] | self.truncated[idx])
+        for _ in range(self.n_step - 1):
             cur = np.where(running, self.next[cur], cur)
-        return returns.astype(np.float32), discount.astype(np.float32), next_idx
+            cols.append(cur)
+            running &= ~(self.terminated[cur] | self.truncated[cur])
+        slots = np.stack(cols, axis=1)  # (B, n); repeats past the episode's end are ignored
+        returns, discount, steps = n_step_returns(
+            self.rewards[slots], self.terminated[slots], self.truncated[slots], gamma=self.gamma
+        )
+        next_idx = self.next[slots[np.arange(len(idx)), steps - 1]]
+        return returns, discount, next_idx
 
     def transitions(self, idx: np.ndarray, weights: np.ndarray | None = None) -> ReplayBatch:
         """The batch of the given (ready) slots."""

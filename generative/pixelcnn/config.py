@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from generative.config import GenConfig, check_choice
-from runkit.errors import UserError
+from generative.config import GenConfig
+from runkit.checks import check_choice, check_range
 
 VARIANTS = ("plain", "gated")
 
@@ -25,8 +25,7 @@ class PixelCNNConfig(GenConfig):
         super().validate()
         check_choice("variant", self.variant, VARIANTS)
         for key in ("features", "layers", "output_features"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key}={getattr(self, key)!r} is out of range: must be >= 1")
+            check_range(key, getattr(self, key), low=1, integer=True)
 
     @property
     def likelihood(self) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from generative.config import GenConfig, check_choice
-from runkit.errors import UserError
+from generative.config import GenConfig
+from runkit.checks import check_choice, check_range
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("auto", "bernoulli", "categorical")
@@ -25,14 +25,14 @@ class VAEConfig(GenConfig):
         check_choice("arch", self.arch, ARCHS)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         for key in ("latent_dim", "hidden", "iw_samples"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key}={getattr(self, key)!r} is out of range: must be >= 1")
-        if self.beta < 0:
-            raise UserError(f"beta={self.beta!r} is out of range: must be >= 0")
+            check_range(key, getattr(self, key), low=1, integer=True)
+        check_range("beta", self.beta, low=0.0)
         if self.likelihood == "bernoulli" and self.binarize == "none":
-            raise UserError("likelihood=bernoulli needs binary data: binarize=threshold or dynamic")
+            raise ValueError(
+                "likelihood=bernoulli needs binary data: binarize=threshold or dynamic"
+            )
         if self.likelihood == "categorical" and self.binarize != "none":
-            raise UserError("likelihood=categorical models 8-bit data: set binarize=none")
+            raise ValueError("likelihood=categorical models 8-bit data: set binarize=none")
 
     @property
     def resolved_likelihood(self) -> str:

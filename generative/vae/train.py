@@ -1,4 +1,4 @@
-"""The VAE as a harness Job: loss of a batch, test metrics, image grids, samples."""
+"""The VAE as a generative Job: loss of a batch, test metrics, image grids, samples."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from generative.vae import losses
 from generative.vae.config import VAEConfig
 from generative.vae.model import VAE
+from runkit.errors import UserError
 
 GRID_SEED = 1234  # the same prior samples every epoch, so the grids show progress
 
@@ -80,3 +81,6 @@ class VAEJob:
     @torch.no_grad()
     def sample(self, model: VAE, n: int, cfg: VAEConfig, *, seed: int) -> torch.Tensor:
         return model.sample(n, generator=torch.Generator().manual_seed(seed))
+
+    def complete(self, model: VAE, x: torch.Tensor, cfg: VAEConfig, *, seed: int) -> torch.Tensor:
+        raise UserError("--complete-from: the vae model does not complete images (pixelcnn does)")

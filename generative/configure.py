@@ -1,0 +1,67 @@
+"""What a generative run was asked for (``GenRunSpec``), the ``Job`` a model plugs in as, and
+the model's checked config.
+
+A model is a ``Job`` (see ``generative/vae/train.py``): its config class, how to build the
+network, the training loss of a batch, the test metrics, the image grids, and sampling. The
+shared job code does the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Protocol
+
+import torch
+
+from generative import MODELS
+from runkit.errors import UserError
+
+
+class Job(Protocol):
+    name: str
+    config_class: Any
+
+    def build_model(self, cfg: Any, shape: tuple[int, int, int]) -> torch.nn.Module: ...
+
+    def loss(self, model: torch.nn.Module, x: torch.Tensor, cfg: Any) -> torch.Tensor: ...
+
+    def evaluate(self, model: Any, x_test: torch.Tensor, cfg: Any) -> dict[str, float]: ...
+
+    def grids(self, model: Any, x_test: torch.Tensor, cfg: Any) -> dict[str, torch.Tensor]: ...
+
+    def sample(self, model: Any, n: int, cfg: Any, *, seed: int) -> torch.Tensor: ...
+
+    def complete(self, model: Any, x: torch.Tensor, cfg: Any, *, seed: int) -> torch.Tensor:
+        """Originals next to completions of their bottom halves; a model that cannot complete
+        images raises UserError."""
+        ...
+
+
+@dataclasses.dataclass
+class GenRunSpec:
+    """Everything a generative run was asked for; saved as run.json for ``--resume``."""
+
+    model: str
+    dataset: str = "mnist5k"
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    num_workers: int = 1
+    use_gpu: str = "auto"  # auto | yes | no
+    seed: int = 0
+    max_failures: int = 2
+
+
+def load_job(model: str) -> Job:
+    if model not in MODELS:
+        raise UserError(f"unknown model {model!r}: one of {', '.join(sorted(MODELS))}")
+    module, _, name = MODELS[model].partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def build_config(spec: GenRunSpec) -> Any:
+    return load_job(spec.model).config_class.from_overrides(spec.model, spec.overrides)
+
+
+def unwrap(model: torch.nn.Module) -> Any:
+    """The model inside Ray Train's DDP wrapper (or the model itself)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

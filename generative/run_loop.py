@@ -1,0 +1,154 @@
+"""The generative run loop: a Ray Train ``TorchTrainer`` with one worker per ``num_workers``
+(DDP, GPU use automatic), the dataset check, ``FailureConfig`` retries that resume from the last
+checkpoint, ``--resume``, progress and the caller's per-epoch callback through
+``runkit.relay``, and result.json. The epochs themselves run in ``worker_loop``."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from generative.checkpoints import KEEP_CHECKPOINTS, RUN_NAME, TRAIN_DIR
+from generative.configure import GenRunSpec, build_config
+from generative.worker_loop import IMAGES_DIR, progress_text, train_loop_per_worker
+from runkit import cluster
+from runkit.errors import UserError
+from runkit.relay import Relay
+from runkit.results import STOP_BY_CALLBACK, GenerativeResult, OnReport, Report, write_result
+from runkit.rundir import open_run
+
+
+def train(
+    model: str,
+    *,
+    dataset: str | None = None,
+    overrides: dict[str, Any],
+    epochs: int | None = None,
+    num_workers: int | None = None,
+    use_gpu: str | None = None,
+    seed: int | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    on_report: OnReport | None = None,
+) -> GenerativeResult:
+    """A fresh run, or with ``resume`` the run in ``output`` continued (``epochs`` and other
+    overrides may be raised; the dataset stays)."""
+    from generative.data.images import check_dataset, resolve
+
+    overrides = dict(overrides)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+
+    def fresh() -> GenRunSpec:
+        given: dict[str, Any] = {
+            "dataset": dataset, "num_workers": num_workers, "use_gpu": use_gpu, "seed": seed,
+        }  # fmt: skip
+        return GenRunSpec(
+            model=model, overrides=overrides, **{k: v for k, v in given.items() if v is not None}
+        )
+
+    def prepare(spec: GenRunSpec) -> None:
+        build_config(spec)  # every key and value checked before anything is written
+        if spec.use_gpu not in cluster.GPU_CHOICES:
+            raise UserError(f"--use-gpu {spec.use_gpu}: one of {', '.join(cluster.GPU_CHOICES)}")
+        check_dataset(resolve(spec.dataset))
+
+    spec, run_dir = open_run(
+        GenRunSpec,
+        kind="generative",
+        job=model,
+        job_field="model",
+        output=output,
+        resume=resume,
+        fresh=fresh,
+        prepare=prepare,
+        prefix=lambda s: s.model,
+        given={"dataset": dataset, "overrides": overrides},
+        keep=("dataset",),
+    )
+    return run(spec, run_dir, on_report=on_report)
+
+
+def cpus_per_worker(num_workers: int) -> float:
+    """Whole CPUs per Train worker where the cluster has one to spare for Ray Data's read
+    tasks (each asks for a whole CPU); otherwise a share that leaves one CPU free. With every
+    CPU held by a worker the data pipeline could never run and the job would wait forever."""
+    cpus = cluster.cluster_cpus() or 1.0
+    if cpus - num_workers >= 1:
+        return 1.0
+    return max(0.1, (cpus - 1.0) / num_workers)
+
+
+def run(spec: GenRunSpec, run_dir: Path, *, on_report: OnReport | None = None) -> GenerativeResult:
+    """Run (or continue: Ray Train resumes from the run's last checkpoint) the job; return the
+    result (also written as result.json)."""
+    import ray.data
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from generative.data.images import check_dataset, resolve, split_path
+
+    cfg = build_config(spec)
+    dataset = resolve(spec.dataset)
+    h, w, c = check_dataset(dataset)["train"].shape
+    cluster.connect()
+    use_gpu = cluster.decide_gpu(spec.use_gpu, spec.num_workers)
+
+    def show(report: Report) -> None:
+        print(progress_text(spec.model, cfg.epochs, report.metrics), file=sys.stderr, flush=True)
+
+    with Relay(show, on_report) as relay:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "model": spec.model,
+                "config": cfg.to_dict(),
+                "seed": spec.seed,
+                "shape": [c, h, w],
+                "run_dir": str(run_dir),
+                "test_split": split_path(dataset, "test"),
+                "relay": relay.handle,
+                "wait_for_answers": relay.waits,
+            },
+            scaling_config=ScalingConfig(
+                num_workers=spec.num_workers,
+                use_gpu=use_gpu,
+                resources_per_worker={"CPU": cpus_per_worker(spec.num_workers)},
+            ),
+            run_config=RunConfig(
+                name=RUN_NAME,
+                storage_path=str(run_dir / TRAIN_DIR),
+                failure_config=FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            ),
+            datasets={
+                "train": ray.data.read_parquet(split_path(dataset, "train")).select_columns(
+                    ["image"]
+                )
+            },
+        )
+        result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    metrics = dict(result.metrics or {})
+    out = GenerativeResult(
+        model=spec.model,
+        dataset=spec.dataset,
+        epochs=int(metrics.get("epoch", 0)),
+        wall_time_s=round(float(metrics.get("elapsed_s", math.nan)), 3),
+        train_images_per_s=round(float(metrics.get("train_images_per_s", math.nan)), 1),
+        test_nll_nats=metrics.get("test_nll_nats"),
+        test_bits_per_dim=metrics.get("test_bits_per_dim"),
+        checkpoint=result.checkpoint.path if result.checkpoint is not None else None,
+        samples_png=str(run_dir / IMAGES_DIR / "samples.png"),
+        tensorboard_dir=str(run_dir / "tensorboard"),
+        num_workers=spec.num_workers,
+        use_gpu=use_gpu,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        stop_reason=STOP_BY_CALLBACK if relay.stopped else "epochs",
+        run_dir=str(run_dir),
+    )
+    write_result(run_dir, out)
+    return out

@@ -1,0 +1,51 @@
+"""``rlgen sample``: a grid of samples from a generative checkpoint, or test images next to
+completions of their bottom halves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from generative.checkpoints import find_checkpoint, load_model
+from generative.grids import image_grid, save_png
+from runkit.errors import UserError
+from runkit.results import SampleResult
+
+
+def sample_grid(
+    checkpoint: str | Path,
+    *,
+    n: int = 64,
+    out: str | Path = "samples.png",
+    seed: int = 0,
+    complete_from: str | None = None,
+) -> SampleResult:
+    """A grid of ``n`` samples written to ``out`` (a new .png), or with ``complete_from`` (a
+    dataset) the first ``n`` test images each next to a completion of its bottom half."""
+    from generative.data.images import binarize, read_split, resolve, split_path
+
+    target = Path(out)
+    if n < 1:
+        raise UserError(f"--n {n}: must be >= 1")
+    if target.exists():
+        raise UserError(f"--out {out}: already exists; choose a new file name")
+    if target.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: must end in .png")
+    job, cfg, model = load_model(checkpoint)
+    if complete_from is None:
+        images = job.sample(model, n, cfg, seed=seed)
+    else:
+        originals, _ = read_split(split_path(resolve(complete_from), "test"))
+        trained_on = tuple(getattr(model, "shape", ()))
+        if tuple(originals.shape[1:]) != trained_on:
+            raise UserError(
+                f"--complete-from {complete_from}: images are {originals.shape[1:]}, the model "
+                f"was trained on {trained_on}"
+            )
+        x = binarize(
+            torch.as_tensor(originals[:n]), cfg.binarize, generator=torch.Generator().manual_seed(0)
+        )
+        images = job.complete(model, x, cfg, seed=seed)
+    save_png(image_grid(images), target)
+    return SampleResult(checkpoint=str(find_checkpoint(checkpoint)), n=n, out=str(target))

@@ -1,0 +1,105 @@
+"""Reports from Ray workers to the caller's process while a blocking call (Ray Train's
+``fit()``) runs, and the caller's answer back: the per-epoch callback and progress output of
+jobs whose loop runs on remote workers.
+
+The worker puts each report into a small actor (no CPU) and, when the caller has a callback,
+waits for the caller's stop-or-go answer before it starts the next epoch. A thread in the caller
+takes the reports, prints progress, calls the callback and answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from runkit.results import OnReport, Report
+
+POLL_S = 0.2
+
+
+class _Mailbox:
+    """The actor between the workers and the caller."""
+
+    def __init__(self) -> None:
+        self._reports: list[Report] = []
+        self._answers: dict[int, bool] = {}
+
+    def put(self, report: Report) -> None:
+        self._reports.append(report)
+
+    def take(self) -> list[Report]:
+        reports, self._reports = self._reports, []
+        return reports
+
+    def answer(self, iteration: int, stop: bool) -> None:
+        self._answers[iteration] = stop
+
+    def answer_for(self, iteration: int) -> bool | None:
+        return self._answers.get(iteration)
+
+
+def send(mailbox: Any, report: Report, *, wait_for_answer: bool) -> bool:
+    """Worker side: deliver ``report``; with ``wait_for_answer``, block until the caller has
+    seen it and return whether it asked to stop."""
+    import ray
+
+    ray.get(mailbox.put.remote(report))
+    if not wait_for_answer:
+        return False
+    while True:
+        answer = ray.get(mailbox.answer_for.remote(report.iteration))
+        if answer is not None:
+            return bool(answer)
+        time.sleep(POLL_S / 4)
+
+
+class Relay:
+    """Caller side, as a context manager around the blocking call: ``handle`` goes to the
+    workers; ``show(report)`` prints progress; ``stopped`` tells whether the callback stopped
+    the run; a callback's exception is re-raised on exit."""
+
+    def __init__(self, show: Callable[[Report], None], on_report: OnReport | None) -> None:
+        import ray
+
+        self.handle: Any = ray.remote(num_cpus=0)(_Mailbox).remote()
+        self.waits = on_report is not None
+        self.stopped = False
+        self._show, self._on_report = show, on_report
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _drain(self) -> None:
+        import ray
+
+        for report in ray.get(self.handle.take.remote()):
+            self._show(report)
+            stop = self.stopped
+            if self._on_report is not None and not stop:
+                try:
+                    stop = bool(self._on_report(report))
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    self._error, stop = exc, True
+            self.stopped = self.stopped or stop
+            if self.waits:
+                self.handle.answer.remote(report.iteration, stop)
+
+    def _run(self) -> None:
+        while not self._done.wait(POLL_S):
+            self._drain()
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        self._thread.join()
+        self._drain()
+        import ray
+
+        ray.kill(self.handle)
+        if self._error is not None and exc[0] is None:
+            raise self._error
