@@ -8,40 +8,21 @@ on the step where the game ends (``GameStatistics``), which the algorithms avera
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import gymnasium as gym
 
-from runkit.errors import UserError
+from envs.ids import check_env_id, register_ale
+from envs.statistics import GameStatistics
 
-_ALE_REGISTERED = False
+__all__ = ["GameStatistics", "check_env_id", "make_env", "register_ale", "rllib_env_name"]
+
 PREFIX = "rlgen/"
 # The Atari preset's options, as config keys of every algorithm and as ``env_config`` keys.
 PRESET_OPTIONS = ("frame_stack", "sticky_actions")
 
 
-class GameStatistics(gym.Wrapper):
-    """Full-game raw return and length, put into ``info`` on the step the game ends."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self._return, self._length = 0.0, 0
-
-    def reset(self, **kwargs: Any):
-        self._return, self._length = 0.0, 0
-        return self.env.reset(**kwargs)
-
-    def step(self, action: Any):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self._return += float(reward)
-        self._length += 1
-        if terminated or truncated:
-            info = dict(info, game_return=self._return, game_frames=self._length)
-        return obs, reward, terminated, truncated, info
-
-
-def make_env(env_config: dict[str, Any]) -> gym.Env:
+def make_env(env_config: dict[str, Any]) -> gym.Env | gym.vector.VectorEnv:
     """The env for ``env_config["env_id"]``: the Atari preset for ALE ids (options
     ``training``, ``frame_stack``, ``sticky_actions``), else the plain gymnasium env; both with
     ``GameStatistics`` (innermost for Atari, so it sees raw rewards and whole games).
@@ -85,25 +66,3 @@ def register_all_atari() -> list[str]:
     """Register every ALE game (``rlgen/ALE/<Game>-v5``) for RLlib and Tune."""
     register_ale()
     return [rllib_env_name(i) for i in gym.registry if i.startswith("ALE/") and i.endswith("-v5")]
-
-
-def register_ale() -> None:
-    """Make the ``ALE/<Game>-v5`` ids known to gymnasium (ale-py ships its ROMs)."""
-    global _ALE_REGISTERED
-    if not _ALE_REGISTERED:
-        import ale_py
-
-        gym.register_envs(ale_py)
-        _ALE_REGISTERED = True
-
-
-def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """Return the gymnasium spec of ``env_id`` or raise a UserError naming close matches."""
-    if env_id.startswith("ALE/"):
-        register_ale()
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"--env {env_id}: unknown gymnasium environment id{hint}") from None

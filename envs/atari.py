@@ -20,13 +20,14 @@ Settings: ``sticky_actions=0.0`` with no-op starts (DeepMind, Mnih et al. 2015) 
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsFloat, cast
 
 import cv2
 import gymnasium as gym
 import numpy as np
 
-from envs import GameStatistics, check_env_id, register_ale
+from envs.ids import check_env_id, register_ale
+from envs.statistics import GameStatistics
 
 FRAME_SIZE = 84
 MAX_FRAMES_PER_GAME = 108_000  # 30 minutes of play at 60 Hz, the usual cap

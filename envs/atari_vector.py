@@ -31,8 +31,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs import check_env_id, register_ale
 from envs.atari import FRAME_SIZE, MAX_FRAMES_PER_GAME
+from envs.ids import check_env_id, register_ale
 
 
 def rom_name(env_id: str) -> str:

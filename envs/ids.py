@@ -1,0 +1,33 @@
+"""Gymnasium env ids: checking them (ALE games included) with close-match hints."""
+
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+
+from runkit.errors import UserError
+
+_ALE_REGISTERED = False
+
+
+def register_ale() -> None:
+    """Make the ``ALE/<Game>-v5`` ids known to gymnasium (ale-py ships its ROMs)."""
+    global _ALE_REGISTERED
+    if not _ALE_REGISTERED:
+        import ale_py
+
+        gym.register_envs(ale_py)
+        _ALE_REGISTERED = True
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """Return the gymnasium spec of ``env_id`` or raise a UserError naming close matches."""
+    if env_id.startswith("ALE/"):
+        register_ale()
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"--env {env_id}: unknown gymnasium environment id{hint}") from None

@@ -1,0 +1,133 @@
+"""The layering of DESIGN.md, enforced: imports between the top-level packages go only in the
+allowed directions, and no module imports itself through a chain of others (no cycles).
+Imports inside functions count too: a lazy import is still a dependency."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# What each top-level part may import from the project (itself always).
+ALLOWED = {
+    "runkit": set(),
+    "envs": {"runkit"},
+    "algorithms": {"envs", "runkit"},
+    "generative": {"runkit"},
+    "tune_configs": {"algorithms", "generative", "envs", "runkit"},
+    "rlgen": {"algorithms", "generative", "envs", "runkit", "tune_configs"},
+    "bench": {"algorithms", "generative", "envs", "runkit", "rlgen", "bench"},
+}
+PARTS = set(ALLOWED)
+
+
+def _modules() -> dict[str, Path]:
+    """Every project module by dotted name (tests excluded)."""
+    found = {"rlgen": ROOT / "rlgen.py"}
+    for part in PARTS - {"rlgen"}:
+        for path in (ROOT / part).rglob("*.py"):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules ``path`` imports, anywhere in it: ``from a.b import c`` is module
+    ``a.b.c`` when that is a module, else ``a.b``."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+            names = [n for n in names[:-1] if n in modules] or [node.module]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                out.add(name)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, modules) - {name} for name, path in modules.items()}
+
+
+def _violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for name, deps in graph.items():
+        part = name.split(".")[0]
+        for dep in deps:
+            target = dep.split(".")[0]
+            if target != part and target not in ALLOWED[part]:
+                bad.append(f"{name} imports {dep}")
+    return sorted(bad)
+
+
+def test_packages_import_only_the_layers_below():
+    bad = _violations(_graph())
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles():
+    assert _cycles(_graph()) == []
+
+
+def test_the_checks_see_a_break():
+    """The project's graph with the breaks the layering forbids added: the generative side
+    reaching into the RL side, the bottom layer importing a job, and a two-module cycle."""
+    graph = _graph()
+    graph["generative.run_loop"].add("algorithms.run_loop")
+    graph["runkit.rundir"].add("envs.ids")
+    assert _violations(graph) == [
+        "generative.run_loop imports algorithms.run_loop",
+        "runkit.rundir imports envs.ids",
+    ]
+    graph["algorithms.checkpoints"].add("algorithms.evaluate")
+    assert _cycles(graph) == [["algorithms.checkpoints", "algorithms.evaluate"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    modules = _modules()
+    assert {"rlgen", "runkit.rundir", "algorithms.run_loop", "generative.run_loop"} <= set(modules)
+    assert "runkit.rundir" in _imports(modules["algorithms.run_loop"], modules)
