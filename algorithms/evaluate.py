@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +12,10 @@ from algorithms.checkpoints import MODULE_SUBDIR, STATE_FILE, find_checkpoint
 from runkit.errors import UserError
 from runkit.results import EvalResult
 from runkit.rundir import read_json
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from ray.rllib.core.rl_module.torch import TorchRLModule
 
 
 def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
@@ -29,7 +33,8 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
     if not (ckpt / MODULE_SUBDIR).is_dir():
         raise UserError(f"checkpoint {ckpt}: no policy weights under {MODULE_SUBDIR}")
     try:
-        module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
+        # Every rlgen algorithm's module is a TorchRLModule.
+        module = cast("TorchRLModule", RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR)))
     except Exception as exc:  # noqa: BLE001 - a failing load is a corrupt checkpoint
         raise UserError(
             f"checkpoint {ckpt}: corrupt policy weights ({type(exc).__name__})"
@@ -105,15 +110,16 @@ def greedy_episode_frames(
     from envs import make_env
 
     env = make_env({"env_id": env_id, "training": False, "render_mode": "rgb_array", **env_options})
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         obs, _ = env.reset(seed=seed)
-        frames.append(env.render())
+        # render_mode="rgb_array": one (H, W, 3) uint8 frame per call.
+        frames.append(cast(np.ndarray, env.render()))
         done = False
         while not done and len(frames) < max_frames:
             action = policy_action(module, obs, env.action_space, greedy=True)
             obs, _, terminated, truncated, _ = env.step(action)
-            frames.append(env.render())
+            frames.append(cast(np.ndarray, env.render()))
             done = terminated or truncated
     finally:
         env.close()
@@ -125,11 +131,13 @@ def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options
     import imageio.v2 as imageio
 
     frames = greedy_episode_frames(module, env_id, seed=seed, env_options=env_options)
+    # imageio's stub asks for List[ArrayLike], and list is invariant: the same list, retyped.
+    ims = cast("list[npt.ArrayLike]", frames)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     if path.suffix == ".gif":
-        imageio.mimsave(tmp, frames, duration=1000 / VIDEO_FPS, loop=0)
+        imageio.mimsave(tmp, ims, duration=1000 / VIDEO_FPS, loop=0)
     else:
-        imageio.mimsave(tmp, frames, fps=VIDEO_FPS, macro_block_size=1)
+        imageio.mimsave(tmp, ims, fps=VIDEO_FPS, macro_block_size=1)
     tmp.replace(path)
     return len(frames)
 

@@ -4,11 +4,11 @@
    475: our A2C (default config, through ``rlgen.train``, seeds 0..7, capped
    at 300k env steps) vs RLlib's PPO with its defaults (seeds 0..1). Medians over the seeds
    that solved it, and how many did. Goal: ours <= 0.5x PPO's wall time.
-2. Scaling: sampling throughput with the rollouts in the Algorithm process (0 actors) and with 1, 2 and 4
-   rollout actors (the default 16 CartPole envs each, T = 16; 2 CPUs shared among the actors),
-   and the fraction of each iteration's wall time spent sampling, in the Learner's update, in
-   the weight broadcast, and elsewhere (metrics, bookkeeping). Env steps per second of the
-   synchronous rounds and of sampling alone (env steps / time inside sampling).
+2. Scaling: sampling throughput with the rollouts in the Algorithm process (0 actors) and with
+   1, 2 and 4 rollout actors (the default 16 CartPole envs each, T = 16; 2 CPUs shared among the
+   actors), and the fraction of each iteration's wall time spent sampling, in the Learner's
+   update, in the weight broadcast, and elsewhere (metrics, bookkeeping). Env steps per second
+   of the synchronous rounds and of sampling alone (env steps / time inside sampling).
 
 Writes bench/results/a2c.json.
 
@@ -75,7 +75,11 @@ def scaling(actors: int, seconds: float) -> dict:
         A2CConfig()
         .environment(rllib_env_name("CartPole-v1"))
         # 2 CPUs for up to 4 actors: each reserves its share, or Ray would hold the 3rd back.
-        .env_runners(num_env_runners=actors, num_cpus_per_env_runner=min(1.0, 2 / max(actors, 1)))
+        .env_runners(
+            num_env_runners=actors,
+            # RLlib types it Optional[int]; Ray takes fractional CPUs.
+            num_cpus_per_env_runner=min(1.0, 2 / max(actors, 1)),  # type: ignore[arg-type]
+        )
         .debugging(seed=0)
     )
     algo = config.build_algo()

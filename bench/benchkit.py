@@ -168,8 +168,8 @@ def plain_generative_loop(model: str, epochs: int, threads: int = 1, **overrides
 
     import torch
 
-    from generative.data.images import binarize, mnist5k, read_split, split_path
     from generative.configure import load_job
+    from generative.data.images import binarize, mnist5k, read_split, split_path
 
     torch.set_num_threads(threads)
     job = load_job(model)

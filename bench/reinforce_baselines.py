@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from algorithms.checkpoints import STATE_FILE
 from algorithms.common import pg_losses as losses
 from algorithms.common import returns as mc
-from algorithms.checkpoints import STATE_FILE
 from algorithms.evaluate import policy_action
 from algorithms.reinforce.algorithm import BASELINES, ReinforceConfig
 from algorithms.reinforce.expected import CARTPOLE_SOLVED_RETURN
@@ -161,7 +161,7 @@ def variance_study(module, *, batches: int, episodes_per_batch: int, gamma: floa
             samples.setdefault(name, []).append(g)
     env.close()
     stats = {}
-    reference = None
+    reference = 0.0  # the first nonzero total variance (0.0 when every one is 0)
     for name, gs in samples.items():
         g = np.stack(gs)  # (batches, num_policy_params)
         mean = g.mean(0)

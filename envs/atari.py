@@ -29,8 +29,16 @@ import numpy as np
 from envs.ids import check_env_id, register_ale
 from envs.statistics import GameStatistics
 
+if TYPE_CHECKING:
+    from ale_py.env import AtariEnv
+
 FRAME_SIZE = 84
 MAX_FRAMES_PER_GAME = 108_000  # 30 minutes of play at 60 Hz, the usual cap
+
+
+def ale_env(env: gym.Env) -> AtariEnv:
+    """The ale-py env under ``env``'s wrappers (gymnasium types ``unwrapped`` as a plain Env)."""
+    return cast("AtariEnv", env.unwrapped)
 
 
 class NoopReset(gym.Wrapper):
@@ -38,7 +46,7 @@ class NoopReset(gym.Wrapper):
 
     def __init__(self, env: gym.Env, noop_max: int = 30) -> None:
         super().__init__(env)
-        assert env.unwrapped.get_action_meanings()[0] == "NOOP"
+        assert ale_env(env).get_action_meanings()[0] == "NOOP"
         self.noop_max = noop_max
 
     def reset(self, **kwargs: Any):
@@ -59,7 +67,8 @@ class MaxAndSkip(gym.Wrapper):
         self.skip = skip
 
     def step(self, action: Any):
-        total, last_two = 0.0, collections.deque(maxlen=2)
+        total = 0.0
+        last_two: collections.deque[np.ndarray] = collections.deque(maxlen=2)
         terminated = truncated = False
         info: dict = {}
         for _ in range(self.skip):
@@ -94,7 +103,7 @@ class EpisodicLife(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
-        lives = self.unwrapped.ale.lives()
+        lives = ale_env(self).ale.lives()
         if 0 < lives < self.lives:
             terminated = True
         self.lives = lives
@@ -104,11 +113,11 @@ class EpisodicLife(gym.Wrapper):
         if self.game_over:
             obs, info = self.env.reset(**kwargs)
         else:
-            fire = "FIRE" in self.unwrapped.get_action_meanings()
+            fire = "FIRE" in ale_env(self).get_action_meanings()
             obs, _, terminated, truncated, info = self.env.step(1 if fire else 0)
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
-        self.lives = self.unwrapped.ale.lives()
+        self.lives = ale_env(self).ale.lives()
         self.game_over = False
         return obs, info
 
@@ -116,8 +125,8 @@ class EpisodicLife(gym.Wrapper):
 class ClipReward(gym.RewardWrapper):
     """Training only: rewards become their sign, {-1, 0, +1} (Mnih et al. 2015)."""
 
-    def reward(self, reward: float) -> float:
-        return float(np.sign(reward))
+    def reward(self, reward: SupportsFloat) -> float:
+        return float(np.sign(float(reward)))
 
 
 class ResizeFrame(gym.ObservationWrapper):
@@ -138,8 +147,9 @@ class FrameStack(gym.Wrapper):
     def __init__(self, env: gym.Env, k: int) -> None:
         super().__init__(env)
         self.frames: collections.deque = collections.deque(maxlen=k)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(0, 255, (k, *space.shape), np.uint8)
+        frame_shape = env.observation_space.shape
+        assert frame_shape is not None, env.observation_space
+        self.observation_space = gym.spaces.Box(0, 255, (k, *frame_shape), np.uint8)
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -177,7 +187,7 @@ def make_atari_env(
     env = GameStatistics(env)
     env = NoopReset(env, noop_max=noop_max) if noop_max > 0 else env
     env = MaxAndSkip(env, skip=frame_skip)
-    env = FireReset(env) if "FIRE" in env.unwrapped.get_action_meanings() else env
+    env = FireReset(env) if "FIRE" in ale_env(env).get_action_meanings() else env
     env = EpisodicLife(env) if training else env
     env = ClipReward(env) if training else env
     env = ResizeFrame(env, FRAME_SIZE)

@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.atari import FRAME_SIZE, MAX_FRAMES_PER_GAME
+from envs.atari import FRAME_SIZE, MAX_FRAMES_PER_GAME, ale_env
 from envs.ids import check_env_id, register_ale
 
 
@@ -86,7 +86,9 @@ class EpisodeFrameStack(gym.vector.VectorWrapper):
     def __init__(self, env: gym.vector.VectorEnv, k: int) -> None:
         assert k >= 1, k
         super().__init__(env)
-        frame = env.single_observation_space.shape[-2:]
+        inner_shape = env.single_observation_space.shape
+        assert inner_shape is not None, env.single_observation_space
+        frame = inner_shape[-2:]
         self.single_observation_space = gym.spaces.Box(0, 255, (k, *frame), np.uint8)
         self.observation_space = gym.vector.utils.batch_space(
             self.single_observation_space, env.num_envs
@@ -133,7 +135,7 @@ def make_atari_vector_env(
 
     register_ale()
     check_env_id(env_id)
-    env = AtariVectorEnv(
+    env: gym.vector.VectorEnv = AtariVectorEnv(
         rom_name(env_id),
         num_envs,
         repeat_action_probability=sticky_actions,
@@ -149,6 +151,6 @@ def make_atari_vector_env(
         reward_clipping=False,
         use_fire_reset=True,
     )
-    fire = "FIRE" in gym.make(env_id).unwrapped.get_action_meanings()
+    fire = "FIRE" in ale_env(gym.make(env_id)).get_action_meanings()
     env = LifeLossAndGameStatistics(env, training=training, fire=fire)
     return EpisodeFrameStack(env, frame_stack)

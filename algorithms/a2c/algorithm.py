@@ -42,6 +42,11 @@ ATARI_DEFAULTS: dict[str, Any] = {
 class A2CConfig(RlgenConfig):
     """Defaults solve CartPole-v1; ``atari_defaults()`` switches to the Atari settings."""
 
+    # AlgorithmConfig sets ``grad_clip = None`` unannotated, so mypy takes its type as None;
+    # its ``lr`` is a number or, as RLlib documents, a schedule [[timestep, lr], ...].
+    grad_clip: float | None  # type: ignore[assignment]
+    lr: float | list[list[float]]  # type: ignore[assignment]
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or A2C)
         # CartPole defaults: the A2C settings of Mnih et al. 2016 as the A2C baselines run them
@@ -53,7 +58,8 @@ class A2CConfig(RlgenConfig):
         self.normalize_advantages = False
         self.vf_coeff = 0.5
         self.entropy_coeff: float | list[list[float]] = 0.0
-        self.optimizer = "rmsprop"
+        # Not RLlib's old-stack ``optimizer`` dict, which the new API stack does not read.
+        self.optimizer = "rmsprop"  # type: ignore[assignment]
         self.shared_torso = False
         self.model_torso = "auto"
         self.model_hiddens = [64, 64]
@@ -63,7 +69,7 @@ class A2CConfig(RlgenConfig):
         self.rollout_fragment_length = 5
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 8
-        self.lr: float | list[list[float]] = 7e-4
+        self.lr = 7e-4
         self.gamma = 0.99
         self.grad_clip = 0.5
         self.grad_clip_by = "global_norm"

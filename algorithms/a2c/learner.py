@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -24,17 +24,24 @@ RMSPROP_EPS = 1e-5
 
 
 class A2CTorchLearner(NonFiniteGuard, TorchLearner):
+    # The A2CConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
+    # Any: importing it here would be an import cycle, as its module imports this one.
+    config: Any
+
     def build(self) -> None:
         super().build()
-        one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
+        obs_space = self.module[DEFAULT_MODULE_ID].observation_space
+        assert obs_space is not None
+        one_thread_for_small_nets(self._device, obs_space)
         self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, 0)
         if self.config.add_default_connectors_to_learner_pipeline:
+            assert self._learner_connector is not None
             self._learner_connector.prepend(
                 GeneralizedAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_)
             )
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
-        module = self._module[module_id]
+        module = self.module[module_id]
         params = self.get_parameters(module)
         optimizer: torch.optim.Optimizer
         if config.optimizer == "rmsprop":
@@ -54,7 +61,8 @@ class A2CTorchLearner(NonFiniteGuard, TorchLearner):
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
         module = self.module[module_id].unwrapped()
         dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
-        logp_B = dist.logp(batch[Columns.ACTIONS])
+        # RLlib types a torch distribution's outputs as any framework's tensor.
+        logp_B = cast(torch.Tensor, dist.logp(batch[Columns.ACTIONS]))
         values_B = fwd_out[Columns.VF_PREDS]
         raw_adv_B = batch[ADVANTAGES]
         # Means and statistics over the whole batch, however many Learners share it.
@@ -65,7 +73,7 @@ class A2CTorchLearner(NonFiniteGuard, TorchLearner):
         adv_std = stats.std(raw_adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
-            entropy_B=dist.entropy(),
+            entropy_B=cast(torch.Tensor, dist.entropy()),
             advantages_B=raw_adv_B,
             value_loss=value_loss,
             advantage_std=adv_std if config.normalize_advantages else None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
@@ -33,9 +34,17 @@ class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """model_config: ``torso`` (auto|cnn|mlp), ``hiddens``, ``activation`` (tanh|relu, MLP
     only), ``shared_torso`` (bool), ``initial_log_std`` (Box actions only)."""
 
+    # RLlib types these Optional; the spec that builds this module always sets them, and
+    # ``get_default_rl_module_spec`` passes a plain dict as the model config.
+    observation_space: gym.Space
+    action_space: gym.Space
+    model_config: dict[str, Any]
+
     def setup(self) -> None:
         cfg = self.model_config
-        shape = tuple(self.observation_space.shape)
+        obs_shape = self.observation_space.shape
+        assert obs_shape is not None, self.observation_space
+        shape = tuple(obs_shape)
         self.image = uses_cnn(cfg.get("torso", "auto"), shape)
         if self.image and (len(shape) != 3 or shape[1:] != IMAGE_SHAPE):
             raise ValueError(f"the Nature CNN needs (C, 84, 84) observations, got {shape}")

@@ -52,6 +52,9 @@ ATARI_DEFAULTS: dict[str, Any] = {
 class DQNConfig(RlgenConfig):
     """Defaults solve CartPole-v1; ``atari_defaults()`` switches to the Atari settings."""
 
+    # AlgorithmConfig sets ``grad_clip = None`` unannotated, so mypy takes its type as None.
+    grad_clip: float | None  # type: ignore[assignment]
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or DQN)
         self.replay_capacity = 50_000

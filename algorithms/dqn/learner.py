@@ -13,7 +13,7 @@ Two ways in, one loss (``_td_loss``):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -26,15 +26,24 @@ from algorithms.common.gradients import guard_nonfinite
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.dqn import losses
 
+if TYPE_CHECKING:
+    from algorithms.dqn.module import DQNTorchRLModule
+
 TD_ERROR = "td_error_per_sample"
 NEXT_OBS, RETURNS, DISCOUNT, WEIGHTS = "next_obs", "nstep_returns", "bootstrap_discount", "weights"
 
 
 class DQNTorchLearner(TorchLearner):
+    # The DQNConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
+    # Any: importing it here would be an import cycle, as its module imports this one.
+    config: Any
+
     def build(self) -> None:
         super().build()
         # One CPU thread for MLPs (CartPole to 475 in 98 s instead of 106 s here, 2 cores).
-        one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
+        obs_space = self.module[DEFAULT_MODULE_ID].observation_space
+        assert obs_space is not None
+        one_thread_for_small_nets(self._device, obs_space)
         self.num_updates = 0  # gradient steps (minibatches) taken
         self._skip_step = False  # the last gradient was not finite
         self._updates_at_last_sync_check = 0
@@ -42,7 +51,7 @@ class DQNTorchLearner(TorchLearner):
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         """Adam as RLlib sets it up, but fused (one kernel over all parameters): an Adam step
         of the Nature CNN took 0.7 ms instead of 4.7 ms here."""
-        params = self.get_parameters(self._module[module_id])
+        params = self.get_parameters(self.module[module_id])
         self.register_optimizer(
             module_id=module_id,
             optimizer=torch.optim.Adam(params, fused=True),
@@ -101,7 +110,7 @@ class DQNTorchLearner(TorchLearner):
         of a replay sample). Returns the reduced metrics and each row's TD error."""
         module_id = DEFAULT_MODULE_ID
         config = self.config.get_config_for_module(module_id)
-        module = self.module[module_id].unwrapped()
+        module = self._q_module(module_id)
         module.train()
         tensors = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
         num_steps = len(arrays[Columns.ACTIONS]) // minibatch_size
@@ -174,4 +183,8 @@ class DQNTorchLearner(TorchLearner):
             weight = 1.0
         else:
             return
-        self.module[module_id].unwrapped().sync_target(weight)
+        self._q_module(module_id).sync_target(weight)
+
+    def _q_module(self, module_id: str) -> DQNTorchRLModule:
+        """The module itself (unwrapped from DDP), typed as the DQN module it is."""
+        return cast("DQNTorchRLModule", self.module[module_id].unwrapped())

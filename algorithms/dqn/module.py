@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
@@ -55,8 +56,17 @@ class DQNTorchRLModule(TorchRLModule, InferenceOnlyAPI):
     """model_config: ``torso`` (auto|cnn|mlp), ``hiddens``, ``dueling``,
     ``epsilon`` ([start, end, env steps])."""
 
+    # RLlib types these Optional; the spec that builds this module always sets them
+    # (``DQNConfig.check_spaces`` admits only Discrete actions), and
+    # ``get_default_rl_module_spec`` passes a plain dict as the model config.
+    observation_space: gym.Space
+    action_space: gym.spaces.Discrete
+    model_config: dict[str, Any]
+
     def setup(self) -> None:
-        shape = tuple(self.observation_space.shape)
+        obs_shape = self.observation_space.shape
+        assert obs_shape is not None, self.observation_space
+        shape = tuple(obs_shape)
         self.q_net = QNetwork(shape, int(self.action_space.n), self.model_config)
         self.target_net = None
         if not self.inference_only:

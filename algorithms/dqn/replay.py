@@ -27,6 +27,7 @@ mass if and only if it is ready, so no draw is ever rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class FrameReplay:
         seed: int | None = None,
     ) -> None:
         self.capacity, self.stack, self.n_step, self.gamma = capacity, stack, n_step, gamma
-        self.frames = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.frames: np.ndarray = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.has_action = np.zeros(capacity, dtype=bool)
@@ -332,7 +333,7 @@ class FrameReplay:
 
     def get_state(self) -> dict:
         """Everything needed to continue sampling after a restore (for checkpoints)."""
-        state = {
+        state: dict[str, Any] = {
             k: v
             for k, v in vars(self).items()
             if isinstance(v, (np.ndarray, int, float, dict)) and k != "_priority_changes"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -18,13 +18,20 @@ from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
 
 class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
+    # The ReinforceConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
+    # Any: importing it here would be an import cycle, as its module imports this one.
+    config: Any
+
     def build(self) -> None:
         super().build()
-        one_thread_for_small_nets(self._device, self.module[DEFAULT_MODULE_ID].observation_space)
+        obs_space = self.module[DEFAULT_MODULE_ID].observation_space
+        assert obs_space is not None
+        one_thread_for_small_nets(self._device, obs_space)
         # Set by the Algorithm before every update when baseline == "moving_average", so all
         # Learners subtract the same constant.
         self.moving_average_baseline = 0.0
         if self.config.add_default_connectors_to_learner_pipeline:
+            assert self._learner_connector is not None
             self._learner_connector.prepend(
                 MonteCarloReturns(
                     gamma=self.config.gamma,
@@ -53,7 +60,8 @@ class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
         module = self.module[module_id].unwrapped()
         dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
-        logp_B = dist.logp(batch[Columns.ACTIONS])
+        # RLlib types a torch distribution's outputs as any framework's tensor.
+        logp_B = cast(torch.Tensor, dist.logp(batch[Columns.ACTIONS]))
         returns_B = batch[RETURNS]
         # Means and statistics over the whole batch, however many Learners share it.
         stats = BatchStats(len(returns_B), returns_B.device)
@@ -67,7 +75,7 @@ class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
         adv_std = stats.std(adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
-            entropy_B=dist.entropy(),
+            entropy_B=cast(torch.Tensor, dist.entropy()),
             advantages_B=adv_B,
             value_loss=value_loss,
             advantage_std=adv_std if config.normalize_advantages else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
@@ -24,11 +25,19 @@ class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """model_config keys: ``hiddens`` (list of widths), ``activation`` (tanh|relu),
     ``value_head`` (bool), ``initial_log_std`` (Box actions only)."""
 
+    # RLlib types these Optional; the spec that builds this module always sets them, and
+    # ``get_default_rl_module_spec`` passes a plain dict as the model config.
+    observation_space: gym.Space
+    action_space: gym.Space
+    model_config: dict[str, Any]
+
     def setup(self) -> None:
         cfg = self.model_config
         hiddens = list(cfg.get("hiddens", [64, 64]))
         activation = cfg.get("activation", "tanh")
-        obs_dim = int(np.prod(self.observation_space.shape))
+        obs_shape = self.observation_space.shape
+        assert obs_shape is not None, self.observation_space
+        obs_dim = int(np.prod(obs_shape))
         out_dim, self.log_std = policy_output(self.action_space, cfg.get("initial_log_std", 0.0))
         self.pi = mlp(obs_dim, hiddens, out_dim, activation)
         # Small last layer: a near-uniform (or unit-variance, zero-mean) starting policy.
