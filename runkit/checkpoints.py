@@ -36,5 +36,5 @@ def latest_checkpoint(path: Path | str, *, marker: str, pattern: str, kind: str)
         return path
     found = checkpoints_in(path, marker=marker, pattern=pattern) if path.is_dir() else []
     if not found:
-        raise UserError(f"checkpoint {path}: not an rlgen {kind} checkpoint or run directory")
+        raise UserError(f"checkpoint {path}: not an rlgen checkpoint or run directory ({kind})")
     return found[-1]
