@@ -33,7 +33,7 @@ from algorithms.common import pg_losses as losses
 from algorithms.common import returns as mc
 from algorithms.evaluate import policy_action
 from algorithms.reinforce.algorithm import BASELINES, ReinforceConfig
-from algorithms.reinforce.expected import CARTPOLE_SOLVED_RETURN
+from envs.ids import CARTPOLE_SOLVED_RETURN
 
 ENV = "CartPole-v1"
 OUT = Path(__file__).resolve().parent / "results"

@@ -9,6 +9,8 @@ import gymnasium as gym
 from runkit.errors import UserError
 
 _ALE_REGISTERED = False
+# "Solved" for CartPole-v1: the mean return of the last 100 games reaches its reward_threshold.
+CARTPOLE_SOLVED_RETURN = float(gym.spec("CartPole-v1").reward_threshold or 475.0)
 
 
 def register_ale() -> None:

@@ -3,10 +3,8 @@ would."""
 
 import json
 
-from algorithms.reinforce.expected import (
-    CARTPOLE_SOLVED_RETURN,
-    CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS,
-)
+from algorithms.reinforce.expected import CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS
+from envs.ids import CARTPOLE_SOLVED_RETURN
 from tests.conftest import run_cli
 
 
@@ -40,7 +38,7 @@ def test_value_baseline_solves_cartpole_within_budget(tmp_path):
 
 
 def test_dqn_solves_cartpole_within_budget(tmp_path):
-    from algorithms.dqn.expected import CARTPOLE_MAX_ENV_STEPS, CARTPOLE_SOLVED_RETURN
+    from algorithms.dqn.expected import CARTPOLE_MAX_ENV_STEPS
 
     out = tmp_path / "dqn"
     proc = run_cli(
@@ -64,14 +62,14 @@ def test_a2c_solves_cartpole_within_budget(tmp_path):
     out = tmp_path / "a2c"
     proc = run_cli(
         "train", "a2c", "--env", "CartPole-v1",
-        "--stop-reward", str(expected.CARTPOLE_SOLVED_RETURN),
+        "--stop-reward", str(CARTPOLE_SOLVED_RETURN),
         "--max-env-steps", str(expected.CARTPOLE_MAX_ENV_STEPS),
         "--seed", str(expected.LEARNING_TEST_SEED), "--video-frames", "0", "--output", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "result.json").read_text())
     assert result["solved"] is True, result
-    assert result["episode_return_mean"] >= expected.CARTPOLE_SOLVED_RETURN
+    assert result["episode_return_mean"] >= CARTPOLE_SOLVED_RETURN
     assert result["env_steps"] <= expected.CARTPOLE_MAX_ENV_STEPS
     ev = run_cli("eval", result["checkpoint"], "--episodes", "3")
     assert ev.returncode == 0, ev.stderr

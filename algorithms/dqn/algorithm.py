@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -170,7 +171,7 @@ class DQNConfig(RlgenConfig):
 
     def check_spaces(self, observation_space: Any, action_space: Any) -> None:
         """DQN needs discrete actions; the CNN needs (C, 84, 84) frames."""
-        if not hasattr(action_space, "n"):
+        if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"DQN needs a Discrete action space, got {action_space}")
         check_cnn_observations(self.model_torso, tuple(observation_space.shape))
 

@@ -5,5 +5,4 @@ CartPole-v1 with the value baseline and the default config reaches episode_retur
 seeds 0-2 needed 181k, 116k and 176k env steps on 2 CPU cores (bench/reinforce_baselines.py).
 """
 
-CARTPOLE_SOLVED_RETURN = 475.0
 CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS = 200_000
