@@ -1,4 +1,4 @@
-"""Tier 2-3: the PixelCNN on the shared Ray Train harness, through the CLI: one epoch with 2
+"""Tier 2-3: the PixelCNN on the shared Ray Train job code, through the CLI: one epoch with 2
 workers, exact-likelihood metrics, sample and completion grids (TensorBoard and PNG),
 ``rlgen sample`` with and without ``--complete-from``, ``--resume``; learning on mnist5k."""
 
@@ -40,7 +40,7 @@ def test_two_workers_sample_complete_and_resume(tmp_path):
     assert r1["test_nll_nats"] == r1["metrics"]["test_nll_nats"]
     assert r1["test_bits_per_dim"] == r1["test_nll_nats"] / (784 * math.log(2))
     # The figure is the exact NLL of the checkpointed model on the whole test split, binarized
-    # once with seed 0 as the harness does.
+    # once with seed 0 as the training job does.
     from generative.checkpoints import load_model
     from generative.pixelcnn import losses
 

@@ -23,7 +23,7 @@ def _small_dataset(root, n_train=256, n_test=64):
 
 
 def _binarized_test_images(data, cfg, n=None):
-    """The first ``n`` test images of ``data`` as the harness gives them to a model: binarized
+    """The first ``n`` test images of ``data`` as the training job gives them to a model: binarized
     once, with a generator seeded 0 (evaluation: all of them; ``--complete-from``: n)."""
     images, _ = gi.read_split(gi.split_path(str(data), "test"))
     gen = torch.Generator().manual_seed(0)
@@ -48,7 +48,7 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path):
     assert r1["test_nll_nats"] == m["test_nll_nats"]
     assert r1["test_bits_per_dim"] == m["test_nll_nats"] / (784 * math.log(2))
     # Recomputed from the checkpoint on the test split (binarized once with seed 0, as the
-    # harness does): the KL term exactly; the K = 5 importance-weighted NLL, a random
+    # training job does): the KL term exactly; the K = 5 importance-weighted NLL, a random
     # estimate, within Monte Carlo error of 30 fresh estimates.
     from generative.checkpoints import load_model
     from generative.vae import losses
