@@ -46,7 +46,7 @@ def write_images(path: str | Path, images: np.ndarray, labels: np.ndarray | None
         }
     )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
+    tmp = Path(f"{path}.{os.getpid()}.tmp")  # its own name: concurrent writers never collide
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
