@@ -49,9 +49,11 @@ def train(
         given = {k: v for k, v in limits.items() if v is not None}
         return RLRunSpec(algorithm=algorithm, env=env, overrides=dict(overrides), **given)
 
+    built: list[Any] = []
+
     def prepare(spec: RLRunSpec) -> None:
         spec.fill_defaults()
-        build_config(spec)  # every key and value checked before anything is written
+        built.append(build_config(spec))  # every key and value checked before anything is written
 
     given = {k: limits.get(k) for k in RESUMABLE}
     spec, run_dir = open_run(
@@ -67,7 +69,7 @@ def train(
         given={**given, "env": env, "overrides": overrides},
         keep=("env",),
     )
-    return run(spec, run_dir, resume=resume, on_report=on_report)
+    return run(spec, run_dir, resume=resume, on_report=on_report, config=built[-1])
 
 
 def use_gpu_learner_if_present(config: Any, spec: RLRunSpec) -> None:
@@ -130,13 +132,20 @@ def _stop_reason(spec: RLRunSpec, state: dict) -> str | None:
 
 
 def run(
-    spec: RLRunSpec, run_dir: Path, *, resume: bool, on_report: OnReport | None = None
+    spec: RLRunSpec,
+    run_dir: Path,
+    *,
+    resume: bool,
+    on_report: OnReport | None = None,
+    config: Any = None,
 ) -> RLResult:
     """Train until stop-reward, max env steps, time budget or the callback; return the result
-    (also written as result.json)."""
+    (also written as result.json). ``config``: the spec's config when the caller has built it
+    already (``train`` has, to check the input before the run directory exists)."""
     from runkit.tb import ScalarWriter
 
-    config = build_config(spec)
+    if config is None:
+        config = build_config(spec)
     ckpt = find_checkpoint(run_dir) if resume else None
     state: dict[str, Any] = {
         "iteration": 0,
