@@ -6,8 +6,10 @@ This one file is the Python API, the command line over it, and the script to han
 
     import rlgen
     result = rlgen.train("reinforce", env="CartPole-v1", max_env_steps=5000)
+    search = rlgen.tune("reinforce_cartpole", num_samples=4, max_env_steps=50_000)
 
     rlgen train reinforce --env CartPole-v1
+    rlgen tune reinforce_cartpole --num-samples 4
     ray submit cluster/aws.yaml rlgen.py -- train reinforce --env CartPole-v1
 
 Bad input raises ``rlgen.UserError`` (the CLI: exit status 2 and one ``rlgen: error: ...`` line
@@ -39,7 +41,7 @@ from runkit.results import (
 )
 
 __all__ = [
-    "train", "evaluate", "sample", "UserError", "Report",
+    "train", "evaluate", "sample", "tune", "UserError", "Report",
     "RLResult", "GenerativeResult", "EvalResult", "SampleResult", "to_dict",
 ]  # fmt: skip
 
@@ -163,6 +165,41 @@ def sample(
 # --- the command line -----------------------------------------------------------------------
 
 
+def tune(
+    experiment: Any,
+    *,
+    num_samples: int | None = None,
+    search: str = "random",
+    output: str | Path | None = None,
+    resume: bool = False,
+    max_env_steps: int | None = None,
+    time_budget_s: float | None = None,
+    epochs: int | None = None,
+    dataset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    config: str | Path | None = None,
+    space: dict[str, Any] | None = None,
+    seed: int | None = None,
+    max_concurrent: int | None = None,
+) -> Any:
+    """Run a Ray Tune experiment: a name from ``tune_configs`` (``rlgen tune --list``) or a
+    ``tune_configs.experiment.Experiment``. Each trial is an ordinary rlgen run under
+    ``<output>/trials/``; per-trial limits as in ``train``; ``overrides`` / ``config`` fix keys
+    for every trial, ``space`` adds or replaces searched keys (Tune domains). With ``resume``,
+    the experiment in ``output`` continues. Returns a ``TuneResult`` (also results.json)."""
+    from runkit.overrides import merge_overrides
+    from tune_configs.run import tune as run_experiment
+
+    _quiet()
+    fixed = {**(merge_overrides(config, []) if config is not None else {}), **(overrides or {})}
+    return run_experiment(
+        experiment, num_samples=num_samples, search=search, output=output, resume=resume,
+        max_env_steps=max_env_steps, time_budget_s=time_budget_s, epochs=epochs,
+        dataset=dataset, overrides=fixed or None, space=space, seed=seed,
+        max_concurrent=max_concurrent,
+    )  # fmt: skip
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one clear line, no usage dump
         raise UserError(f"{self.prog}: {message}")
@@ -253,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in DIR (or in --output) from its last checkpoint",
     )
 
+    tn = sub.add_parser("tune", help="hyperparameter search with Ray Tune (--list: experiments)")
+    tn.add_argument("experiment", nargs="?", help="an experiment name, see --list")
+    tn.add_argument("--list", action="store_true", help="list the experiments and exit")
+    tn.add_argument("--num-samples", type=int, help="trials (default: the experiment's)")
+    tn.add_argument("--search", default="random", help="random (and grid) or optuna")
+    tn.add_argument("--output", help="experiment directory (default: a new one under runs/)")
+    tn.add_argument("--resume", action="store_true", help="continue the experiment in --output")
+    tn.add_argument("--max-env-steps", type=_positive_int, help="RL: env steps per trial")
+    tn.add_argument("--time-budget-s", type=_positive_float, help="RL: seconds per trial")
+    tn.add_argument("--epochs", type=_positive_int, help="generative: epochs per trial")
+    tn.add_argument("--dataset", help="generative: the dataset to search on (default mnist5k)")
+    tn.add_argument("--config", help="YAML or JSON file of config keys fixed for every trial")
+    tn.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="config key fixed for every trial (no longer searched); repeatable",
+    )  # fmt: skip
+    tn.add_argument("--seed", type=int, help="every trial's seed (default 0)")
+    tn.add_argument("--max-concurrent", type=int, help="trials at once (default: what fits)")
+
     ev = sub.add_parser("eval", help="evaluate an RL checkpoint (greedy and sampling policy)")
     ev.add_argument("checkpoint", help="checkpoint directory or run directory")
     ev.add_argument("--episodes", type=_positive_int, default=10)
@@ -316,6 +372,38 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return merge_overrides(args.config, args.set)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    import tune_configs
+
+    if args.list:
+        for name, line in tune_configs.describe().items():
+            print(f"{name:20s} {line}")
+        return 0
+    if not args.experiment:
+        raise UserError("tune: name an experiment (rlgen tune --list shows them)")
+    result = tune(
+        args.experiment,
+        num_samples=args.num_samples,
+        search=args.search,
+        output=args.output,
+        resume=args.resume,
+        max_env_steps=args.max_env_steps,
+        time_budget_s=args.time_budget_s,
+        epochs=args.epochs,
+        dataset=args.dataset,
+        overrides=_overrides(args) or None,
+        seed=args.seed,
+        max_concurrent=args.max_concurrent,
+    )
+    print(f"rlgen: results in {Path(result.output_dir) / 'results.json'}", file=sys.stderr)
+    failed = [t["trial"] for t in result.trials if t["status"] == "error"]
+    if failed:
+        print(f"rlgen: {len(failed)} trial(s) failed ({', '.join(failed)}); their error.txt "
+              f"files are in {result.output_dir}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video)
     print(json.dumps(to_dict(result), indent=2))
@@ -345,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {
-            "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data,
+            "train": cmd_train, "tune": cmd_tune, "eval": cmd_eval, "sample": cmd_sample,
+            "data": cmd_data,
         }[args.command]  # fmt: skip
         return handler(args)
     except UserError as exc:

@@ -35,10 +35,13 @@ def train(
     output: str | Path | None = None,
     resume: bool = False,
     on_report: OnReport | None = None,
+    start_from: Path | None = None,
     **limits: Any,
 ) -> RLResult:
     """A fresh run, or with ``resume`` the run in ``output`` continued; ``limits`` are the
-    other ``RLRunSpec`` fields (stop_reward, max_env_steps, time_budget_s, seed, ...)."""
+    other ``RLRunSpec`` fields (stop_reward, max_env_steps, time_budget_s, seed, ...).
+    ``start_from``: continue from this checkpoint instead of the run's newest (with ``resume``;
+    a Population Based Training exploit starts from a better trial's checkpoint)."""
     unknown = sorted(set(limits) - set(RLRunSpec.__dataclass_fields__))
     if unknown:
         raise UserError(f"train {algorithm}: {', '.join(unknown)} is not an RL run setting")
@@ -69,7 +72,9 @@ def train(
         given={**given, "env": env, "overrides": overrides},
         keep=("env",),
     )
-    return run(spec, run_dir, resume=resume, on_report=on_report, config=built[-1])
+    return run(
+        spec, run_dir, resume=resume, on_report=on_report, config=built[-1], start_from=start_from
+    )
 
 
 def use_gpu_learner_if_present(config: Any, spec: RLRunSpec) -> None:
@@ -138,15 +143,18 @@ def run(
     resume: bool,
     on_report: OnReport | None = None,
     config: Any = None,
+    start_from: Path | None = None,
 ) -> RLResult:
     """Train until stop-reward, max env steps, time budget or the callback; return the result
     (also written as result.json). ``config``: the spec's config when the caller has built it
-    already (``train`` has, to check the input before the run directory exists)."""
+    already (``train`` has, to check the input before the run directory exists). With
+    ``resume``, training continues from ``start_from`` or else the run's newest checkpoint;
+    the weights and optimizer state come from the checkpoint, every setting from ``spec``."""
     from runkit.tb import ScalarWriter
 
     if config is None:
         config = build_config(spec)
-    ckpt = find_checkpoint(run_dir) if resume else None
+    ckpt = (start_from or find_checkpoint(run_dir)) if resume else None
     state: dict[str, Any] = {
         "iteration": 0,
         "env_steps": 0,
@@ -197,18 +205,23 @@ def run(
             scalars = tensorboard_scalars(result, rate)
             writer.scalars(scalars, step=state["env_steps"])
             reason = _stop_reason(spec, state)
+            saved = reason is not None or state["iteration"] % spec.checkpoint_every == 0
+            if saved:
+                ckpt_path = save_checkpoint(algo, run_dir, spec, state)
             if on_report is not None:
                 report = Report(
                     job=spec.algorithm,
                     iteration=state["iteration"],
                     step=state["env_steps"],
                     metrics={**state, **{k: v for k, v in scalars.items() if math.isfinite(v)}},
+                    checkpoint=str(ckpt_path) if saved else None,
+                    last=reason is not None,
                 )
                 if on_report(report) and reason is None:
                     reason = STOP_BY_CALLBACK
+                    if not saved:
+                        ckpt_path = save_checkpoint(algo, run_dir, spec, state)
             progress(_progress_text(state, rate), force=reason is not None)
-            if reason is not None or state["iteration"] % spec.checkpoint_every == 0:
-                ckpt_path = save_checkpoint(algo, run_dir, spec, state)
     finally:
         algo.stop()
     if spec.video_frames > 0 and ckpt_path is not None:

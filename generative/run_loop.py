@@ -32,9 +32,11 @@ def train(
     output: str | Path | None = None,
     resume: bool = False,
     on_report: OnReport | None = None,
+    train_callbacks: list[Any] | None = None,
 ) -> GenerativeResult:
     """A fresh run, or with ``resume`` the run in ``output`` continued (``epochs`` and other
-    overrides may be raised; the dataset stays)."""
+    overrides may be raised; the dataset stays). ``train_callbacks``: more Ray Train callbacks
+    for the trainer's RunConfig (a Tune trial passes the one that reports each epoch to Tune)."""
     from generative.data.images import check_dataset, resolve
 
     overrides = dict(overrides)
@@ -68,7 +70,7 @@ def train(
         given={"dataset": dataset, "overrides": overrides},
         keep=("dataset",),
     )
-    return run(spec, run_dir, on_report=on_report)
+    return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks)
 
 
 def cpus_per_worker(num_workers: int) -> float:
@@ -81,7 +83,13 @@ def cpus_per_worker(num_workers: int) -> float:
     return max(0.1, (cpus - 1.0) / num_workers)
 
 
-def run(spec: GenRunSpec, run_dir: Path, *, on_report: OnReport | None = None) -> GenerativeResult:
+def run(
+    spec: GenRunSpec,
+    run_dir: Path,
+    *,
+    on_report: OnReport | None = None,
+    train_callbacks: list[Any] | None = None,
+) -> GenerativeResult:
     """Run (or continue: Ray Train resumes from the run's last checkpoint) the job; return the
     result (also written as result.json)."""
     import ray.data
@@ -122,6 +130,7 @@ def run(spec: GenRunSpec, run_dir: Path, *, on_report: OnReport | None = None) -
                 storage_path=str(run_dir / TRAIN_DIR),
                 failure_config=FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                callbacks=list(train_callbacks or []),
             ),
             datasets={
                 "train": ray.data.read_parquet(split_path(dataset, "train")).select_columns(

@@ -75,6 +75,8 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if checkpoint is not None:
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # the state carries the lr of the run that saved
+            group["lr"] = cfg.lr  # it; a resume with a new lr (or a PBT exploit) steps with cfg's
     generator = torch.Generator().manual_seed(lc["seed"] * 1000 + rank)
     shard = ray.train.get_dataset_shard("train")
     run_dir = Path(lc["run_dir"])
@@ -157,7 +159,10 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
             with open(run_dir / PROGRESS_FILE, "a") as f:
                 f.write(progress_text(lc["model"], cfg.epochs, metrics) + "\n")
-            report = Report(job=lc["model"], iteration=epoch + 1, step=epoch + 1, metrics=metrics)
+            report = Report(
+                job=lc["model"], iteration=epoch + 1, step=epoch + 1, metrics=metrics,
+                last=epoch + 1 >= cfg.epochs,
+            )  # fmt: skip
             stop = relay.send(lc["relay"], report, wait_for_answer=lc["wait_for_answers"])
             if checkpoint is None and os.environ.get(FAULT_ENV) == str(epoch + 1):
                 raise RuntimeError(f"{FAULT_ENV}={epoch + 1}: injected worker failure")

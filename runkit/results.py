@@ -26,6 +26,8 @@ class Report:
     iteration: int  # RL: training iterations so far; generative: epochs so far
     step: int  # the TensorBoard x-axis: env steps (RL) or epochs (generative)
     metrics: dict[str, Any]
+    checkpoint: str | None = None  # RL: the checkpoint written after this iteration, if one was
+    last: bool = False  # a stop criterion was met: result.json follows, no more iterations
 
 
 OnReport = Callable[[Report], "bool | None"]

@@ -15,6 +15,7 @@ from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
 from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
+from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.common.schedules import scalar_or_schedule
 
@@ -23,7 +24,7 @@ RMSPROP_ALPHA = 0.99
 RMSPROP_EPS = 1e-5
 
 
-class A2CTorchLearner(NonFiniteGuard, TorchLearner):
+class A2CTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
     # The A2CConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
     # Any: importing it here would be an import cycle, as its module imports this one.
     config: Any

@@ -21,6 +21,7 @@ BASELINE_MEAN = "baseline_mean"
 ADVANTAGE_STD = "advantage_std"
 NONFINITE_UPDATES = "nonfinite_updates_skipped"
 ENTROPY_COEFF = "entropy_coeff"  # A2C: the scheduled value used in the step
+LEARNING_RATE = "learning_rate"  # what the optimizer stepped with (read before the step)
 
 # DQN Learner metrics.
 Q_MEAN = "q_mean"
@@ -28,7 +29,7 @@ TD_ERROR_ABS_MEAN = "td_error_abs_mean"
 TD_LOSS = "td_loss"
 LEARNER_KEYS = (
     POLICY_LOSS, VALUE_LOSS, ENTROPY, BASELINE_MEAN, ADVANTAGE_STD,
-    Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS, ENTROPY_COEFF,
+    Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS, ENTROPY_COEFF, LEARNING_RATE,
 )  # fmt: skip
 
 # Metrics the Algorithm logs itself (not its Learners).
@@ -51,6 +52,7 @@ TB_TAGS = {
     VALUE_LOSS: "learner/value_loss",
     ENTROPY: "learner/entropy",
     ENTROPY_COEFF: "learner/entropy_coeff",
+    LEARNING_RATE: "learner/learning_rate",
     GRAD_NORM: "learner/grad_norm",
     BASELINE_MEAN: "learner/baseline_mean",
     ADVANTAGE_STD: "learner/advantage_std",

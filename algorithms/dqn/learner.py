@@ -24,6 +24,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from algorithms.common import metrics as M
 from algorithms.common.gradients import guard_nonfinite
 from algorithms.common.networks import one_thread_for_small_nets
+from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.dqn import losses
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ TD_ERROR = "td_error_per_sample"
 NEXT_OBS, RETURNS, DISCOUNT, WEIGHTS = "next_obs", "nstep_returns", "bootstrap_discount", "weights"
 
 
-class DQNTorchLearner(TorchLearner):
+class DQNTorchLearner(ConfiguredLearningRate, TorchLearner):
     # The DQNConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
     # Any: importing it here would be an import cycle, as its module imports this one.
     config: Any

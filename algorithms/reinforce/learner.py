@@ -13,11 +13,12 @@ from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
 from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
+from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
 
 
-class ReinforceTorchLearner(NonFiniteGuard, TorchLearner):
+class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
     # The ReinforceConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
     # Any: importing it here would be an import cycle, as its module imports this one.
     config: Any

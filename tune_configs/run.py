@@ -1,0 +1,436 @@
+"""``rlgen tune``: check an experiment, build its Tuner, run or resume it, summarize it.
+
+Everything the user gave is checked before the experiment directory is written: the name, the
+search space keys and every value a domain can produce (each through the same config checks as
+``rlgen train``), the sample count, the search, the limits. The directory holds Tune's own
+state (so ``--resume`` continues it), ``experiment.json`` (what was asked for), ``trials/``
+(one rlgen run per trial; ``tensorboard --logdir <dir>/trials`` shows them all) and the
+summary files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from runkit import cluster
+from runkit.errors import UserError
+from runkit.rundir import new_run_dir, read_json, write_json_atomic
+from tune_configs import EXPERIMENTS, load_experiment
+from tune_configs.experiment import (
+    GEN_TIME,
+    RL_TIME,
+    SEARCHES,
+    Experiment,
+    candidates,
+    is_domain,
+)
+from tune_configs.summary import (
+    BEST_YAML,
+    TRIALS_CSV,
+    TRIALS_DIR,
+    Progress,
+    TuneResult,
+    best_row,
+    table,
+    trial_rows,
+    write_outputs,
+)
+from tune_configs.trial import TrialSetup, run_trial
+
+EXPERIMENT_FILE = "experiment.json"
+# Tune saves the experiment's state (which trials exist, which ended) at most this often; a
+# short period keeps ``--resume`` after a killed driver close to where it was.
+STATE_SAVE_PERIOD_S = "2"
+KEEP_TUNE_CHECKPOINTS = 2
+
+
+def customize(
+    exp: Experiment,
+    *,
+    num_samples: int | None,
+    max_env_steps: int | None,
+    time_budget_s: float | None,
+    epochs: int | None,
+    dataset: str | None,
+    overrides: dict[str, Any] | None,
+    space: dict[str, Any] | None,
+    seed: int | None,
+) -> Experiment:
+    """The experiment with the caller's changes, each checked (UserError)."""
+    if num_samples is not None and (isinstance(num_samples, bool) or num_samples < 1):
+        raise UserError(f"--num-samples {num_samples}: must be at least 1")
+    rl_args = {"--max-env-steps": max_env_steps, "--time-budget-s": time_budget_s}
+    gen_args = {"--epochs": epochs, "--dataset": dataset}
+    for flag, value in (gen_args if exp.is_rl else rl_args).items():
+        if value is not None:
+            raise UserError(f"tune {exp.name}: {flag} is not a setting of a {exp.job} trial")
+    for flag, value in {**rl_args, "--epochs": epochs}.items():
+        if value is not None and (isinstance(value, bool) or value <= 0):
+            raise UserError(f"{flag} {value}: must be positive")
+    merged = {**exp.space, **(overrides or {}), **(space or {})}
+    changes: dict[str, Any] = {"space": merged}
+    if num_samples is not None:
+        changes["num_samples"] = num_samples
+    if seed is not None:
+        changes["seed"] = seed
+    if dataset is not None:
+        changes["target"] = dataset
+    if exp.is_rl and (max_env_steps is not None or time_budget_s is not None):
+        changes["max_env_steps"], changes["time_budget_s"] = max_env_steps, time_budget_s
+    if epochs is not None:
+        changes["epochs"] = epochs
+    try:
+        return dataclasses.replace(exp, **changes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def check_values(exp: Experiment) -> Any:
+    """Every value each domain can produce, through the job's own config checks; returns the
+    config of the first candidates (RL: to size the trial's resources)."""
+    first = {k: candidates(v)[0] for k, v in exp.space.items()}
+    built = _build(exp, first)
+    for key, value in exp.space.items():
+        for candidate in candidates(value)[1:] if is_domain(value) else []:
+            _build(exp, {**first, key: candidate})
+    return built
+
+
+def _build(exp: Experiment, overrides: dict[str, Any]) -> Any:
+    if exp.is_rl:
+        from algorithms.configure import RLRunSpec, build_config
+
+        spec = RLRunSpec(algorithm=exp.job, env=exp.target, overrides=overrides, seed=exp.seed)
+        spec.fill_defaults()
+        return build_config(spec)
+    from generative.configure import GenRunSpec, build_config
+    from generative.data.images import check_dataset, resolve
+
+    gen_spec = GenRunSpec(model=exp.job, dataset=exp.target, overrides=overrides)
+    config = build_config(gen_spec)
+    check_dataset(resolve(exp.target))
+    return config
+
+
+def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]]:
+    """(what Tune reserves for one trial, what one trial occupies in all).
+
+    RL: the Algorithm process, its rollout actors and remote Learners, as RLlib asks for them
+    (``default_resource_request``), GPUs for the Learners where the cluster has them. Generative:
+    the trial itself only waits on its Ray Train job, whose workers Ray Train places itself;
+    the trial reserves a sliver, and occupies a CPU (or GPU) per Train worker plus one CPU
+    that Ray Data's read tasks need."""
+    from ray.tune import PlacementGroupFactory
+
+    if exp.is_rl:
+        from algorithms.configure import RLRunSpec
+        from algorithms.run_loop import use_gpu_learner_if_present
+
+        use_gpu_learner_if_present(config, RLRunSpec(algorithm=exp.job, env=exp.target))
+        pgf = config.algo_class.default_resource_request(config)
+        need = dict(pgf.required_resources)
+        return pgf, need
+    use_gpu = cluster.decide_gpu("auto", exp.num_workers)
+    need = {"CPU": exp.num_workers + 1.0}
+    if use_gpu:
+        need = {"CPU": 1.0, "GPU": float(exp.num_workers)}
+    return PlacementGroupFactory([{"CPU": 0.01}]), need
+
+
+def concurrency(need: dict[str, float]) -> int:
+    """Trials at once: as many as the cluster's CPUs (and GPUs) hold, at least one. A 2-core
+    laptop runs two 1-CPU RL trials; a cluster with more nodes runs more without edits."""
+    import ray
+
+    have = ray.cluster_resources()
+    counts = [
+        int(have.get(r, 0.0) // amount) for r, amount in need.items() if amount > 0 and r in have
+    ]
+    return max(1, min(counts) if counts else 1)
+
+
+def scheduler(exp: Experiment) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if exp.scheduler == "pbt":
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=exp.perturbation_interval,
+            hyperparam_mutations=exp.searched,
+            quantile_fraction=0.25,
+            resample_probability=0.25,
+        )
+    if exp.is_rl:
+        if exp.max_env_steps is not None:
+            time_attr, max_t = RL_TIME, exp.max_env_steps
+        else:
+            time_attr, max_t = "wall_time_s", int(exp.time_budget_s or 3600)
+    else:
+        time_attr, max_t = "training_iteration", int(exp.epochs or 1)
+    return ASHAScheduler(
+        time_attr=time_attr,
+        max_t=max_t,
+        grace_period=max(1, int(max_t * exp.grace_fraction)),
+        reduction_factor=2,
+    )
+
+
+def trial_setup(exp: Experiment, out: Path) -> TrialSetup:
+    checkpoint_every = exp.perturbation_interval if exp.scheduler == "pbt" else exp.checkpoint_every
+    return TrialSetup(
+        job=exp.job,
+        is_rl=exp.is_rl,
+        target=exp.target,
+        trials_dir=str(out / TRIALS_DIR),
+        fixed=exp.fixed,
+        limits=exp.limits(),
+        seed=exp.seed,
+        num_workers=exp.num_workers,
+        checkpoint_every=checkpoint_every,
+    )
+
+
+def trainable(exp: Experiment, out: Path, resources: Any) -> Any:
+    from ray import tune
+
+    return tune.with_resources(
+        tune.with_parameters(run_trial, setup=trial_setup(exp, out)), resources
+    )
+
+
+def run_config(exp: Experiment, out: Path) -> Any:
+    from ray.tune import CheckpointConfig, RunConfig
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    time_key = RL_TIME if exp.is_rl else GEN_TIME
+    return RunConfig(
+        name=out.name,
+        storage_path=str(out.parent),
+        callbacks=[
+            Progress(
+                name=exp.name,
+                metric=exp.metric,
+                time_key=time_key,
+                trials_dir=str(out / TRIALS_DIR),
+            ),  # fmt: skip
+            JsonLoggerCallback(),
+            CSVLoggerCallback(),
+        ],
+        checkpoint_config=CheckpointConfig(num_to_keep=KEEP_TUNE_CHECKPOINTS),
+        verbose=0,
+    )
+
+
+def build_tuner(
+    exp: Experiment, out: Path, *, search: str = "random", max_concurrent: int | None = None
+) -> Any:
+    """The experiment's Tuner (not fitted). Ray must be connected (the trial's resources and
+    the concurrency are read from the cluster)."""
+    from ray import tune
+
+    config = check_values(exp)
+    resources, need = trial_resources(exp, config)
+    search_alg = None
+    if search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(seed=exp.seed)
+    return tune.Tuner(
+        trainable(exp, out, resources),
+        param_space=exp.searched,
+        tune_config=tune.TuneConfig(
+            metric=exp.metric,
+            mode=exp.mode,
+            num_samples=exp.num_samples,
+            scheduler=scheduler(exp),
+            search_alg=search_alg,
+            max_concurrent_trials=max_concurrent or concurrency(need),
+            reuse_actors=False,
+        ),
+        run_config=run_config(exp, out),
+    )
+
+
+def _quiet_tune() -> None:
+    # Tune's own tables and per-trial loggers: rlgen prints its own lines and each trial writes
+    # its TensorBoard curves against env steps (Tune's would be against iterations).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SAVE_PERIOD_S)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+
+
+def tune(
+    experiment: str | Experiment,
+    *,
+    num_samples: int | None = None,
+    search: str = "random",
+    output: str | Path | None = None,
+    resume: bool = False,
+    max_env_steps: int | None = None,
+    time_budget_s: float | None = None,
+    epochs: int | None = None,
+    dataset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    space: dict[str, Any] | None = None,
+    seed: int | None = None,
+    max_concurrent: int | None = None,
+) -> TuneResult:
+    """Run an experiment (a name from ``tune_configs`` or an ``Experiment``), or with
+    ``resume`` continue the one in ``output``; return the summary (also results.json)."""
+    from ray import tune as ray_tune
+
+    exp = load_experiment(experiment) if isinstance(experiment, str) else experiment
+    if search not in SEARCHES:
+        raise UserError(f"--search {search}: one of {', '.join(SEARCHES)}")
+    if search == "optuna" and exp.scheduler == "pbt":
+        raise UserError(
+            f"--search optuna: {exp.name} uses Population Based Training, which draws its own "
+            "configs; use --search random"
+        )
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent {max_concurrent}: must be at least 1")
+    if resume:
+        out = _resumable(exp, output)
+        given = [max_env_steps, time_budget_s, epochs, dataset, overrides, space, seed, num_samples]
+        if any(v is not None for v in given):
+            raise UserError("--resume continues the experiment as it was started; give only "
+                            "--output (and --search as before)")  # fmt: skip
+        stored = read_json(out / EXPERIMENT_FILE)
+        exp = _stored_experiment(exp, stored)
+    else:
+        exp = customize(
+            exp, num_samples=num_samples, max_env_steps=max_env_steps,
+            time_budget_s=time_budget_s, epochs=epochs, dataset=dataset,
+            overrides=overrides, space=space, seed=seed,
+        )  # fmt: skip
+        _check_space_keys(exp, list((overrides or {}).keys()) + list((space or {}).keys()))
+        check_values(exp)
+        out = new_run_dir(None if output is None else str(output), prefix=exp.name, resume=False)
+        write_json_atomic(out / EXPERIMENT_FILE, _experiment_record(exp, search))
+        print(f"rlgen: experiment directory {out}", file=sys.stderr)
+    _quiet_tune()
+    cluster.connect()
+    if resume:
+        config = check_values(exp)
+        resources, _ = trial_resources(exp, config)
+        tuner = ray_tune.Tuner.restore(
+            str(out), trainable=trainable(exp, out, resources), resume_errored=True
+        )
+    else:
+        tuner = build_tuner(exp, out, search=search, max_concurrent=max_concurrent)
+    results = tuner.fit()
+    return summarize(exp, results, out)
+
+
+def _check_space_keys(exp: Experiment, keys: list[str]) -> None:
+    """A key the caller added must be one of the job's config keys (UserError)."""
+    from tune_configs.experiment import gen_space, rl_space
+
+    if not keys:
+        return
+    try:
+        if exp.is_rl:
+            from algorithms.configure import config_class
+
+            rl_space(config_class(exp.job), **{k: None for k in keys})
+        else:
+            from generative.configure import load_job
+
+            gen_space(load_job(exp.job).config_class, **{k: None for k in keys})
+    except TypeError as exc:
+        raise UserError(f"tune {exp.name}: {exc}") from None
+
+
+def _experiment_record(exp: Experiment, search: str) -> dict[str, Any]:
+    return {
+        "experiment": exp.name,
+        "search": search,
+        "job": exp.job,
+        "target": exp.target,
+        "num_samples": exp.num_samples,
+        "limits": exp.limits(),
+        "seed": exp.seed,
+        "fixed": exp.fixed,
+        "searched": {k: repr(v) for k, v in exp.searched.items()},
+    }
+
+
+def _stored_experiment(exp: Experiment, stored: dict[str, Any]) -> Experiment:
+    limits = stored.get("limits", {})
+    return dataclasses.replace(
+        exp,
+        target=stored["target"],
+        num_samples=stored["num_samples"],
+        seed=stored["seed"],
+        space={**exp.searched, **stored.get("fixed", {})},
+        **{k: limits.get(k) for k in exp.limits()},
+    )
+
+
+def _resumable(exp: Experiment, output: str | Path | None) -> Path:
+    from ray.tune import Tuner
+
+    if output is None:
+        raise UserError("--resume needs the experiment directory: --output DIR")
+    out = Path(output).resolve()
+    if not (out / EXPERIMENT_FILE).is_file() or not Tuner.can_restore(str(out)):
+        raise UserError(f"--resume {out}: not an rlgen tune experiment directory")
+    stored = read_json(out / EXPERIMENT_FILE)
+    if stored.get("experiment") != exp.name:
+        raise UserError(f"--resume {out}: that is experiment {stored.get('experiment')}, "
+                        f"not {exp.name}")  # fmt: skip
+    return out
+
+
+def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
+    from algorithms.checkpoints import find_checkpoint as find_rl
+    from generative.checkpoints import find_checkpoint as find_gen
+
+    time_key = RL_TIME if exp.is_rl else GEN_TIME
+    rows = trial_rows(
+        results, metric=exp.metric, time_key=time_key, searched=list(exp.searched),
+        trials_dir=out / TRIALS_DIR,
+    )  # fmt: skip
+    best = best_row(rows, metric=exp.metric, mode=exp.mode, time_key=time_key)
+    best_checkpoint = None
+    if best is not None:
+        try:
+            found = (find_rl if exp.is_rl else find_gen)(out / TRIALS_DIR / best["trial"])
+            best_checkpoint = str(found)
+        except UserError:
+            best_checkpoint = None
+    best_config = {**exp.fixed, **best["config"]} if best is not None else {}
+    result = TuneResult(
+        experiment=exp.name,
+        job=exp.job,
+        target=exp.target,
+        metric=exp.metric,
+        mode=exp.mode,
+        num_trials=len(rows),
+        best_trial=None if best is None else best["trial"],
+        best_config=best_config,
+        best_metric=None if best is None else best[exp.metric],
+        best_checkpoint=best_checkpoint,
+        best_yaml=None if best is None else str(out / BEST_YAML),
+        trials=rows,
+        output_dir=str(out),
+        tensorboard_dir=str(out / TRIALS_DIR),
+        trials_csv=str(out / TRIALS_CSV),
+    )
+    flag = "--env" if exp.is_rl else "--dataset"
+    write_outputs(result, out, train_command=f"rlgen train {exp.job} {flag} {exp.target}")
+    print(table(rows, metric=exp.metric, time_key=time_key))
+    if best is not None:
+        print(f"best: trial {best['trial']}, {exp.metric} {best[exp.metric]:.2f}, {best_config}")
+        print(f"best checkpoint: {best_checkpoint}")
+        print(f"best config: {result.best_yaml}")
+    print(f"TensorBoard: tensorboard --logdir {out / TRIALS_DIR}")
+    return result
+
+
+def experiment_names() -> list[str]:
+    return sorted(EXPERIMENTS)
