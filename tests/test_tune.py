@@ -1,0 +1,272 @@
+"""Ray Tune experiments on a real local Ray instance: every experiment builds its Tuner; a
+2-trial ASHA sweep of an RL job and of a generative job run to the end with TensorBoard curves,
+HPARAMS and a best.yaml that ``rlgen train`` takes; a trial's result equals the same config
+trained alone; a PBT exploit changes the lr the optimizer steps with; a killed driver resumes
+without running a trial twice; bad input exits 2 and writes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+import rlgen
+import tune_configs
+from algorithms.reinforce.algorithm import ReinforceConfig
+from generative.vae.config import VAEConfig
+from tests.conftest import ROOT
+from tests.test_vae_job import _small_dataset
+from tune_configs.experiment import gen_space, rl_space
+from tune_configs.run import build_tuner
+from tune_configs.summary import HPARAM_METRIC_PREFIX
+
+# Every trial of these tests trains REINFORCE's defaults except the searched lr.
+FIXED = {"episodes_per_batch": 8, "baseline": "value"}
+
+
+def _hparams(run_tb: Path) -> tuple[dict, dict]:
+    """(hyperparameters, final metrics) a trial's TensorBoard run shows in the HPARAMS view."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(run_tb))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    hparams = {}
+    for key, value in info.hparams.items():
+        kind = value.WhichOneof("kind")
+        hparams[key] = getattr(value, kind)
+    metrics = {
+        tag[len(HPARAM_METRIC_PREFIX) :]: acc.Scalars(tag)[-1].value
+        for tag in acc.Tags()["scalars"]
+        if tag.startswith(HPARAM_METRIC_PREFIX)
+    }
+    return hparams, metrics
+
+
+def _trial_runs(out: Path) -> list[Path]:
+    return sorted(p for p in (out / "trials").iterdir() if p.is_dir())
+
+
+def test_misspelled_search_key_fails_when_the_module_is_imported():
+    with pytest.raises(TypeError, match="ReinforceConfig has no setting 'lrr'; did you mean lr"):
+        rl_space(ReinforceConfig, lrr=tune.loguniform(1e-4, 1e-2))
+    with pytest.raises(TypeError, match="VAEConfig has no setting 'latnt_dim'"):
+        gen_space(VAEConfig, latnt_dim=tune.choice([8, 16]))
+
+
+def test_every_experiment_builds_its_tuner(tmp_path, ray_local):
+    names = sorted(tune_configs.EXPERIMENTS)
+    assert names == sorted(
+        ["reinforce_cartpole", "a2c_cartpole", "dqn_cartpole", "dqn_atari", "a2c_atari",
+         "vae_mnist5k", "pixelcnn_mnist5k"]
+    )  # fmt: skip
+    for name in names:
+        exp = tune_configs.load_experiment(name)
+        assert exp.name == name and exp.doc.strip(), name
+        assert "Expect" in exp.doc, f"{name}: its docstring states what result to expect"
+        tuner = build_tuner(exp, tmp_path / name)  # every candidate value is checked here
+        tc = tuner._local_tuner._tune_config
+        assert (tc.metric, tc.mode) == (exp.metric, exp.mode)
+        assert tc.num_samples == exp.num_samples
+        expected = PopulationBasedTraining if "atari" in name else ASHAScheduler
+        assert type(tc.scheduler) is expected, name
+        assert set(tuner._local_tuner._param_space) == set(exp.searched) != set(), name
+        assert tc.max_concurrent_trials >= 1
+
+
+def test_rl_sweep_two_trials_hparams_best_yaml_and_same_result_as_alone(tmp_path, ray_local):
+    out = tmp_path / "exp"
+    result = rlgen.tune(
+        "reinforce_cartpole",
+        num_samples=1,
+        space={"lr": tune.grid_search([0.003, 0.0003])},
+        overrides=FIXED,
+        max_env_steps=3000,
+        output=out,
+    )
+    assert result.num_trials == 2 and len(_trial_runs(out)) == 2
+    assert json.loads((out / "results.json").read_text()) == rlgen.to_dict(result)
+    by_lr = {}
+    for run in _trial_runs(out):
+        hparams, metrics = _hparams(run / "tensorboard")
+        [row] = [t for t in result.trials if t["trial"] == run.name]
+        assert hparams["lr"] == pytest.approx(row["config"]["lr"])
+        assert metrics["episode_return_mean"] == pytest.approx(row["episode_return_mean"])
+        # The trial's own curves, against env steps.
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(run / "tensorboard"))
+        acc.Reload()
+        steps = [e.step for e in acc.Scalars("episode/return_mean")]
+        assert steps == sorted(steps) and steps[-1] == row["env_steps"] and len(steps) >= 2
+        by_lr[row["config"]["lr"]] = (run, row)
+    assert set(by_lr) == {0.003, 0.0003}
+    # The best trial is the one with the higher final return; its config is best.yaml.
+    best = max(result.trials, key=lambda t: t["episode_return_mean"])
+    assert result.best_trial == best["trial"]
+    assert result.best_config == {**FIXED, "lr": best["config"]["lr"]}
+    assert result.best_checkpoint.startswith(str(out / "trials" / best["trial"]))
+    # ASHA may stop the worse trial at a rung; a finished trial trained exactly what the same
+    # config and seed train alone, through rlgen.train with best.yaml or its config.
+    finished = [t for t in result.trials if t["status"] == "finished"]
+    assert finished, result.trials
+    trial = finished[0]
+    run_dir = out / "trials" / trial["trial"]
+    alone = rlgen.train(
+        "reinforce",
+        env="CartPole-v1",
+        overrides={**FIXED, "lr": trial["config"]["lr"]},
+        max_env_steps=3000,
+        seed=0,
+        video_frames=0,
+        output=tmp_path / "alone",
+    )
+    in_tune = json.loads((run_dir / "result.json").read_text())
+    assert alone.env_steps == in_tune["env_steps"]
+    assert alone.episode_return_mean == in_tune["episode_return_mean"]
+    # best.yaml is accepted unchanged by `rlgen train --config`.
+    again = rlgen.train(
+        "reinforce", env="CartPole-v1", config=result.best_yaml, max_env_steps=300,
+        video_frames=0, output=tmp_path / "from_yaml",
+    )  # fmt: skip
+    stored = json.loads((Path(again.run_dir) / "run.json").read_text())["spec"]["overrides"]
+    assert stored == result.best_config
+
+
+def test_generative_sweep_two_trials_report_each_epoch(tmp_path, ray_local):
+    data = _small_dataset(tmp_path / "digits")
+    out = tmp_path / "exp"
+    result = rlgen.tune(
+        "vae_mnist5k",
+        num_samples=1,
+        dataset=str(data),
+        epochs=2,
+        space={"lr": tune.grid_search([1e-3, 3e-3])},
+        overrides={"latent_dim": 8, "hidden": 64, "iw_samples": 2, "grid_n": 4},
+        output=out,
+    )
+    assert result.num_trials == 2 and len(_trial_runs(out)) == 2
+    for run in _trial_runs(out):
+        [row] = [t for t in result.trials if t["trial"] == run.name]
+        hparams, metrics = _hparams(run / "tensorboard")
+        assert hparams["lr"] == pytest.approx(row["config"]["lr"])
+        assert hparams["latent_dim"] == 8  # fixed keys are part of the trial's config too
+        own = json.loads((run / "result.json").read_text())
+        assert row["status"] == "finished" and row["epoch"] == 2 == own["epochs"]
+        assert metrics["test_nll_nats"] == pytest.approx(own["test_nll_nats"])
+        assert row["test_nll_nats"] == pytest.approx(own["test_nll_nats"])
+    # Tune saw every epoch (the last one after the run had written result.json).
+    for progress in out.glob("run_trial_*/result.json"):
+        epochs = [json.loads(line)["epoch"] for line in progress.read_text().splitlines()]
+        assert epochs == [1, 2]
+    assert result.best_metric == min(t["test_nll_nats"] for t in result.trials)
+    assert Path(result.best_yaml).is_file() and result.best_checkpoint is not None
+
+
+def test_pbt_exploit_changes_the_lr_the_optimizer_steps_with(tmp_path, ray_local):
+    base = tune_configs.load_experiment("reinforce_cartpole")
+    exp = dataclasses.replace(
+        base,
+        name="reinforce_cartpole_pbt",
+        space={**FIXED, "lr": tune.loguniform(1e-4, 1e-2)},
+        scheduler="pbt",
+        num_samples=2,
+        max_env_steps=6000,
+        perturbation_interval=2,
+    )
+    out = tmp_path / "exp"
+    rlgen.tune(exp, output=out)
+    logs = "".join(p.read_text() for p in (out / "trials").glob("*.log"))
+    assert "exploit" in logs, logs
+    exploits = 0
+    for progress in out.glob("run_trial_*/result.json"):
+        rows = [json.loads(line) for line in progress.read_text().splitlines()]
+        for before, after in zip(rows, rows[1:], strict=False):
+            if after["config"]["lr"] != before["config"]["lr"]:
+                exploits += 1
+                used = after["learner/learning_rate"]  # read before the first step's update
+                assert used == pytest.approx(after["config"]["lr"], rel=1e-6)
+                assert not math.isclose(used, before["config"]["lr"], rel_tol=1e-3)
+    assert exploits >= 1
+
+
+def test_killed_driver_resumes_without_running_a_trial_twice(tmp_path):
+    out = tmp_path / "exp"
+    args = [
+        sys.executable, str(ROOT / "rlgen.py"), "tune", "reinforce_cartpole", "--output",
+        str(out), "--num-samples", "2", "--max-env-steps", "6000",
+        "--set", "episodes_per_batch=8", "--set", "baseline=value",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # both trials running, each with a checkpoint
+            runs = list((out / "trials").glob("*/checkpoints/iter_*")) if out.exists() else []
+            if len({p.parts[-3] for p in runs}) == 2:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the trials wrote no checkpoints within 300 s")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert not (out / "results.json").exists(), "the driver was killed before the end"
+    resumed = subprocess.run(
+        [*args[:4], "--output", str(out), "--resume"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    assert result["num_trials"] == 2 and len(_trial_runs(out)) == 2
+    starts = {p.stem: p.read_text().splitlines() for p in (out / "trials").glob("*.log")}
+    assert len(starts) == 2
+    for trial, lines in starts.items():
+        fresh = [line for line in lines if "fresh start" in line]
+        assert len(fresh) == 1, (trial, lines)  # never trained from scratch twice
+        assert len(lines) >= 2 and (
+            "resumed from iter_" in lines[1] or "finished before" in lines[1]
+        ), lines
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tune", "nope"], "unknown experiment 'nope'"),
+        (["tune", "reinforce_cartpole", "--set", "lrr=0.1"], "has no setting 'lrr'"),
+        (["tune", "reinforce_cartpole", "--num-samples", "0"], "--num-samples 0"),
+        (["tune", "reinforce_cartpole", "--set", "lr=-1"], "lr"),
+        (["tune", "vae_mnist5k", "--max-env-steps", "10"], "--max-env-steps is not a setting"),
+        (["tune", "dqn_atari", "--search", "optuna"], "Population Based Training"),
+        (["tune", "reinforce_cartpole", "--search", "bayes"], "--search bayes"),
+        (["tune", "reinforce_cartpole", "--resume"], "not an rlgen tune experiment"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "exp"
+    status = rlgen.main([*argv, "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_resume_of_a_directory_that_is_not_an_experiment(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    status = rlgen.main(["tune", "reinforce_cartpole", "--output", str(run), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "not an rlgen tune experiment directory" in err
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]
