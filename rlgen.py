@@ -126,7 +126,7 @@ def train(
         )  # fmt: skip
     from algorithms.run_loop import train as train_rl
 
-    limits = {k: given[k] for k in RL_ONLY if k != "env"}
+    limits: dict[str, Any] = {k: given[k] for k in RL_ONLY if k != "env"}
     return train_rl(
         job, env=env, overrides=merged, output=output, resume=resume, on_report=on_report,
         seed=seed, **limits,
@@ -191,7 +191,10 @@ def tune(
     from tune_configs.run import tune as run_experiment
 
     _quiet()
-    fixed = {**(merge_overrides(config, []) if config is not None else {}), **(overrides or {})}
+    fixed = {
+        **(merge_overrides(str(config), []) if config is not None else {}),
+        **(overrides or {}),
+    }
     return run_experiment(
         experiment, num_samples=num_samples, search=search, output=output, resume=resume,
         max_env_steps=max_env_steps, time_budget_s=time_budget_s, epochs=epochs,

@@ -46,6 +46,7 @@ EXPERIMENT_FILE = "experiment.json"
 # short period keeps ``--resume`` after a killed driver close to where it was.
 STATE_SAVE_PERIOD_S = "2"
 KEEP_TUNE_CHECKPOINTS = 2
+TRIAL_MEMORY_BYTES = 64 * 2**20  # what a generative trial (waiting on its Train job) reserves
 
 
 def customize(
@@ -107,11 +108,11 @@ def _build(exp: Experiment, overrides: dict[str, Any]) -> Any:
         spec = RLRunSpec(algorithm=exp.job, env=exp.target, overrides=overrides, seed=exp.seed)
         spec.fill_defaults()
         return build_config(spec)
-    from generative.configure import GenRunSpec, build_config
+    from generative import configure
     from generative.data.images import check_dataset, resolve
 
-    gen_spec = GenRunSpec(model=exp.job, dataset=exp.target, overrides=overrides)
-    config = build_config(gen_spec)
+    gen_spec = configure.GenRunSpec(model=exp.job, dataset=exp.target, overrides=overrides)
+    config = configure.build_config(gen_spec)
     check_dataset(resolve(exp.target))
     return config
 
@@ -122,7 +123,7 @@ def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]
     RL: the Algorithm process, its rollout actors and remote Learners, as RLlib asks for them
     (``default_resource_request``), GPUs for the Learners where the cluster has them. Generative:
     the trial itself only waits on its Ray Train job, whose workers Ray Train places itself;
-    the trial reserves a sliver, and occupies a CPU (or GPU) per Train worker plus one CPU
+    the trial reserves a little memory and no CPU, and occupies a CPU (or GPU) per Train worker plus one CPU
     that Ray Data's read tasks need."""
     from ray.tune import PlacementGroupFactory
 
@@ -138,7 +139,9 @@ def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]
     need = {"CPU": exp.num_workers + 1.0}
     if use_gpu:
         need = {"CPU": 1.0, "GPU": float(exp.num_workers)}
-    return PlacementGroupFactory([{"CPU": 0.01}]), need
+    # No CPU for the trial itself: a CPU share held here would leave Ray Data's read tasks
+    # short of the whole CPU each asks for (the Train workers hold the rest), a deadlock.
+    return PlacementGroupFactory([{"memory": float(TRIAL_MEMORY_BYTES)}]), need
 
 
 def concurrency(need: dict[str, float]) -> int:
@@ -215,12 +218,16 @@ def run_config(exp: Experiment, out: Path) -> Any:
                 name=exp.name,
                 metric=exp.metric,
                 time_key=time_key,
-                trials_dir=str(out / TRIALS_DIR),
+                trials_dir=str(out / TRIALS_DIR), fixed=exp.fixed,
             ),  # fmt: skip
             JsonLoggerCallback(),
             CSVLoggerCallback(),
         ],
-        checkpoint_config=CheckpointConfig(num_to_keep=KEEP_TUNE_CHECKPOINTS),
+        # PBT registers a trial's latest checkpoint a second time when it exploits; Tune's
+        # pruning then deletes a checkpoint twice (or one still to restore): keep all there.
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=None if exp.scheduler == "pbt" else KEEP_TUNE_CHECKPOINTS
+        ),
         verbose=0,
     )
 

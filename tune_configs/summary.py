@@ -85,9 +85,11 @@ def _callback_base() -> type:
 class Progress(_callback_base()):  # type: ignore[misc]
     """Tune callback: progress lines, and the HPARAMS record of every trial that ends."""
 
-    def __init__(self, *, name: str, metric: str, time_key: str, trials_dir: str) -> None:
+    def __init__(
+        self, *, name: str, metric: str, time_key: str, trials_dir: str, fixed: dict[str, Any]
+    ) -> None:
         self.name, self.metric, self.time_key = name, metric, time_key
-        self.trials_dir = trials_dir
+        self.trials_dir, self.fixed = trials_dir, fixed
         self._last: dict[str, float] = {}
 
     def _line(self, trial: Any, result: dict[str, Any], what: str) -> str:
@@ -107,7 +109,8 @@ class Progress(_callback_base()):  # type: ignore[misc]
         result = trial.last_result or {}
         print(self._line(trial, result, "ended"), file=sys.stderr, flush=True)
         metrics = {k: result.get(k, math.nan) for k in (self.metric, self.time_key)}
-        write_hparams(Path(self.trials_dir) / trial.trial_id / "tensorboard", trial.config, metrics)
+        config = {**self.fixed, **trial.config}  # every key the trial trained with
+        write_hparams(Path(self.trials_dir) / trial.trial_id / "tensorboard", config, metrics)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **_: Any) -> None:
         print(f"[{self.name}] trial {trial.trial_id} failed: see {trial.path}", file=sys.stderr)
@@ -159,7 +162,9 @@ def table(rows: list[dict], *, metric: str, time_key: str) -> str:
         cells = [str(r["config"].get(k)) for k in keys]
         lines.append([r["trial"], *cells, value, str(r[time_key]), r["status"]])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines
+    )
 
 
 def write_outputs(result: TuneResult, out: Path, *, train_command: str) -> None:

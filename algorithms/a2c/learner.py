@@ -15,8 +15,8 @@ from algorithms.common import metrics as M
 from algorithms.common import pg_losses as losses
 from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
-from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.common.networks import one_thread_for_small_nets
+from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.common.schedules import scalar_or_schedule
 
 # RMSprop as in Mnih et al. 2016 / the A2C baselines: decay 0.99, epsilon 1e-5.
