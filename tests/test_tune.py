@@ -206,17 +206,20 @@ def test_killed_driver_resumes_without_running_a_trial_twice(tmp_path):
     out = tmp_path / "exp"
     args = [
         sys.executable, str(ROOT / "rlgen.py"), "tune", "reinforce_cartpole", "--output",
-        str(out), "--num-samples", "2", "--max-env-steps", "6000",
+        str(out), "--num-samples", "2", "--max-env-steps", "12000",
         "--set", "episodes_per_batch=8", "--set", "baseline=value",
     ]  # fmt: skip
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:  # both trials running, each with a checkpoint
+        # Both trials running, each with a checkpoint (ASHA's first rung, at a quarter of the
+        # budget, comes after the first checkpoint at iteration 10).
+        while time.monotonic() < deadline:
             runs = list((out / "trials").glob("*/checkpoints/iter_*")) if out.exists() else []
             if len({p.parts[-3] for p in runs}) == 2:
                 break
+            assert driver.poll() is None, "the experiment ended before the kill"
             time.sleep(0.5)
         else:
             pytest.fail("the trials wrote no checkpoints within 300 s")
