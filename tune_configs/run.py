@@ -123,8 +123,8 @@ def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]
     RL: the Algorithm process, its rollout actors and remote Learners, as RLlib asks for them
     (``default_resource_request``), GPUs for the Learners where the cluster has them. Generative:
     the trial itself only waits on its Ray Train job, whose workers Ray Train places itself;
-    the trial reserves a little memory and no CPU, and occupies a CPU (or GPU) per Train worker plus one CPU
-    that Ray Data's read tasks need."""
+    the trial reserves a little memory and no CPU, and occupies a CPU (or GPU) per Train
+    worker plus the one CPU that Ray Data's read tasks need."""
     from ray.tune import PlacementGroupFactory
 
     if exp.is_rl:
@@ -218,7 +218,8 @@ def run_config(exp: Experiment, out: Path) -> Any:
                 name=exp.name,
                 metric=exp.metric,
                 time_key=time_key,
-                trials_dir=str(out / TRIALS_DIR), fixed=exp.fixed,
+                trials_dir=str(out / TRIALS_DIR),
+                fixed=exp.fixed,
             ),  # fmt: skip
             JsonLoggerCallback(),
             CSVLoggerCallback(),
