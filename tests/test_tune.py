@@ -175,6 +175,23 @@ def test_generative_sweep_two_trials_report_each_epoch(tmp_path, ray_local):
     assert Path(result.best_yaml).is_file() and result.best_checkpoint is not None
 
 
+def test_optuna_search_runs_trials_it_suggested(tmp_path, ray_local):
+    from ray.tune.search.optuna import OptunaSearch
+
+    exp = tune_configs.load_experiment("reinforce_cartpole")
+    tuner = build_tuner(exp, tmp_path / "built", search="optuna")
+    assert isinstance(tuner._local_tuner._tune_config.search_alg, OptunaSearch)
+    result = rlgen.tune(
+        "reinforce_cartpole", search="optuna", num_samples=2, overrides=FIXED,
+        max_env_steps=600, output=tmp_path / "exp",
+    )  # fmt: skip
+    assert result.num_trials == 2
+    lrs = [t["config"]["lr"] for t in result.trials]
+    assert len(set(lrs)) == 2 and all(3e-4 <= lr <= 1e-2 for lr in lrs)
+    stored = [json.loads((r / "run.json").read_text()) for r in _trial_runs(tmp_path / "exp")]
+    assert sorted(s["spec"]["overrides"]["lr"] for s in stored) == sorted(lrs)
+
+
 def test_pbt_exploit_changes_the_lr_the_optimizer_steps_with(tmp_path, ray_local):
     base = tune_configs.load_experiment("reinforce_cartpole")
     exp = dataclasses.replace(
