@@ -162,9 +162,6 @@ def sample(
     return sample_grid(checkpoint, n=n, out=out, seed=seed, complete_from=complete_from)
 
 
-# --- the command line -----------------------------------------------------------------------
-
-
 def tune(
     experiment: Any,
     *,
@@ -201,6 +198,9 @@ def tune(
         dataset=dataset, overrides=fixed or None, space=space, seed=seed,
         max_concurrent=max_concurrent,
     )  # fmt: skip
+
+
+# --- the command line -----------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):

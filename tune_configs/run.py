@@ -19,7 +19,7 @@ from typing import Any
 from runkit import cluster
 from runkit.errors import UserError
 from runkit.rundir import new_run_dir, read_json, write_json_atomic
-from tune_configs import EXPERIMENTS, load_experiment
+from tune_configs import load_experiment
 from tune_configs.experiment import (
     GEN_TIME,
     RL_TIME,
@@ -234,13 +234,20 @@ def run_config(exp: Experiment, out: Path) -> Any:
 
 
 def build_tuner(
-    exp: Experiment, out: Path, *, search: str = "random", max_concurrent: int | None = None
+    exp: Experiment,
+    out: Path,
+    *,
+    search: str = "random",
+    max_concurrent: int | None = None,
+    config: Any = None,
 ) -> Any:
     """The experiment's Tuner (not fitted). Ray must be connected (the trial's resources and
-    the concurrency are read from the cluster)."""
+    the concurrency are read from the cluster). ``config``: what ``check_values(exp)`` returned,
+    when the caller has checked the values already."""
     from ray import tune
 
-    config = check_values(exp)
+    if config is None:
+        config = check_values(exp)
     resources, need = trial_resources(exp, config)
     search_alg = None
     if search == "optuna":
@@ -316,20 +323,19 @@ def tune(
             overrides=overrides, space=space, seed=seed,
         )  # fmt: skip
         _check_space_keys(exp, list((overrides or {}).keys()) + list((space or {}).keys()))
-        check_values(exp)
+        config = check_values(exp)
         out = new_run_dir(None if output is None else str(output), prefix=exp.name, resume=False)
         write_json_atomic(out / EXPERIMENT_FILE, _experiment_record(exp, search))
         print(f"rlgen: experiment directory {out}", file=sys.stderr)
     _quiet_tune()
     cluster.connect()
     if resume:
-        config = check_values(exp)
-        resources, _ = trial_resources(exp, config)
+        resources, _ = trial_resources(exp, check_values(exp))
         tuner = ray_tune.Tuner.restore(
             str(out), trainable=trainable(exp, out, resources), resume_errored=True
         )
     else:
-        tuner = build_tuner(exp, out, search=search, max_concurrent=max_concurrent)
+        tuner = build_tuner(exp, out, search=search, max_concurrent=max_concurrent, config=config)
     results = tuner.fit()
     return summarize(exp, results, out)
 
@@ -438,7 +444,3 @@ def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
         print(f"best config: {result.best_yaml}")
     print(f"TensorBoard: tensorboard --logdir {out / TRIALS_DIR}")
     return result
-
-
-def experiment_names() -> list[str]:
-    return sorted(EXPERIMENTS)
