@@ -19,16 +19,19 @@ on stderr).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from algorithms import ALGORITHMS
 from generative import MODELS
+from runkit import storage
 from runkit.errors import UserError
 from runkit.results import (
     EvalResult,
@@ -117,20 +120,36 @@ def train(
         output, resume = resume, True
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
-    if job in MODELS:
-        from generative.run_loop import train as train_generative
 
-        return train_generative(
-            job, dataset=dataset, overrides=merged, epochs=epochs, num_workers=num_workers,
-            use_gpu=use_gpu, seed=seed, output=output, resume=resume, on_report=on_report,
+    def run(out: str | Path | None, report: OnReport | None, storage: str | None = None) -> Any:
+        if job in MODELS:
+            from generative.run_loop import train as train_generative
+
+            return train_generative(
+                job, dataset=dataset, overrides=merged, epochs=epochs, num_workers=num_workers,
+                use_gpu=use_gpu, seed=seed, output=out, resume=bool(resume), on_report=report,
+                storage=storage,
+            )  # fmt: skip
+        from algorithms.run_loop import train as train_rl
+
+        limits: dict[str, Any] = {k: given[k] for k in RL_ONLY if k != "env"}
+        return train_rl(
+            job, env=env, overrides=merged, output=out, resume=bool(resume), on_report=report,
+            seed=seed, **limits,
         )  # fmt: skip
-    from algorithms.run_loop import train as train_rl
 
-    limits: dict[str, Any] = {k: given[k] for k in RL_ONLY if k != "env"}
-    return train_rl(
-        job, env=env, overrides=merged, output=output, resume=resume, on_report=on_report,
-        seed=seed, **limits,
-    )  # fmt: skip
+    if not storage.is_uri(output):
+        return run(output, on_report)
+    uri = str(output)
+
+    def run_mirrored(local: Path, sync: Callable[[bool], None]) -> Any:
+        def report(r: Report) -> bool | None:
+            sync(job in MODELS or r.checkpoint is not None or r.last)
+            return None if on_report is None else on_report(r)
+
+        return run(local, report, uri)
+
+    return storage.run_at_uri(uri, resume=bool(resume), run=run_mirrored)
 
 
 def evaluate(
@@ -141,8 +160,11 @@ def evaluate(
     from algorithms.evaluate import evaluate as evaluate_rl
 
     _quiet()
-    return evaluate_rl(
-        checkpoint, episodes=episodes, seed=seed, video=None if video is None else str(video)
+    return _read_from_storage(
+        checkpoint,
+        lambda ckpt: evaluate_rl(
+            ckpt, episodes=episodes, seed=seed, video=None if video is None else str(video)
+        ),
     )
 
 
@@ -159,7 +181,25 @@ def sample(
     from generative.sampling import sample_grid
 
     _quiet()
-    return sample_grid(checkpoint, n=n, out=out, seed=seed, complete_from=complete_from)
+    return _read_from_storage(
+        checkpoint,
+        lambda ckpt: sample_grid(ckpt, n=n, out=out, seed=seed, complete_from=complete_from),
+    )
+
+
+T = TypeVar("T", EvalResult, SampleResult)
+
+
+def _read_from_storage(checkpoint: str | Path, read: Callable[[str | Path], T]) -> T:
+    """``read(checkpoint)``; a checkpoint or run stored at a URI is copied here first and the
+    result names the URI."""
+    if not storage.is_uri(checkpoint):
+        return read(checkpoint)
+    uri = str(checkpoint)
+    local = storage.fetch(uri)
+    result = read(local)
+    named = storage.local_to_uri(result.checkpoint, local, uri) or result.checkpoint
+    return dataclasses.replace(result, checkpoint=named)
 
 
 def tune(
@@ -188,6 +228,8 @@ def tune(
     from tune_configs.run import tune as run_experiment
 
     _quiet()
+    if storage.is_uri(output):
+        raise UserError(f"tune --output {output}: an experiment directory must be local")
     fixed = {
         **(merge_overrides(str(config), []) if config is not None else {}),
         **(overrides or {}),
@@ -283,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames of the greedy evaluation episode put into TensorBoard at the end "
         "(default 600; 0 = no video)",
     )
-    train.add_argument("--output", help="run directory (default: a new one under runs/)")
+    train.add_argument(
+        "--output", help="run directory, or an s3:// / gs:// URI (default: a new one under runs/)"
+    )
     train.add_argument(
         "--resume",
         nargs="?",
@@ -349,7 +393,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         **{name: getattr(args, name) for name in names},
     )
     print(json.dumps(to_dict(result), indent=2))
-    where = Path(result.run_dir) / "result.json"
+    where = f"{result.run_dir.rstrip('/')}/result.json"
+    logs = result.tensorboard_dir
+    if storage.is_uri(logs):  # the run's local working copy stays readable by TensorBoard
+        logs = str(storage.mirror_dir(result.run_dir) / "tensorboard")
     if isinstance(result, RLResult):
         summary = (
             f"{'solved' if result.solved else 'stopped'} after {result.env_steps:,} env steps "
@@ -362,7 +409,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     print(
         f"rlgen: {summary}; result in {where}\n"
-        f"rlgen: TensorBoard: tensorboard --logdir {result.tensorboard_dir}   "
+        f"rlgen: TensorBoard: tensorboard --logdir {logs}   "
         "(then open http://localhost:6006)",
         file=sys.stderr,
     )

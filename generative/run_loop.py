@@ -33,10 +33,13 @@ def train(
     resume: bool = False,
     on_report: OnReport | None = None,
     train_callbacks: list[Any] | None = None,
+    storage: str | None = None,
 ) -> GenerativeResult:
     """A fresh run, or with ``resume`` the run in ``output`` continued (``epochs`` and other
     overrides may be raised; the dataset stays). ``train_callbacks``: more Ray Train callbacks
-    for the trainer's RunConfig (a Tune trial passes the one that reports each epoch to Tune)."""
+    for the trainer's RunConfig (a Tune trial passes the one that reports each epoch to Tune).
+    ``storage``: the URI the run is stored at (``output`` is then its local working copy): Ray
+    Train keeps its checkpoints there, and rank 0 copies the run directory there each epoch."""
     from generative.data.images import check_dataset, resolve
 
     overrides = dict(overrides)
@@ -70,7 +73,7 @@ def train(
         given={"dataset": dataset, "overrides": overrides},
         keep=("dataset",),
     )
-    return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks)
+    return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks, storage=storage)
 
 
 def cpus_per_worker(num_workers: int) -> float:
@@ -89,6 +92,7 @@ def run(
     *,
     on_report: OnReport | None = None,
     train_callbacks: list[Any] | None = None,
+    storage: str | None = None,
 ) -> GenerativeResult:
     """Run (or continue: Ray Train resumes from the run's last checkpoint) the job; return the
     result (also written as result.json)."""
@@ -103,6 +107,8 @@ def run(
     h, w, c = check_dataset(dataset)["train"].shape
     cluster.connect()
     use_gpu = cluster.decide_gpu(spec.use_gpu, spec.num_workers)
+
+    storage_path = None if storage is None else f"{storage.rstrip('/')}/{TRAIN_DIR}"
 
     def show(report: Report) -> None:
         print(progress_text(spec.model, cfg.epochs, report.metrics), file=sys.stderr, flush=True)
@@ -119,6 +125,7 @@ def run(
                 "test_split": split_path(dataset, "test"),
                 "relay": relay.handle,
                 "wait_for_answers": relay.waits,
+                "storage": storage,
             },
             scaling_config=ScalingConfig(
                 num_workers=spec.num_workers,
@@ -127,7 +134,7 @@ def run(
             ),
             run_config=RunConfig(
                 name=RUN_NAME,
-                storage_path=str(run_dir / TRAIN_DIR),
+                storage_path=str(run_dir / TRAIN_DIR) if storage is None else storage_path,
                 failure_config=FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 callbacks=list(train_callbacks or []),

@@ -55,6 +55,7 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     import ray.train.torch
 
     from generative.data.images import binarize, decode, read_split
+    from runkit.storage import Mirror
     from runkit.tb import ScalarWriter
 
     job = load_job(lc["model"])
@@ -81,8 +82,10 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     run_dir = Path(lc["run_dir"])
 
-    writer, x_test = None, None
+    writer, x_test, mirror = None, None, None
     if rank == 0:
+        if lc.get("storage"):  # this worker's node may not be the driver's: copy from here
+            mirror = Mirror(lc["storage"], run_dir)
         writer = ScalarWriter(run_dir / "tensorboard")
         test_images, _ = read_split(lc["test_split"])
         fixed = torch.Generator().manual_seed(0)  # one fixed binarization of the test set
@@ -159,6 +162,8 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
             with open(run_dir / PROGRESS_FILE, "a") as f:
                 f.write(progress_text(lc["model"], cfg.epochs, metrics) + "\n")
+            if mirror is not None:
+                mirror.push_quietly()
             report = Report(
                 job=lc["model"], iteration=epoch + 1, step=epoch + 1, metrics=metrics,
                 last=epoch + 1 >= cfg.epochs,
