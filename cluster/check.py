@@ -67,8 +67,8 @@ def _ports(rule: dict[str, Any]) -> list[tuple[int, int]] | None:
         if allowed.get("IPProtocol") == "all" or "ports" not in allowed:
             return None
         for port in allowed["ports"]:
-            lo, _, hi = str(port).partition("-")
-            spans.append((int(lo), int(hi or lo)))
+            first, _, last = str(port).partition("-")
+            spans.append((int(first), int(last or first)))
     return spans
 
 
@@ -92,7 +92,7 @@ def ingress_problems(config: dict[str, Any]) -> list[str]:
             or hit
             or any(lo <= WORKER_PORTS[1] and hi >= WORKER_PORTS[0] for lo, hi in spans)
         ):
-            what = "every port" if spans is None else f"port {(hit or ['worker'])[0]}"
+            what = "every port" if spans is None else f"port {hit[0]}" if hit else "worker ports"
             problems.append(f"an ingress rule opens {what} to the whole internet")
     return problems
 
