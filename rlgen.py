@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from algorithms import ALGORITHMS
 from generative import MODELS
-from runkit import storage
+from runkit import cluster, storage
 from runkit.errors import UserError
 from runkit.results import (
     EvalResult,
@@ -118,6 +118,7 @@ def train(
         raise UserError(f"train {job}: --{wrong[0].replace('_', '-')} is for {what}")
     if isinstance(resume, (str, Path)):
         output, resume = resume, True
+    cluster.check_address()
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
 
@@ -228,6 +229,7 @@ def tune(
     from tune_configs.run import tune as run_experiment
 
     _quiet()
+    cluster.check_address()
     if storage.is_uri(output):
         raise UserError(f"tune --output {output}: an experiment directory must be local")
     fixed = {

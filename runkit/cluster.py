@@ -8,6 +8,8 @@ a job uses GPUs when the cluster has enough of them, unless the user says otherw
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 
 from runkit.errors import UserError
@@ -16,11 +18,46 @@ GPU_CHOICES = ("auto", "yes", "no")
 
 
 def connect() -> None:
-    """Join the running cluster (``RAY_ADDRESS``, or the started head), else start one here."""
+    """Join the running cluster (``RAY_ADDRESS``, or the started head), else start one here;
+    say which on stderr (its GCS address, nodes, CPUs and GPUs)."""
     import ray
 
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    check_address()
+    try:
         ray.init(logging_level=logging.ERROR, log_to_driver=False)
+    except ConnectionError as exc:
+        where = os.environ.get("RAY_ADDRESS", "the Ray head started on this node")
+        raise UserError(f"cannot reach the Ray cluster at {where} ({_first_line(exc)})") from None
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    print(
+        f"rlgen: Ray cluster at {ray.get_runtime_context().gcs_address}: {len(nodes)} node(s), "
+        f"{cluster_cpus():g} CPUs, {cluster_gpus():g} GPUs",
+        file=sys.stderr,
+    )
+
+
+def check_address() -> None:
+    """A ``RAY_ADDRESS`` of the form HOST:PORT must answer (Ray itself would retry for
+    minutes); ``auto``, ``local`` and URLs are left to Ray."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"RAY_ADDRESS={address}: expected HOST:PORT of a Ray head's GCS")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(
+            f"RAY_ADDRESS={address}: no Ray head answers there ({exc.strerror or exc})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def cluster_gpus() -> float:

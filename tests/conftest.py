@@ -14,12 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def _ray_session():
+    yield
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_session):
+    """The test session's local Ray instance, started on first use (and again after the
+    cluster tests, which stop every Ray process on the machine)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
+        )
+    return ray
 
 
 def run_cli(
@@ -36,3 +48,77 @@ def run_cli(
         env=env,
         timeout=timeout,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+S3_BUCKET = "rlgen-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on loopback (moto's server mode) with one bucket; yields the environment
+    variables through which pyarrow (and so rlgen and Ray Train) reach it."""
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    import pyarrow.fs as pafs
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the S3 test server did not start") from None
+                time.sleep(0.3)
+        env = {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ACCESS_KEY_ID": "rlgen-test",
+            "AWS_SECRET_ACCESS_KEY": "rlgen-test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        pafs.S3FileSystem(
+            endpoint_override=endpoint, scheme="http", access_key="rlgen-test",
+            secret_key="rlgen-test", region="us-east-1", allow_bucket_creation=True,
+        ).create_dir(S3_BUCKET)  # fmt: skip
+        yield env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def s3_files(env: dict, uri: str) -> dict[str, int]:
+    """Relative path -> size of every object under ``uri`` on the test server."""
+    import pyarrow.fs as pafs
+
+    fs = pafs.S3FileSystem(
+        endpoint_override=env["AWS_ENDPOINT_URL_S3"], scheme="http", access_key="rlgen-test",
+        secret_key="rlgen-test", region="us-east-1",
+    )  # fmt: skip
+    root = uri.removeprefix("s3://").rstrip("/")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except FileNotFoundError:
+        return {}
+    return {i.path[len(root) + 1 :]: i.size for i in infos if i.type == pafs.FileType.File}
