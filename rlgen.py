@@ -118,7 +118,7 @@ def train(
         raise UserError(f"train {job}: --{wrong[0].replace('_', '-')} is for {what}")
     if isinstance(resume, (str, Path)):
         output, resume = resume, True
-    cluster.check_address()
+    cluster.join_if_addressed()
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
 
@@ -229,7 +229,7 @@ def tune(
     from tune_configs.run import tune as run_experiment
 
     _quiet()
-    cluster.check_address()
+    cluster.join_if_addressed()
     if storage.is_uri(output):
         raise UserError(f"tune --output {output}: an experiment directory must be local")
     fixed = {

@@ -25,17 +25,29 @@ def connect() -> None:
     if ray.is_initialized():
         return
     check_address()
+    where = os.environ.get("RAY_ADDRESS") or "the Ray head started on this node"
     try:
         ray.init(logging_level=logging.ERROR, log_to_driver=False)
     except ConnectionError as exc:
-        where = os.environ.get("RAY_ADDRESS", "the Ray head started on this node")
         raise UserError(f"cannot reach the Ray cluster at {where} ({_first_line(exc)})") from None
+    except ray.exceptions.AuthenticationError as exc:
+        raise UserError(
+            f"the Ray cluster at {where} requires its token ({_first_line(exc).split('. ')[0]}); "
+            "copy the head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN_PATH"
+        ) from None
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     print(
         f"rlgen: Ray cluster at {ray.get_runtime_context().gcs_address}: {len(nodes)} node(s), "
         f"{cluster_cpus():g} CPUs, {cluster_gpus():g} GPUs",
         file=sys.stderr,
     )
+
+
+def join_if_addressed() -> None:
+    """With ``RAY_ADDRESS`` set, join that cluster now, before a run writes anything: an
+    unreachable head or a missing token is bad input like any other."""
+    if os.environ.get("RAY_ADDRESS", "").strip():
+        connect()
 
 
 def check_address() -> None:

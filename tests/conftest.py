@@ -39,7 +39,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """Run ``rlgen ARGS`` in a fresh process, exactly as a user would (``env``: extra
     environment variables)."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / "rlgen.py"), *args],
         capture_output=True,
