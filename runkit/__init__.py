@@ -7,6 +7,7 @@
 - ``progress``: one terminal line per iteration or epoch.
 - ``tb``: TensorBoard writers (scalars against env steps or epochs, images, videos).
 - ``cluster``: connecting to Ray (embedded, ``RAY_ADDRESS``, a started head) and GPU policy.
+- ``storage``: ``s3://`` / ``gs://`` outputs: a local working copy mirrored through pyarrow.
 - ``overrides``: ``--config FILE`` and ``--set KEY=VALUE``.
 - ``checks``: range / choice / type checks whose messages name the key and value.
 """
