@@ -94,7 +94,9 @@ def train(
 
     ``overrides`` are config keys (``--set``), over those of the ``config`` file. ``resume``
     continues the run in ``output`` (or, given as a path, in that run directory) from its last
-    checkpoint. ``on_report(report)`` is called after every iteration (RL) or epoch
+    checkpoint. ``output`` may be an ``s3://`` or ``gs://`` URI (a local working copy is
+    mirrored there; see ``runkit.storage``); with ``RAY_ADDRESS`` set, that cluster is joined
+    first. ``on_report(report)`` is called after every iteration (RL) or epoch
     (generative); returning True stops the run cleanly. Returns the result written to
     ``result.json``; bad input raises UserError before anything is written.
     """
