@@ -29,7 +29,10 @@ def connect() -> None:
     try:
         ray.init(logging_level=logging.ERROR, log_to_driver=False)
     except ConnectionError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {where} ({_first_line(exc)})") from None
+        raise UserError(
+            f"cannot join the Ray cluster at {where} ({_first_line(exc)}); check the address and "
+            "that this machine has that cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)"
+        ) from None
     except ray.exceptions.AuthenticationError as exc:
         raise UserError(
             f"the Ray cluster at {where} requires its token ({_first_line(exc).split('. ')[0]}); "
