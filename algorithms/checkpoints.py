@@ -1,6 +1,12 @@
 """RL checkpoints: ``<run>/checkpoints/iter_<iteration>/``, RLlib's own checkpoint of the
-Algorithm plus ``rlgen_state.json`` (the run spec and the run loop's counters). Written under a
-temporary name and renamed when whole; the newest two are kept. Found by runkit's one rule."""
+Algorithm, ``policy_weights.pt`` (the policy's tensors alone) and ``rlgen_state.json`` (the run
+spec and the run loop's counters). Written under a temporary name and renamed when whole; the
+newest two are kept. Found by runkit's one rule.
+
+RLlib's part is pickled (classes and constructors included), so it is only ever restored from
+the run's own directory (``--resume``). ``rlgen eval`` and the end-of-run video read
+``policy_weights.pt`` with ``torch.load(weights_only=True)`` into a module rebuilt from the run
+spec in ``rlgen_state.json``: a checkpoint handed to rlgen cannot run code."""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from runkit.checkpoints import latest_checkpoint
 from runkit.rundir import write_json_atomic
 
 STATE_FILE = "rlgen_state.json"
+WEIGHTS_FILE = "policy_weights.pt"
+MODULE_ID = "default_policy"
 CHECKPOINTS = "checkpoints"
 PATTERN = f"{CHECKPOINTS}/iter_*"
 KEEP_CHECKPOINTS = 2
-MODULE_SUBDIR = Path("learner_group") / "learner" / "rl_module" / "default_policy"
 
 
 def find_checkpoint(path: Path | str) -> Path:
@@ -31,9 +38,19 @@ def save_checkpoint(algo: Any, run_dir: Path, spec: Any, state: dict) -> Path:
     tmp = ckpt_root / f".tmp_{target.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     algo.save_to_path(str(tmp.resolve()))
+    save_policy_weights(algo, tmp / WEIGHTS_FILE)
     write_json_atomic(tmp / STATE_FILE, {"spec": dataclasses.asdict(spec), "state": state})
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     for old in sorted(ckpt_root.glob("iter_*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def save_policy_weights(algo: Any, path: Path) -> None:
+    """The Learner's current policy module as a dict of tensors (nothing else to unpickle)."""
+    import numpy as np
+    import torch
+
+    state = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
+    torch.save({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}, path)

@@ -8,36 +8,56 @@ from typing import TYPE_CHECKING, Any, cast
 import gymnasium as gym
 import numpy as np
 
-from algorithms.checkpoints import MODULE_SUBDIR, STATE_FILE, find_checkpoint
+from algorithms.checkpoints import STATE_FILE, WEIGHTS_FILE, find_checkpoint
 from runkit.errors import UserError
 from runkit.results import EvalResult
 from runkit.rundir import read_json
 
 if TYPE_CHECKING:
     import numpy.typing as npt
-    from ray.rllib.core.rl_module.torch import TorchRLModule
 
 
 def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
-    """The RLModule and the run spec stored in a checkpoint (or a run directory's newest)."""
+    """The policy module and the run spec of a checkpoint (or a run directory's newest).
+
+    The module is rebuilt from the run spec (rlgen's JSON) and its weights read with
+    ``torch.load(weights_only=True)``: RLlib's pickled files in the checkpoint are not read."""
     import logging
 
-    from ray.rllib.core.rl_module.rl_module import RLModule
+    import torch
+
+    from algorithms.configure import RLRunSpec, build_config
+    from envs import make_env
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
-    # Absolute: RLlib reads the module through pyarrow, which rejects relative paths.
     ckpt = find_checkpoint(checkpoint).resolve()
     spec = read_json(ckpt / STATE_FILE).get("spec")
     if not isinstance(spec, dict) or "env" not in spec:
         raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")
-    if not (ckpt / MODULE_SUBDIR).is_dir():
-        raise UserError(f"checkpoint {ckpt}: no policy weights under {MODULE_SUBDIR}")
-    try:
-        # Every rlgen algorithm's module is a TorchRLModule.
-        module = cast("TorchRLModule", RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR)))
-    except Exception as exc:  # noqa: BLE001 - a failing load is a corrupt checkpoint
+    if not (ckpt / WEIGHTS_FILE).is_file():
         raise UserError(
-            f"checkpoint {ckpt}: corrupt policy weights ({type(exc).__name__})"
+            f"checkpoint {ckpt}: no {WEIGHTS_FILE} (written by an older rlgen); continue the run "
+            "with --resume to write a new checkpoint"
+        )
+    try:
+        run_spec = RLRunSpec(**spec)
+    except TypeError as exc:
+        raise UserError(
+            f"checkpoint {ckpt}: {STATE_FILE} does not fit this rlgen ({exc})"
+        ) from None
+    config = build_config(run_spec)
+    env = make_env({"env_id": run_spec.env, **config.env_config})
+    try:
+        module = config.get_rl_module_spec(env=env).build()
+    finally:
+        env.close()
+    try:
+        weights = torch.load(ckpt / WEIGHTS_FILE, weights_only=True, map_location="cpu")
+        module.load_state_dict(weights)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
+        raise UserError(
+            f"checkpoint {ckpt}: {WEIGHTS_FILE} is not this policy's weights "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
         ) from None
     module.eval()
     return module, spec

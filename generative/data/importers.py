@@ -15,6 +15,7 @@ import gzip
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,13 +71,44 @@ def import_mnist_idx(src: Path, dest: Path) -> dict[str, int]:
     return counts
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 python batch holds (dicts, lists, bytes, numbers and numpy
+    arrays) and nothing else: any other global a pickle names (a function to call, a class to
+    build) is refused before it is looked up, so a crafted batch cannot run code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),  # numpy integers in the label list
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol 2
+            ("copy_reg", "_reconstructor"),
+            ("copyreg", "_reconstructor"),
+            ("__builtin__", "object"),
+            ("builtins", "object"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return super().find_class(module, name)
+
+
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _ArraysOnly(f, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"{path}: not a CIFAR-10 python batch ({exc}; nothing in it was run)"
+        ) from None
+    except (OSError, EOFError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise UserError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__})") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise UserError(f"{path}: data {data.shape} is not N x 3072 with N labels")
