@@ -60,7 +60,7 @@ def _quiet() -> None:
     """Keep Ray's and RLlib's advice and deprecation notes off the terminal."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    for name in ("ray.rllib", "ray.tune", "ray.train"):
+    for name in ("ray.rllib", "ray.tune", "ray.train", "ray._common.deprecation"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

@@ -46,6 +46,7 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
             f"checkpoint {ckpt}: {STATE_FILE} does not fit this rlgen ({exc})"
         ) from None
     config = build_config(run_spec)
+    logging.getLogger("ray.rllib").setLevel(logging.ERROR)  # RLlib's import sets it again
     env = make_env({"env_id": run_spec.env, **config.env_config})
     try:
         module = config.get_rl_module_spec(env=env).build()

@@ -77,11 +77,11 @@ def test_eval_missing_and_corrupt_checkpoints(tmp_path):
     ckpt.mkdir()
     (ckpt / "rlgen_state.json").write_text("{not json")
     _assert_one_line_error(run_cli("eval", str(ckpt)), "unreadable")
-    (ckpt / "rlgen_state.json").write_text('{"spec": {"env": "CartPole-v1"}, "state": {}}')
-    weights = ckpt / "learner_group" / "learner" / "rl_module" / "default_policy"
-    weights.mkdir(parents=True)
-    (weights / "module_state.pt").write_bytes(b"garbage")
-    _assert_one_line_error(run_cli("eval", str(ckpt)), "corrupt")
+    spec = {"algorithm": "reinforce", "env": "CartPole-v1", "overrides": {}}
+    (ckpt / "rlgen_state.json").write_text(json.dumps({"spec": spec, "state": {}}))
+    _assert_one_line_error(run_cli("eval", str(ckpt)), "no policy_weights.pt")
+    (ckpt / "policy_weights.pt").write_bytes(b"garbage")
+    _assert_one_line_error(run_cli("eval", str(ckpt)), "policy_weights.pt is not this policy's")
 
 
 def test_train_resume_eval_round_trip(tmp_path):
