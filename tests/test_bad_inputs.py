@@ -55,7 +55,7 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("bool key given a number", (*DQN, "--set", "dueling=3"), "dueling=3 must be true or false"),
     ("list key given a number", (*DQN, "--set", "model_hiddens=64"), "list of positive integers"),
     ("list key given negatives", (*DQN, "--set", "model_hiddens=[64,-1]"), "positive integers"),
-    ("schedule given text", (*A2C, "--set", "entropy_coeff=[[0,a]]"), "[[env_step, value]"),
+    ("schedule given text", (*A2C, "--set", "entropy_coeff=[[0,a]]"), "'a' must be a number"),
     ("schedule not pairs", (*A2C, "--set", "entropy_coeff=[1,2,3]"), "[[env_step, value]"),
     ("choice outside its set", (*A2C, "--set", "optimizer=sgdd"), "optimizer"),
     ("generative number as text", ("train", "vae", "--set", "lr=x"), "lr="),
