@@ -130,3 +130,26 @@ def test_cifar_batch_cannot_run_code(tmp_path):
     line = out.stderr.strip().splitlines()[-1]
     assert "refused global" in line and "nothing in it was run" in line
     assert not marker.exists() and not (tmp_path / "ds").exists()
+
+
+def test_run_dir_holds_no_secret_and_nothing_world_writable(tmp_path):
+    """Credentials and the Ray token in the environment never reach run.json, result.json,
+    checkpoints, logs or TensorBoard; nothing rlgen creates is world-writable."""
+    import secrets
+
+    secret, token = f"aws-{secrets.token_hex(16)}", secrets.token_hex(32)
+    env = {"AWS_SECRET_ACCESS_KEY": secret, "RAY_AUTH_TOKEN": token}
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train", "reinforce", "--env", "CartPole-v1", "--max-env-steps", "800", "--output",
+        str(out), env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert secret not in proc.stdout + proc.stderr and token not in proc.stdout + proc.stderr
+    paths = [out, *out.rglob("*")]
+    assert len(paths) > 5
+    for path in paths:
+        assert path.stat().st_mode & 0o002 == 0, path
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data and token.encode() not in data, path
