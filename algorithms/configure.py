@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from algorithms import ALGORITHMS
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 
 DEFAULT_MAX_ENV_STEPS = 1_000_000
 
@@ -99,8 +99,7 @@ def build_config(spec: RLRunSpec) -> Any:
         try:
             setattr(config, key, value)
         except (AttributeError, TypeError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"--set {key}={value!r}: cannot be set ({reason})") from None
+            raise UserError(f"--set {key}={value!r}: cannot be set ({first_line(exc)})") from None
     try:
         env_config = config.env_options(spec.env)
     except ValueError as exc:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from algorithms.checkpoints import STATE_FILE, WEIGHTS_FILE, find_checkpoint
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 from runkit.results import EvalResult
 from runkit.rundir import read_json
 
@@ -58,7 +58,7 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
         raise UserError(
             f"checkpoint {ckpt}: {WEIGHTS_FILE} is not this policy's weights "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+            f"({type(exc).__name__}: {first_line(exc)[:120]})"
         ) from None
     module.eval()
     return module, spec

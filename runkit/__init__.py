@@ -1,6 +1,7 @@
 """The bottom layer every rlgen job stands on; it imports nothing else of the project.
 
-- ``errors``: ``UserError``, the one exception for bad input (exit status 2 on the CLI).
+- ``errors``: ``UserError``, the one exception for bad input (exit status 2 on the CLI), and
+  ``first_line`` for the one line it gives about a lower-level failure.
 - ``rundir``: run directories, ``run.json`` / ``result.json``, the fresh-or-resume sequence.
 - ``checkpoints``: the one rule for finding a run's newest checkpoint.
 - ``results``: the typed results and per-iteration reports the run API returns and streams.

@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 
 GPU_CHOICES = ("auto", "yes", "no")
 
@@ -30,12 +30,12 @@ def connect() -> None:
         ray.init(logging_level=logging.ERROR, log_to_driver=False)
     except ConnectionError as exc:
         raise UserError(
-            f"cannot join the Ray cluster at {where} ({_first_line(exc)}); check the address and "
+            f"cannot join the Ray cluster at {where} ({first_line(exc)}); check the address and "
             "that this machine has that cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)"
         ) from None
     except ray.exceptions.AuthenticationError as exc:
         raise UserError(
-            f"the Ray cluster at {where} requires its token ({_first_line(exc).split('. ')[0]}); "
+            f"the Ray cluster at {where} requires its token ({first_line(exc).split('. ')[0]}); "
             "copy the head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN_PATH"
         ) from None
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -68,11 +68,6 @@ def check_address() -> None:
         raise UserError(
             f"RAY_ADDRESS={address}: no Ray head answers there ({exc.strerror or exc})"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def cluster_gpus() -> float:

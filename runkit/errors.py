@@ -8,3 +8,10 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for the one
+    line a UserError gives."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 
 
 def parse_value(text: str) -> Any:
@@ -36,8 +36,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"--config {path}: cannot parse ({first})") from None
+        raise UserError(f"--config {path}: cannot parse ({first_line(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

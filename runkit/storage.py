@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 
 SCHEMES = ("s3://", "gs://")
 MIRROR_ENV = "RLGEN_MIRROR_DIR"
@@ -70,8 +70,7 @@ def mirror_dir(uri: str, *, purpose: str = "runs") -> Path:
 
 
 def _why(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 class Mirror:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 
 SPLITS = ("train", "test")
 COLUMNS = ("image", "height", "width", "channels", "label")
@@ -80,8 +80,7 @@ def check_split(uri: str) -> ImageSpec:
     except UserError:
         raise
     except (OSError, pa.ArrowException) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"dataset {uri}: unreadable Parquet ({reason})") from None
+        raise UserError(f"dataset {uri}: unreadable Parquet ({first_line(exc)})") from None
     missing = [c for c in COLUMNS[:4] if c not in table.column_names]
     if missing:
         raise UserError(f"dataset {uri}: missing column(s) {', '.join(missing)}")
