@@ -108,7 +108,10 @@ def run(
     cluster.connect()
     use_gpu = cluster.decide_gpu(spec.use_gpu, spec.num_workers)
 
-    storage_path = None if storage is None else f"{storage.rstrip('/')}/{TRAIN_DIR}"
+    # A run stored at a URI keeps its Train checkpoints there: every worker's node reaches it.
+    storage_path = (
+        str(run_dir / TRAIN_DIR) if storage is None else f"{storage.rstrip('/')}/{TRAIN_DIR}"
+    )
 
     def show(report: Report) -> None:
         print(progress_text(spec.model, cfg.epochs, report.metrics), file=sys.stderr, flush=True)
@@ -134,7 +137,7 @@ def run(
             ),
             run_config=RunConfig(
                 name=RUN_NAME,
-                storage_path=str(run_dir / TRAIN_DIR) if storage is None else storage_path,
+                storage_path=storage_path,
                 failure_config=FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 callbacks=list(train_callbacks or []),
