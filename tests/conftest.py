@@ -50,6 +50,27 @@ def run_cli(
     )
 
 
+VENV_BIN = Path(sys.executable).parent
+
+
+def ray_env(**extra: str) -> dict[str, str]:
+    """This environment without any RAY_* setting of the caller's, the venv's ``ray`` and
+    ``rlgen`` first on PATH, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONWARNINGS="ignore")
+    env.update(extra)
+    return env
+
+
+def ray_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Ray's own command line (``ray start``, ``ray up``, ``ray job submit``, ...) from the
+    repository root."""
+    return subprocess.run(
+        [str(VENV_BIN / "ray"), *args], capture_output=True, text=True, env=env, cwd=ROOT,
+        timeout=timeout,
+    )  # fmt: skip
+
+
 def free_port() -> int:
     import socket
 
@@ -69,8 +90,6 @@ def s3_server():
     import time
     import urllib.error
     import urllib.request
-
-    import pyarrow.fs as pafs
 
     port = free_port()
     server = subprocess.Popen(
@@ -98,24 +117,28 @@ def s3_server():
             "AWS_SECRET_ACCESS_KEY": "rlgen-test",
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        pafs.S3FileSystem(
-            endpoint_override=endpoint, scheme="http", access_key="rlgen-test",
-            secret_key="rlgen-test", region="us-east-1", allow_bucket_creation=True,
-        ).create_dir(S3_BUCKET)  # fmt: skip
+        _s3(endpoint, allow_bucket_creation=True).create_dir(S3_BUCKET)
         yield env
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
+def _s3(endpoint: str, **options: bool):
+    """A pyarrow client of the test S3 server."""
+    import pyarrow.fs as pafs
+
+    return pafs.S3FileSystem(
+        endpoint_override=endpoint, scheme="http", access_key="rlgen-test",
+        secret_key="rlgen-test", region="us-east-1", **options,
+    )  # fmt: skip
+
+
 def s3_files(env: dict, uri: str) -> dict[str, int]:
     """Relative path -> size of every object under ``uri`` on the test server."""
     import pyarrow.fs as pafs
 
-    fs = pafs.S3FileSystem(
-        endpoint_override=env["AWS_ENDPOINT_URL_S3"], scheme="http", access_key="rlgen-test",
-        secret_key="rlgen-test", region="us-east-1",
-    )  # fmt: skip
+    fs = _s3(env["AWS_ENDPOINT_URL_S3"])
     root = uri.removeprefix("s3://").rstrip("/")
     try:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))

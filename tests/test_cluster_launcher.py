@@ -27,11 +27,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, ray_cli, ray_env
 
 pytestmark = pytest.mark.cluster
 
-BIN = Path(sys.executable).parent
 TOOLS = {"/usr/sbin/sshd": "openssh-server", "rsync": "rsync", "nc": "netcat-openbsd"}
 CLUSTER_NAME = "rlgen-loopback-test"
 
@@ -100,13 +99,6 @@ def _cluster_yaml(path: Path, key: Path, port: int) -> Path:
     return path
 
 
-def _ray(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "ray"), *args], capture_output=True, text=True, env=env, cwd=ROOT,
-        timeout=timeout,
-    )  # fmt: skip
-
-
 def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path):
     import ray
 
@@ -118,12 +110,11 @@ def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path):
     token = client_home / ".ray" / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(HOME=str(client_home), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env = ray_env(HOME=str(client_home))
     sshd, port, key = _start_sshd(tmp_path, node_home)
     config = _cluster_yaml(tmp_path / "cluster.yaml", key, port)
     try:
-        up = _ray("up", "-y", str(config), env=env)
+        up = ray_cli("up", "-y", str(config), env=env, timeout=600)
         assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
         node_token = node_home / ".ray" / "auth_token"
         assert node_token.read_text() == token.read_text()
@@ -133,9 +124,10 @@ def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path):
             urllib.request.urlopen("http://127.0.0.1:8265/api/jobs/", timeout=30)
         assert refused.value.code == 401
 
-        submitted = _ray(
+        submitted = ray_cli(
             "submit", str(config), "rlgen.py", "--", "train", "reinforce", "--env",
             "CartPole-v1", "--max-env-steps", "1500", "--output", "~/runs/launcher", env=env,
+            timeout=600,
         )  # fmt: skip
         log = submitted.stdout + submitted.stderr
         assert submitted.returncode == 0, log[-4000:]
@@ -144,10 +136,10 @@ def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path):
         assert result["algorithm"] == "reinforce" and result["env_steps"] >= 1500
         assert (node_home / "rlgen.py").is_file()  # what `ray submit` uploaded
     finally:
-        down = _ray("down", "-y", str(config), env=env, timeout=300)
+        down = ray_cli("down", "-y", str(config), env=env, timeout=300)
         sshd.terminate()
         sshd.wait(timeout=30)
-        _ray("stop", "--force", env=env, timeout=120)
+        ray_cli("stop", "--force", env=env, timeout=120)
         for leftover in Path("/tmp/ray").glob(f"cluster-{CLUSTER_NAME}.*"):
             leftover.unlink()
     assert down.returncode == 0, (down.stdout + down.stderr)[-3000:]

@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import S3_BUCKET, free_port, run_cli, s3_files
+from tests.conftest import S3_BUCKET, free_port, ray_cli, ray_env, run_cli, s3_files
 from tests.test_vae_job import _small_dataset
 
 pytestmark = pytest.mark.cluster
 
-BIN = Path(sys.executable).parent
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"  # Ray rewrites 127.0.0.1 to the machine's address
 
 
@@ -36,18 +32,6 @@ class Cluster:
     address: str  # GCS, for RAY_ADDRESS
     dashboard: str  # the job API
     env: dict[str, str]  # token settings (and S3) every client here uses
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONWARNINGS="ignore", **extra)
-    return env
-
-
-def _ray(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "ray"), *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 @contextlib.contextmanager
@@ -60,10 +44,10 @@ def ray_cluster(
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    env = _env({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), **(extra or {})})
+    env = ray_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), **(extra or {}))
     gcs, dash = free_port(), free_port()
     try:
-        head = _ray(
+        head = ray_cli(
             "start", "--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--num-cpus={head_cpus}",
             "--disable-usage-stats", env=env,
@@ -71,7 +55,7 @@ def ray_cluster(
         assert head.returncode == 0, head.stderr[-3000:]
         nodes = 1
         if worker_cpus is not None:
-            worker = _ray(
+            worker = ray_cli(
                 "start", f"--address={HEAD_IP}:{gcs}", f"--node-ip-address={WORKER_IP}",
                 f"--num-cpus={worker_cpus}", "--disable-usage-stats", env=env,
             )  # fmt: skip
@@ -84,11 +68,11 @@ def ray_cluster(
             time.sleep(1)
         yield cluster
     finally:
-        _ray("stop", "--force", env=env)
+        ray_cli("stop", "--force", env=env)
 
 
 def _state(cluster: Cluster, kind: str) -> list[dict]:
-    out = _ray(
+    out = ray_cli(
         "list", kind, "--address", cluster.dashboard, "--detail", "--format", "json",
         "--limit", "10000", env=cluster.env,
     )  # fmt: skip
@@ -128,7 +112,7 @@ def test_one_node_started_with_token_auth(tmp_path):
 
         # ... and through the job API: `ray job submit -- rlgen train ...`.
         out = tmp_path / "via-job"
-        submitted = _ray(
+        submitted = ray_cli(
             "job", "submit", "--address", cluster.dashboard, "--", "rlgen", "train", "reinforce",
             "--env", "CartPole-v1", "--max-env-steps", "1500", "--output", str(out),
             env=cluster.env, timeout=600,
@@ -140,7 +124,7 @@ def test_one_node_started_with_token_auth(tmp_path):
         # Without the token: the job API refuses the submission, the driver cannot join.
         stranger = {**cluster.env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "none"),
                     "HOME": str(tmp_path)}  # fmt: skip
-        refused = _ray(
+        refused = ray_cli(
             "job", "submit", "--address", cluster.dashboard, "--", "rlgen", "train", "reinforce",
             "--env", "CartPole-v1", "--output", str(tmp_path / "stranger-job"), env=stranger,
         )  # fmt: skip
