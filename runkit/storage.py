@@ -130,14 +130,13 @@ class Mirror:
         return len(changed)
 
     def pull(self) -> int:
-        """Replace the local directory by a copy of what is stored at the URI."""
-        files = self.remote_files()
+        """Replace the local directory by a copy of what is stored at the URI (less the skipped
+        folders); returns how many files were copied."""
+        files = [rel for rel in self.remote_files() if rel.split("/")[0] not in self.skip]
         if self.local.exists():
             shutil.rmtree(self.local)
         self.local.mkdir(parents=True)
         for rel in files:
-            if rel.split("/")[0] in self.skip:
-                continue
             dest = self.local / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             with self.fs.open_input_stream(f"{self.root}/{rel}") as src, open(dest, "wb") as dst:
@@ -197,8 +196,8 @@ def run_at_uri(
     if resume:
         if "run.json" not in stored:
             raise UserError(f"--resume {uri}: not an rlgen run (no run.json stored there)")
-        mirror.pull()
-        print(f"rlgen: copied {len(stored)} files from {uri} to {local}", file=sys.stderr)
+        copied = mirror.pull()
+        print(f"rlgen: copied {copied} files from {uri} to {local}", file=sys.stderr)
     else:
         if stored:
             raise UserError(
