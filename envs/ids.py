@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 
 import gymnasium as gym
 
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 
 _ALE_REGISTERED = False
 # "Solved" for CartPole-v1: the mean return of the last 100 games reaches its reward_threshold.
@@ -24,9 +25,20 @@ def register_ale() -> None:
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """Return the gymnasium spec of ``env_id`` or raise a UserError naming close matches."""
+    """Return the gymnasium spec of ``env_id`` or raise a UserError naming close matches.
+    ``package.module:EnvId`` (gymnasium's form for an env registered by importing a module, as
+    ``gym.make`` accepts it) imports the module first; rollout actors import it again."""
     if env_id.startswith("ALE/"):
         register_ale()
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
+            raise UserError(
+                f"--env {env_id}: cannot import {module} ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
+        env_id = name
     try:
         return gym.spec(env_id)
     except gym.error.Error:

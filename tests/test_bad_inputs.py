@@ -42,6 +42,9 @@ RL = ("train", "reinforce", "--env", "CartPole-v1")
 A2C = ("train", "a2c", "--env", "CartPole-v1")
 DQN = ("train", "dqn", "--env", "CartPole-v1")
 CASES: list[tuple[str, tuple[str, ...], str]] = [
+    # env ids
+    ("env module that does not import", ("train", "reinforce", "--env", "nosuchpkg.envs:Foo-v0"),
+     "cannot import nosuchpkg.envs"),
     # malformed --set
     ("--set without =", (*RL, "--set", "lr"), "expected KEY=VALUE"),
     ("--set without a key", (*RL, "--set", "=0.1"), "expected KEY=VALUE"),

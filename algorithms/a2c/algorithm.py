@@ -188,7 +188,9 @@ class A2C(RlgenAlgorithm):
         if group.num_remote_workers() == 0:
             episodes, stats = _sample_round(self.env_runner)
             return episodes, [stats]
-        results = group.foreach_env_runner(_sample_round, local_env_runner=False)
+        results = group.foreach_env_runner(
+            _sample_round, local_env_runner=False, remote_worker_ids=self.healthy_runner_ids()
+        )
         return [e for eps, _ in results for e in eps], [stats for _, stats in results]
 
     def training_step(self) -> None:

@@ -4,6 +4,7 @@ and A2C update through the Learners' connectors; DQN updates from its replay its
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -31,6 +32,23 @@ class RlgenAlgorithm(Algorithm):
     def setup(self, config: Any) -> None:
         super().setup(config)
         self.game_returns = ReturnWindow()
+
+    def healthy_runner_ids(self) -> list[int]:
+        """The rollout actors able to sample now. A failed actor is restarted by Ray and
+        brought back (weights and state synced) by RLlib before each training step; when none
+        is healthy, wait for one to come back (up to ``env_runner_restore_timeout_s``) rather
+        than train on nothing."""
+        group = self.env_runner_group
+        deadline = time.monotonic() + self.config.env_runner_restore_timeout_s
+        while not (ids := group.healthy_worker_ids()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"no rollout actor came back within {self.config.env_runner_restore_timeout_s}"
+                    " s (env_runner_restore_timeout_s)"
+                )
+            time.sleep(0.5)
+            self.restore_env_runners(group)
+        return list(ids)
 
     def record_sampling(self, episodes: list[Any], runner_metrics: list[dict]) -> None:
         """Fold the rollout actors' metrics in and count the games that ended."""

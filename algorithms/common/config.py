@@ -31,6 +31,9 @@ class RlgenConfig(AlgorithmConfig):
         self.frame_stack = 4  # Atari envs only
         self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
         self.rollout_backend = "python"  # Atari envs only: Python wrappers or ale-py's C++ one
+        # A failed rollout actor is restarted by Ray (RLlib's default); RLlib's own delay before
+        # the failed process exits is 60 s, which on a small run costs more than the crash.
+        self.delay_between_env_runner_restarts_s = 2.0
 
     def atari_defaults(self) -> RlgenConfig:
         """The algorithm's Atari settings (its ``ATARI_DEFAULTS``), applied for ``ALE/`` envs

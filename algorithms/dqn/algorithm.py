@@ -220,10 +220,12 @@ class DQN(RlgenAlgorithm):
         group, total = self.env_runner_group, self.config.rollout_steps_per_iteration
         if group.num_remote_workers() == 0:
             return self.env_runner.sample(num_timesteps=total), [self.env_runner.get_metrics()]
-        per_runner = max(1, total // group.num_healthy_remote_workers())
+        ids = self.healthy_runner_ids()
+        per_runner = max(1, total // len(ids))
         results = group.foreach_env_runner(
             lambda runner: (runner.sample(num_timesteps=per_runner), runner.get_metrics()),
             local_env_runner=False,
+            remote_worker_ids=ids,
         )
         return [e for eps, _ in results for e in eps], [m for _, m in results]
 

@@ -141,17 +141,24 @@ class Reinforce(RlgenAlgorithm):
         group = self.env_runner_group
         if group.num_remote_workers() == 0:
             runner = self.env_runner
-            episodes = runner.sample(num_episodes=self.config.episodes_per_batch)
-            return episodes, [runner.get_metrics()]
-        ids = group.healthy_worker_ids()
-        counts = split_evenly(self.config.episodes_per_batch, len(ids))
-        results = group.foreach_env_runner(
-            [partial(_sample_episodes, num_episodes=n) for n in counts],
-            local_env_runner=False,
-            remote_worker_ids=ids,
-        )
-        episodes = [e for eps, _ in results for e in eps]
-        return episodes, [stats for _, stats in results]
+            return runner.sample(num_episodes=self.config.episodes_per_batch), [
+                runner.get_metrics()
+            ]
+        episodes: list = []
+        stats: list = []
+        # A rollout actor that fails mid-batch returns nothing (its partial episode is lost);
+        # the healthy ones make up its share, so every batch has episodes_per_batch episodes.
+        while (missing := self.config.episodes_per_batch - len(episodes)) > 0:
+            ids = self.healthy_runner_ids()
+            counts = split_evenly(missing, len(ids))
+            results = group.foreach_env_runner(
+                [partial(_sample_episodes, num_episodes=n) for n in counts],
+                local_env_runner=False,
+                remote_worker_ids=ids,
+            )
+            episodes += [e for eps, _ in results for e in eps]
+            stats += [s for _, s in results]
+        return episodes, stats
 
     def training_step(self) -> None:
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):

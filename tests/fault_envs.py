@@ -1,0 +1,82 @@
+"""Envs that fail on purpose, for the fault tests; imported by gymnasium from the env id
+``tests.fault_envs:Corridor-v0`` (in the rollout actors too).
+
+``Corridor``: every game lasts exactly ``LENGTH`` steps with reward 1 per step, so every
+finished game returns exactly ``LENGTH``; a partial game counted as finished would show as a
+smaller return. Faults are armed by files in a directory (``FAULT_DIR``, an env-config key or
+the default below): a file ``raise-<k>`` or ``kill-<k>`` is claimed (renamed, atomically, so
+exactly one env anywhere takes it) by the next env to start a game, which then raises, or
+SIGKILLs its own process, at step ``k`` of that game. Every env writes its process id to
+``pid-<pid>`` when made, so a test can see which processes stepped envs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+LENGTH = 20
+DEFAULT_FAULT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"rlgen-faults-{os.getuid()}"
+
+
+class EnvFault(RuntimeError):
+    """The injected failure."""
+
+
+def arm(fault_dir: Path, kind: str, step: int, count: int = 1) -> None:
+    """Arm ``count`` faults of ``kind`` (``raise`` or ``kill``) at step ``step`` of a game."""
+    fault_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (fault_dir / f"{kind}-{step}.{i}").write_text("")
+
+
+def claimed(fault_dir: Path) -> list[str]:
+    return sorted(p.name for p in fault_dir.glob("claimed-*"))
+
+
+class Corridor(gym.Env):
+    def __init__(self, fault_dir: str | None = None, render_mode: str | None = None) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.fault_dir = Path(fault_dir) if fault_dir else DEFAULT_FAULT_DIR
+        self.fault_dir.mkdir(parents=True, exist_ok=True)
+        (self.fault_dir / f"pid-{os.getpid()}").write_text("")
+        self.t = 0
+        self.fault: tuple[str, int] | None = None
+
+    def _obs(self) -> np.ndarray:
+        x = self.t / LENGTH
+        return np.array([x, 1.0 - x, 0.5 * x, -x], np.float32)
+
+    def _claim(self) -> tuple[str, int] | None:
+        for armed in sorted(self.fault_dir.glob("raise-*")) + sorted(self.fault_dir.glob("kill-*")):
+            kind, _, rest = armed.name.partition("-")
+            target = self.fault_dir / f"claimed-{os.getpid()}-{armed.name}"
+            try:
+                armed.rename(target)
+            except FileNotFoundError:
+                continue  # another env took it first
+            return kind, int(rest.split(".")[0])
+        return None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        self.fault = self._claim()
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        self.t += 1
+        if self.fault is not None and self.t == self.fault[1]:
+            if self.fault[0] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise EnvFault(f"injected failure at step {self.t} of a game")
+        return self._obs(), 1.0, self.t >= LENGTH, False, {}
+
+
+gym.register("Corridor-v0", entry_point=Corridor, max_episode_steps=LENGTH + 5)
