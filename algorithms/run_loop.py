@@ -180,7 +180,9 @@ def run(
             raise UserError(
                 f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__})"
             ) from None
-    writer = ScalarWriter(run_dir / "tensorboard")
+    writer = ScalarWriter(
+        run_dir / "tensorboard", resumed_at=None if ckpt is None else state["env_steps"]
+    )
     progress = ProgressLine(f"{spec.algorithm} {spec.env}")
     start_wall, start_steps = state["wall_time_s"], state["env_steps"]
     t0 = time.monotonic()

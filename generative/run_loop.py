@@ -76,6 +76,41 @@ def train(
     return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks, storage=storage)
 
 
+def train_events(mailbox: Any, max_failures: int) -> Any:
+    """A Ray Train callback (it runs in Train's controller): tells rank 0 when an epoch's
+    checkpoint is registered (``relay.commit``; rank 0 announces the epoch only then, so a
+    worker lost right after its report never makes an epoch count twice), and tells the
+    caller's terminal about each failed attempt: which workers failed and why, and that the
+    workers restart from the last checkpoint (or that the failures allowed are used up)."""
+    from ray.train import UserCallback
+
+    from runkit import relay
+    from runkit.errors import first_line
+
+    class TrainEvents(UserCallback):
+        def __init__(self) -> None:
+            self.failures = 0
+
+        def after_report(self, run_context: Any, metrics: list, checkpoint: Any) -> None:
+            if checkpoint is not None:
+                relay.commit(mailbox, int(metrics[0]["epoch"]))
+
+        def after_exception(self, run_context: Any, worker_exceptions: dict) -> None:
+            self.failures += 1
+            ranks = ", ".join(str(r) for r in sorted(worker_exceptions))
+            exc = worker_exceptions[min(worker_exceptions)]
+            what = f"{type(exc).__name__}: {first_line(exc)}"[:300]
+            then = (
+                f"restarting the workers from the last checkpoint (failure {self.failures} of "
+                f"{max_failures} allowed, max_failures)"
+                if self.failures <= max_failures
+                else f"no retries left (max_failures={max_failures})"
+            )
+            relay.notice(mailbox, f"Train worker(s) {ranks} failed ({what}); {then}")
+
+    return TrainEvents()
+
+
 def cpus_per_worker(num_workers: int) -> float:
     """Whole CPUs per Train worker where the cluster has one to spare for Ray Data's read
     tasks (each asks for a whole CPU); otherwise a share that leaves one CPU free. With every
@@ -140,7 +175,7 @@ def run(
                 storage_path=storage_path,
                 failure_config=FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                callbacks=list(train_callbacks or []),
+                callbacks=[train_events(relay.handle, spec.max_failures), *(train_callbacks or [])],
             ),
             datasets={
                 "train": ray.data.read_parquet(split_path(dataset, "train")).select_columns(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +25,29 @@ from runkit.results import Report
 
 IMAGES_DIR = "images"
 PROGRESS_FILE = "progress.log"  # rank 0 appends a line per epoch
-# Fault injection for the retry test: a worker that starts without a checkpoint raises once
-# after finishing this epoch (its checkpoint reported), as a crashed worker would.
-FAULT_ENV = "RLGEN_FAIL_AFTER_EPOCH"
+# Fault injection for the fault tests: a directory of files named
+# ``<raise|kill>-rank<R>-epoch<E>-batch<B>``; the worker of rank R raises (or SIGKILLs its own
+# process) at batch B of epoch E, once: it claims the file first (renames it ``claimed-...``).
+FAULT_DIR_ENV = "RLGEN_TRAIN_FAULT_DIR"
+
+
+def _armed_faults(rank: int, epoch: int) -> dict[int, Path]:
+    """Batch index -> fault file, for this worker and epoch (none unless the tests arm some)."""
+    root = os.environ.get(FAULT_DIR_ENV)
+    if not root:
+        return {}
+    found = Path(root).glob(f"*-rank{rank}-epoch{epoch}-batch*")
+    return {int(p.name.rpartition("batch")[2]): p for p in found if not p.name.startswith("c")}
+
+
+def _fire(fault: Path) -> None:
+    try:
+        fault.rename(fault.with_name(f"claimed-{fault.name}"))
+    except FileNotFoundError:
+        return  # fired before (this is a retry)
+    if fault.name.startswith("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"{fault.name}: injected worker failure")
 
 
 def progress_text(model: str, epochs: int, metrics: dict[str, Any]) -> str:
@@ -86,7 +107,8 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     if rank == 0:
         if lc.get("storage"):  # this worker's node may not be the driver's: copy from here
             mirror = Mirror(lc["storage"], run_dir)
-        writer = ScalarWriter(run_dir / "tensorboard")
+        resumed_at = None if checkpoint is None else int(state["epoch"])  # a retry or --resume
+        writer = ScalarWriter(run_dir / "tensorboard", resumed_at=resumed_at)
         test_images, _ = read_split(lc["test_split"])
         fixed = torch.Generator().manual_seed(0)  # one fixed binarization of the test set
         x_test = binarize(torch.as_tensor(test_images), cfg.binarize, generator=fixed)
@@ -108,7 +130,10 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
         model.train()
         seen, loss_sum = 0, 0.0
         order = np.random.default_rng([lc["seed"], epoch, rank]).permutation(len(shard_images))
-        for start in range(0, len(order), cfg.batch_size):
+        faults = _armed_faults(rank, epoch + 1)
+        for batch_index, start in enumerate(range(0, len(order), cfg.batch_size)):
+            if batch_index in faults:
+                _fire(faults[batch_index])
             x_uint8 = torch.from_numpy(shard_images[order[start : start + cfg.batch_size]])
             x = binarize(x_uint8, cfg.binarize, generator=generator).to(device)
             loss = job.loss(model, x, cfg)
@@ -160,6 +185,7 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                     Path(d) / STATE_FILE,
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            relay.wait_committed(lc["relay"], epoch + 1)
             with open(run_dir / PROGRESS_FILE, "a") as f:
                 f.write(progress_text(lc["model"], cfg.epochs, metrics) + "\n")
             if mirror is not None:
@@ -169,8 +195,6 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 last=epoch + 1 >= cfg.epochs,
             )  # fmt: skip
             stop = relay.send(lc["relay"], report, wait_for_answer=lc["wait_for_answers"])
-            if checkpoint is None and os.environ.get(FAULT_ENV) == str(epoch + 1):
-                raise RuntimeError(f"{FAULT_ENV}={epoch + 1}: injected worker failure")
         if _agree(stop, world, device):
             break
     if writer is not None:

@@ -9,6 +9,7 @@ takes the reports, prints progress, calls the callback and answers.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,14 +25,26 @@ class _Mailbox:
 
     def __init__(self) -> None:
         self._reports: list[Report] = []
+        self._notices: list[str] = []
         self._answers: dict[int, bool] = {}
+        self._committed = 0
+
+    def commit(self, iteration: int) -> None:
+        self._committed = max(self._committed, iteration)
+
+    def committed(self) -> int:
+        return self._committed
 
     def put(self, report: Report) -> None:
         self._reports.append(report)
 
-    def take(self) -> list[Report]:
+    def notice(self, text: str) -> None:
+        self._notices.append(text)
+
+    def take(self) -> tuple[list[Report], list[str]]:
         reports, self._reports = self._reports, []
-        return reports
+        notices, self._notices = self._notices, []
+        return reports, notices
 
     def answer(self, iteration: int, stop: bool) -> None:
         self._answers[iteration] = stop
@@ -55,10 +68,33 @@ def send(mailbox: Any, report: Report, *, wait_for_answer: bool) -> bool:
         time.sleep(POLL_S / 4)
 
 
+def commit(mailbox: Any, iteration: int) -> None:
+    """Ray Train's controller side: the checkpoint of ``iteration`` is registered (a retry
+    starts from it)."""
+    mailbox.commit.remote(iteration)
+
+
+def wait_committed(mailbox: Any, iteration: int, *, timeout_s: float = 600.0) -> None:
+    """Worker side, after reporting ``iteration``'s checkpoint: block until the controller has
+    registered it, so nothing is announced for an epoch a retry would train again."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while ray.get(mailbox.committed.remote()) < iteration:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"checkpoint of epoch {iteration} not registered in {timeout_s} s")
+        time.sleep(POLL_S / 4)
+
+
+def notice(mailbox: Any, text: str) -> None:
+    """Any Ray process: a line for the caller's terminal (``rlgen: <text>``), without waiting."""
+    mailbox.notice.remote(text)
+
+
 class Relay:
     """Caller side, as a context manager around the blocking call: ``handle`` goes to the
-    workers; ``show(report)`` prints progress; ``stopped`` tells whether the callback stopped
-    the run; a callback's exception is re-raised on exit."""
+    workers; ``show(report)`` prints progress; notices are printed to stderr; ``stopped`` tells
+    whether the callback stopped the run; a callback's exception is re-raised on exit."""
 
     def __init__(self, show: Callable[[Report], None], on_report: OnReport | None) -> None:
         import ray
@@ -74,7 +110,10 @@ class Relay:
     def _drain(self) -> None:
         import ray
 
-        for report in ray.get(self.handle.take.remote()):
+        reports, notices = ray.get(self.handle.take.remote())
+        for text in notices:
+            print(f"rlgen: {text}", file=sys.stderr, flush=True)
+        for report in reports:
             self._show(report)
             stop = self.stopped
             if self._on_report is not None and not stop:

@@ -15,12 +15,16 @@ class ScalarWriter:
 
     Reopening the same directory on ``--resume`` appends a new event file; curves continue at
     the step they stopped because the step is the run's own counter (env steps), not a count of
-    writes.
+    writes. ``resumed_at``: the step of the checkpoint the run continues from. A run that died
+    after its last checkpoint had written later steps that it now writes again; TensorBoard
+    hides the older file's steps after ``resumed_at`` (its restart marker, ``purge_step``), so
+    no step shows twice.
     """
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(self, logdir: Path, *, resumed_at: int | None = None) -> None:
         self.logdir = Path(logdir)
-        self._writer = SummaryWriter(log_dir=str(self.logdir))
+        purge = None if resumed_at is None else resumed_at + 1
+        self._writer = SummaryWriter(log_dir=str(self.logdir), purge_step=purge)
 
     def scalars(self, values: dict[str, Any], *, step: int) -> None:
         for tag, value in values.items():

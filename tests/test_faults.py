@@ -1,13 +1,17 @@
-"""Faults injected into real runs: rollout actors whose env raises or whose process is killed
-(during sampling and between iterations). Each run must go on, restart the actor, keep its
-counters rising and never count a cut-short game as a finished one.
+"""Faults injected into real runs.
 
-The env is ``tests.fault_envs:Corridor-v0``: every finished game returns exactly 20, so a
-partial game in the game window would pull the mean below 20.
+- RL: rollout actors whose env raises or whose process is killed (during sampling and between
+  iterations). Each run must go on, restart the actor, keep its counters rising and never count
+  a cut-short game as a finished one. The env is ``tests.fault_envs:Corridor-v0``: every
+  finished game returns exactly 20, so a partial game in the game window would pull the mean
+  below 20.
+- Generative: Ray Train workers that raise or are killed mid-epoch; the job goes on from the
+  last checkpoint, epochs are never counted twice, TensorBoard shows each epoch once.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import fault_envs as fe
+from tests.conftest import run_cli
 
 ENV = "tests.fault_envs:Corridor-v0"
 
@@ -143,3 +148,53 @@ def test_restarted_actor_gets_the_learners_current_weights(fault_dir, ray_local)
         assert any(not np.array_equal(initial[k], np.asarray(v)) for k, v in runner.items())
     finally:
         algo.stop()
+
+
+def tensorboard_steps(logdir: Path, tag: str) -> list[int]:
+    """The steps of ``tag`` as TensorBoard shows them (every event file of the directory, in
+    order, with its restart markers applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return [event.step for event in acc.Scalars(tag)]
+
+
+TINY_PIXELCNN = {"features": 12, "layers": 2, "output_features": 24}
+
+
+@pytest.mark.parametrize("model", ["vae", "pixelcnn"])
+def test_train_worker_failures_resume_from_the_last_checkpoint(model, tmp_path):
+    """2 Train workers, 3 epochs: the worker of rank 1 raises at its second batch of epoch 2,
+    then (in the retried job) the worker of rank 0 is SIGKILLed at its second batch of epoch 3.
+    Each failure restarts the workers from the last checkpoint: every epoch is trained and
+    reported once, in order, and the job ends with epoch 3."""
+    from generative.worker_loop import FAULT_DIR_ENV
+    from tests.test_vae_job import _small_dataset
+
+    data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    for name in ("raise-rank1-epoch2-batch1", "kill-rank0-epoch3-batch1"):
+        (faults / name).write_text("")
+    settings = {"grid_n": 4, "batch_size": 32, **(TINY_PIXELCNN if model == "pixelcnn" else {})}
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train", model, "--dataset", str(data), "--epochs", "3", "--num-workers", "2",
+        *(a for k, v in settings.items() for a in ("--set", f"{k}={v}")), "--output", str(out),
+        env={FAULT_DIR_ENV: str(faults)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in faults.iterdir()) == [
+        "claimed-kill-rank0-epoch3-batch1", "claimed-raise-rank1-epoch2-batch1",
+    ]  # fmt: skip
+    assert "injected worker failure" in proc.stderr  # Ray Train saw the failure and retried
+    result = json.loads((out / "result.json").read_text())
+    assert result["epochs"] == 3
+    # Epoch 1 was not trained again after either failure, and no epoch was reported twice.
+    progress = (out / "progress.log").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in progress] == [
+        f"[{model}] epoch {e}/3" for e in (1, 2, 3)
+    ]
+    assert [proc.stderr.count(f"epoch {e}/3 |") for e in (1, 2, 3)] == [1, 1, 1]
+    assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3]

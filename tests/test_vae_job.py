@@ -97,25 +97,6 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path):
     assert r2["checkpoint"] != r1["checkpoint"]
 
 
-def test_failed_worker_is_retried_from_the_last_checkpoint(tmp_path):
-    from generative.worker_loop import FAULT_ENV
-
-    data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
-    out = tmp_path / "run"
-    proc = run_cli(
-        "train", "vae", "--dataset", str(data), "--epochs", "3", "--set", "iw_samples=2",
-        "--output", str(out), env={FAULT_ENV: "2"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads((out / "result.json").read_text())
-    assert result["epochs"] == 3
-    progress = (out / "progress.log").read_text().splitlines()
-    # Epochs 1 and 2 ran once; the restarted worker resumed at epoch 3 from the checkpoint.
-    assert [line.split(" | ")[0] for line in progress] == [
-        "[vae] epoch 1/3", "[vae] epoch 2/3", "[vae] epoch 3/3",
-    ]  # fmt: skip
-
-
 def test_bad_vae_settings_exit_2(tmp_path):
     for args, needle in (
         (["--set", "latent_dim=0"], "latent_dim=0"),
