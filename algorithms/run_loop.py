@@ -164,6 +164,11 @@ def run(
     }
     if ckpt is not None:
         state = read_json(ckpt / STATE_FILE)["state"]
+        print(
+            f"rlgen: resuming from {ckpt} (iteration {state['iteration']}, "
+            f"{state['env_steps']:,} env steps)",
+            file=sys.stderr,
+        )
     cluster.connect()
     use_gpu_learner_if_present(config, spec)
     cluster.warn_if_short_of_cpus(
@@ -209,6 +214,7 @@ def run(
             reason = _stop_reason(spec, state)
             saved = reason is not None or state["iteration"] % spec.checkpoint_every == 0
             if saved:
+                writer.flush()  # every step up to a checkpoint is on disk before it
                 ckpt_path = save_checkpoint(algo, run_dir, spec, state)
             if on_report is not None:
                 report = Report(

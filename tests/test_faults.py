@@ -14,14 +14,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests import fault_envs as fe
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 ENV = "tests.fault_envs:Corridor-v0"
 
@@ -150,14 +154,22 @@ def test_restarted_actor_gets_the_learners_current_weights(fault_dir, ray_local)
         algo.stop()
 
 
-def tensorboard_steps(logdir: Path, tag: str) -> list[int]:
-    """The steps of ``tag`` as TensorBoard shows them (every event file of the directory, in
+def _scalars(logdir: Path, tag: str) -> list:
+    """``tag``'s points as TensorBoard shows them (every event file of the directory, in
     order, with its restart markers applied)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(logdir))
     acc.Reload()
-    return [event.step for event in acc.Scalars(tag)]
+    return list(acc.Scalars(tag))
+
+
+def tensorboard_steps(logdir: Path, tag: str) -> list[int]:
+    return [event.step for event in _scalars(logdir, tag)]
+
+
+def tensorboard_values(logdir: Path, tag: str) -> list[float]:
+    return [event.value for event in _scalars(logdir, tag)]
 
 
 TINY_PIXELCNN = {"features": 12, "layers": 2, "output_features": 24}
@@ -198,3 +210,129 @@ def test_train_worker_failures_resume_from_the_last_checkpoint(model, tmp_path):
     ]
     assert [proc.stderr.count(f"epoch {e}/3 |") for e in (1, 2, 3)] == [1, 1, 1]
     assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3]
+
+
+def _start(argv: list[str]) -> subprocess.Popen:
+    """``rlgen ARGV`` in its own session (so the Ray instance it starts can be cleaned up)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "rlgen.py"), *argv], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"rlgen ended early: {proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _kill_driver(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver; then what it started (its Ray instance), as losing the machine would."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(1.0)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _rl_checkpoints(run: Path) -> list[Path]:
+    return sorted(
+        p for p in (run / "checkpoints").glob("iter_*") if (p / "rlgen_state.json").is_file()
+    )
+
+
+def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tmp_path):
+    """DQN with its replay stored in checkpoints; the driver is SIGKILLed at a random moment
+    after its first checkpoint, then the same command runs again with --resume. It continues
+    from the last checkpoint: iterations and env steps go on from there, the replay memory
+    comes back (it is larger than what the resumed run has sampled), and TensorBoard shows
+    every iteration once (the killed run's steps after the checkpoint are hidden)."""
+    out = tmp_path / "run"
+    argv = [
+        "train", "dqn", "--env", "CartPole-v1", "--seed", "0", "--max-env-steps", "5000",
+        "--stop-reward", "1000", "--checkpoint-every", "3", "--video-frames", "0",
+        "--set", "store_replay_in_checkpoint=true", "--output", str(out),
+    ]  # fmt: skip
+    proc = _start(argv)
+    try:
+        _wait_for(lambda: bool(_rl_checkpoints(out)), proc)
+        first_ckpt = json.loads((_rl_checkpoints(out)[0] / "rlgen_state.json").read_text())
+        # Let it write TensorBoard steps past that checkpoint (those a resume must not repeat),
+        # then kill it at a random moment, printed for the record.
+        _wait_for(
+            lambda: (
+                max(tensorboard_steps(out / "tensorboard", "perf/env_steps_per_s"))
+                > first_ckpt["state"]["env_steps"]
+            ),
+            proc,
+        )
+        delay = random.uniform(0.0, 3.0)
+        print(f"killing the driver {delay:.2f} s after a step past its first checkpoint")
+        time.sleep(delay)
+        assert proc.poll() is None
+    finally:
+        _kill_driver(proc)
+    last = _rl_checkpoints(out)[-1]
+    at_kill = json.loads((last / "rlgen_state.json").read_text())["state"]
+    assert not (out / "result.json").exists()
+
+    resumed = run_cli(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {last} (iteration {at_kill['iteration']}," in resumed.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["stop_reason"] == "max_env_steps" and result["env_steps"] >= 5000
+    final = json.loads((Path(result["checkpoint"]) / "rlgen_state.json").read_text())["state"]
+    assert final["iteration"] > at_kill["iteration"]
+
+    steps = tensorboard_steps(out / "tensorboard", "perf/env_steps_per_s")
+    assert steps == sorted(set(steps)) and len(steps) == final["iteration"], steps
+    assert at_kill["env_steps"] in steps  # the checkpoint's own step is kept
+    # The replay memory came back with the checkpoint: at the first resumed iteration it holds
+    # more transitions than were sampled since the resume.
+    sizes = dict(zip(steps, tensorboard_values(out / "tensorboard", "replay/size"), strict=True))
+    first = min(s for s in steps if s > at_kill["env_steps"])
+    assert sizes[first] > first - at_kill["env_steps"], (sizes, at_kill)
+    assert sizes[first] == min(first, 50_000)  # every transition since step 0
+
+
+def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
+    """The VAE with 2 Train workers; the driver is SIGKILLed at a random moment after epoch 2,
+    then the same command runs again with --resume: it continues from the last registered
+    checkpoint to epoch 4, and TensorBoard and the progress log show every epoch once."""
+    from tests.test_vae_job import _small_dataset
+
+    data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
+    out = tmp_path / "run"
+    argv = [
+        "train", "vae", "--dataset", str(data), "--epochs", "4", "--num-workers", "2",
+        "--set", "grid_n=4", "--set", "batch_size=32", "--output", str(out),
+    ]  # fmt: skip
+    progress = out / "progress.log"
+    proc = _start(argv)
+    try:
+        _wait_for(lambda: progress.exists() and len(progress.read_text().splitlines()) >= 2, proc)
+        delay = random.uniform(0.0, 3.0)
+        print(f"killing the driver {delay:.2f} s after epoch 2")
+        time.sleep(delay)
+        assert proc.poll() is None
+    finally:
+        _kill_driver(proc)
+    done_before = len(progress.read_text().splitlines())
+    assert 2 <= done_before < 4 and not (out / "result.json").exists()
+
+    resumed = run_cli(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "epoch 1/4 |" not in resumed.stderr  # continued, not started over
+    result = json.loads((out / "result.json").read_text())
+    assert result["epochs"] == 4
+    epochs = [
+        int(line.split(" | ")[0].split()[-1].split("/")[0])
+        for line in progress.read_text().splitlines()
+    ]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 4, epochs
+    assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3, 4]
