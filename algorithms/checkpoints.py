@@ -36,7 +36,8 @@ def save_checkpoint(algo: Any, run_dir: Path, spec: Any, state: dict) -> Path:
     ckpt_root.mkdir(exist_ok=True)
     target = ckpt_root / f"iter_{state['iteration']:06d}"
     tmp = ckpt_root / f".tmp_{target.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for partial in ckpt_root.glob(".tmp_*"):  # this one, or one a killed run left behind
+        shutil.rmtree(partial, ignore_errors=True)
     algo.save_to_path(str(tmp.resolve()))
     save_policy_weights(algo, tmp / WEIGHTS_FILE)
     write_json_atomic(tmp / STATE_FILE, {"spec": dataclasses.asdict(spec), "state": state})

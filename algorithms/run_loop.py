@@ -19,10 +19,10 @@ from algorithms.checkpoints import STATE_FILE, find_checkpoint, save_checkpoint
 from algorithms.common import metrics as M
 from algorithms.configure import RLRunSpec, build_config
 from runkit import cluster
-from runkit.errors import UserError
+from runkit.errors import UserError, first_line
 from runkit.progress import ProgressLine
 from runkit.results import STOP_BY_CALLBACK, OnReport, Report, RLResult, write_result
-from runkit.rundir import open_run, read_json
+from runkit.rundir import open_run, read_json, write_spec
 
 RESUMABLE = ("stop_reward", "max_env_steps", "time_budget_s", "num_env_runners", "video_frames")
 
@@ -71,6 +71,7 @@ def train(
         prefix=lambda s: f"{s.algorithm}-{s.env.replace('/', '_')}",
         given={**given, "env": env, "overrides": overrides},
         keep=("env",),
+        write_on_resume=False,  # run() writes it once the checkpoint has loaded
     )
     return run(
         spec, run_dir, resume=resume, on_report=on_report, config=built[-1], start_from=start_from
@@ -183,8 +184,11 @@ def run(
         except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
             algo.stop()
             raise UserError(
-                f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__})"
+                f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__}: "
+                f"{first_line(exc)[:200]}); the run directory is left as it was"
             ) from None
+    if resume:
+        write_spec(run_dir, "rl", spec)
     writer = ScalarWriter(
         run_dir / "tensorboard", resumed_at=None if ckpt is None else state["env_steps"]
     )

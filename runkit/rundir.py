@@ -85,6 +85,7 @@ def open_run(
     prefix: Callable[[S], str],
     given: dict[str, Any] | None = None,
     keep: tuple[str, ...] = (),
+    write_on_resume: bool = True,
 ) -> tuple[S, Path]:
     """The sequence every run starts with, RL and generative alike.
 
@@ -94,7 +95,9 @@ def open_run(
     ``given`` values that are not None replace the stored ones (new limits, more epochs),
     except the ``keep`` fields (the env, the dataset), which must match when given; overrides
     are merged over the stored ones; then ``prepare``. Either way run.json is (re)written and
-    ``(spec, run_dir)`` returned.
+    ``(spec, run_dir)`` returned; with ``write_on_resume=False`` a resumed run's run.json is
+    left to the caller (``write_spec``), which writes it once the checkpoint has loaded, so a
+    refused checkpoint leaves the run as it was.
     """
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if resume:
@@ -127,6 +130,11 @@ def open_run(
         prepare(spec)
         out = None if output is None else str(output)
         run_dir = new_run_dir(out, prefix=prefix(spec), resume=False)
-    write_json_atomic(run_dir / RUN_FILE, {"kind": kind, "spec": dataclasses.asdict(spec)})
+    if write_on_resume or not resume:
+        write_spec(run_dir, kind, spec)
     print(f"rlgen: run directory {run_dir}", file=sys.stderr)
     return spec, run_dir
+
+
+def write_spec(run_dir: Path, kind: str, spec: Any) -> None:
+    write_json_atomic(run_dir / RUN_FILE, {"kind": kind, "spec": dataclasses.asdict(spec)})

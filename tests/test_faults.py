@@ -336,3 +336,54 @@ def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
     ]
     assert epochs == sorted(set(epochs)) and epochs[-1] == 4, epochs
     assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3, 4]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_kill_during_a_checkpoint_write_and_a_corrupt_checkpoint(tmp_path):
+    """The driver is SIGKILLed while a checkpoint is being written (its temporary directory
+    exists): the half-written one is never taken as the latest; eval and --resume use the last
+    whole checkpoint and the leftover is cleared. Then a whole checkpoint is truncated on disk:
+    --resume refuses it with one line, exit 2, and changes nothing (never a fresh start)."""
+    from algorithms.checkpoints import find_checkpoint
+
+    out = tmp_path / "run"
+    argv = [
+        "train", "dqn", "--env", "CartPole-v1", "--seed", "0", "--max-env-steps", "20000",
+        "--stop-reward", "1000", "--checkpoint-every", "1", "--video-frames", "0",
+        "--set", "store_replay_in_checkpoint=true", "--output", str(out),
+    ]  # fmt: skip
+    proc = _start(argv)
+    try:
+        _wait_for(lambda: len(_rl_checkpoints(out)) >= 2, proc)
+        _wait_for(lambda: any((out / "checkpoints").glob(".tmp_iter_*")), proc)
+    finally:
+        _kill_driver(proc)
+    whole = _rl_checkpoints(out)
+    partial = sorted((out / "checkpoints").glob(".tmp_iter_*"))
+    print(f"killed with {len(partial)} partial checkpoint(s) after {whole[-1].name}")
+    assert find_checkpoint(out) == whole[-1]
+    evaluated = run_cli("eval", str(out), "--episodes", "1")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["checkpoint"] == str(whole[-1])
+
+    at = json.loads((whole[-1] / "rlgen_state.json").read_text())["state"]
+    more = at["env_steps"] + 400
+    resumed = run_cli(*argv[:-6], "--max-env-steps", str(more), "--checkpoint-every", "1",
+                      "--video-frames", "0", "--output", str(out), "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {whole[-1]} " in resumed.stderr
+    assert not list((out / "checkpoints").glob(".tmp_*"))
+
+    newest = _rl_checkpoints(out)[-1]
+    module_state = newest / "learner_group/learner/rl_module/default_policy/module_state.pkl"
+    module_state.write_bytes(module_state.read_bytes()[: module_state.stat().st_size // 2])
+    before = _tree(out)
+    refused = run_cli("train", "dqn", "--resume", str(out), "--max-env-steps", str(more + 400))
+    errors = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr
+    assert errors[0].startswith(f"rlgen: error: checkpoint {newest}: cannot be restored")
+    assert "Traceback" not in refused.stderr
+    assert _tree(out) == before
