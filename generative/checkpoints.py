@@ -4,14 +4,15 @@ shape), found by runkit's one rule, and loaded with ``weights_only=True``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from generative.configure import Job, load_job
-from runkit.checkpoints import latest_checkpoint
-from runkit.errors import UserError
+from runkit.checkpoints import is_checkpoint, latest_checkpoint
+from runkit.errors import UserError, first_line
 
 STATE_FILE = "state.pt"
 TRAIN_DIR = "ray_train"
@@ -20,16 +21,51 @@ PATTERN = f"{TRAIN_DIR}/{RUN_NAME}/checkpoint_*"
 KEEP_CHECKPOINTS = 2
 
 
+SNAPSHOT = "checkpoint_manager_snapshot.json"
+
+
+def registered_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint Ray Train registered last (the one a retry or ``--resume`` starts from),
+    named in its snapshot file; None when there is no such file. A checkpoint directory whose
+    report never reached Train's controller (its worker was lost right after writing it) can
+    sort after this one by name, and may be cut short."""
+    snapshot = Path(run_dir) / TRAIN_DIR / RUN_NAME / SNAPSHOT
+    try:
+        name = json.loads(snapshot.read_text())["latest_checkpoint_result"]["checkpoint_dir_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    found = snapshot.parent / str(name)
+    return found if is_checkpoint(found, STATE_FILE) else None
+
+
 def find_checkpoint(path: Path | str) -> Path:
-    """A checkpoint directory (holding state.pt) or a run directory's newest checkpoint."""
+    """A checkpoint directory (holding state.pt), or for a run directory the checkpoint Ray
+    Train registered last, else its newest by name."""
+    registered = registered_checkpoint(Path(path))
+    if registered is not None:
+        return registered
     return latest_checkpoint(path, marker=STATE_FILE, pattern=PATTERN, kind="generative")
+
+
+def read_state(ckpt: Path, *, verb: str = "loaded") -> dict[str, Any]:
+    """``state.pt`` of a checkpoint (tensors and plain data only), or a UserError saying why
+    it cannot be used."""
+    try:
+        state = torch.load(ckpt / STATE_FILE, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
+        raise UserError(
+            f"checkpoint {ckpt}: cannot be {verb} ({type(exc).__name__}: {first_line(exc)[:160]})"
+        ) from None
+    if not isinstance(state, dict) or not {"model", "model_name", "epoch"} <= set(state):
+        raise UserError(f"checkpoint {ckpt}: cannot be {verb} (not an rlgen model state)")
+    return state
 
 
 def load_model(path: Path | str) -> tuple[Job, Any, torch.nn.Module]:
     """The Job, config and model (in eval mode) of a checkpoint or a run's newest one."""
     ckpt = find_checkpoint(path)
+    state = read_state(ckpt)
     try:
-        state = torch.load(ckpt / STATE_FILE, weights_only=True, map_location="cpu")
         job = load_job(state["model_name"])
         cfg = job.config_class(**state["config"])
         model = job.build_model(cfg, tuple(state["shape"]))

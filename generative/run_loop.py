@@ -10,14 +10,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generative.checkpoints import KEEP_CHECKPOINTS, RUN_NAME, TRAIN_DIR
+from generative.checkpoints import (
+    KEEP_CHECKPOINTS,
+    RUN_NAME,
+    TRAIN_DIR,
+    find_checkpoint,
+    read_state,
+    registered_checkpoint,
+)
 from generative.configure import GenRunSpec, build_config
 from generative.worker_loop import IMAGES_DIR, progress_text, train_loop_per_worker
 from runkit import cluster
 from runkit.errors import UserError
 from runkit.relay import Relay
 from runkit.results import STOP_BY_CALLBACK, GenerativeResult, OnReport, Report, write_result
-from runkit.rundir import open_run
+from runkit.rundir import open_run, write_spec
 
 
 def train(
@@ -72,7 +79,13 @@ def train(
         prefix=lambda s: s.model,
         given={"dataset": dataset, "overrides": overrides},
         keep=("dataset",),
+        write_on_resume=False,
     )
+    if resume and storage is None and registered_checkpoint(run_dir) is not None:
+        # Ray Train would retry a damaged checkpoint max_failures times, then fail with the
+        # worker's traceback: refuse it here, before run.json changes.
+        read_state(find_checkpoint(run_dir), verb="restored")
+    write_spec(run_dir, "generative", spec)
     return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks, storage=storage)
 
 

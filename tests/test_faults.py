@@ -387,3 +387,18 @@ def test_kill_during_a_checkpoint_write_and_a_corrupt_checkpoint(tmp_path):
     assert errors[0].startswith(f"rlgen: error: checkpoint {newest}: cannot be restored")
     assert "Traceback" not in refused.stderr
     assert _tree(out) == before
+
+    # A damaged checkpoint (the one Ray Train registered last, cut short) is refused on
+    # --resume, before anything changes: never retried into a traceback, never a fresh start.
+    from generative.checkpoints import registered_checkpoint
+
+    ckpt = registered_checkpoint(out)
+    assert ckpt is not None and ckpt == Path(result["checkpoint"])
+    state = ckpt / "state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    before = _tree(out)
+    refused = run_cli(*argv[:-2], "--epochs", "5", "--output", str(out), "--resume")
+    errors = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr
+    assert errors[0].startswith(f"rlgen: error: checkpoint {ckpt}: cannot be restored")
+    assert _tree(out) == before
