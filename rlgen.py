@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from algorithms import ALGORITHMS
 from generative import MODELS
 from runkit import cluster, storage
-from runkit.errors import UserError
+from runkit.errors import RunFailed, UserError
 from runkit.results import (
     EvalResult,
     GenerativeResult,
@@ -44,7 +44,7 @@ from runkit.results import (
 )
 
 __all__ = [
-    "train", "evaluate", "sample", "tune", "UserError", "Report",
+    "train", "evaluate", "sample", "tune", "UserError", "RunFailed", "Report",
     "RLResult", "GenerativeResult", "EvalResult", "SampleResult", "to_dict",
 ]  # fmt: skip
 
@@ -497,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
             message = f"rlgen: error: {message}"
         print(message, file=sys.stderr)
         return EXIT_USAGE
+    except RunFailed as exc:
+        print(f"rlgen: error: {exc}", file=sys.stderr)
+        return RunFailed.exit_code
     except KeyboardInterrupt:
         print(
             "rlgen: interrupted; the last checkpoint is kept, continue with --resume",

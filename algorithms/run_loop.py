@@ -19,7 +19,7 @@ from algorithms.checkpoints import STATE_FILE, find_checkpoint, save_checkpoint
 from algorithms.common import metrics as M
 from algorithms.configure import RLRunSpec, build_config
 from runkit import cluster
-from runkit.errors import UserError, first_line
+from runkit.errors import RunFailed, UserError, first_line
 from runkit.progress import ProgressLine
 from runkit.results import STOP_BY_CALLBACK, OnReport, Report, RLResult, write_result
 from runkit.rundir import open_run, read_json, write_spec
@@ -110,6 +110,7 @@ def tensorboard_scalars(result: dict, env_steps_per_s: float) -> dict[str, float
         M.ENV_STEPS_PER_S: env_steps_per_s,
         M.MOVING_AVERAGE_BASELINE: _get(result, M.MOVING_AVERAGE_BASELINE),
         M.GRAD_NORM: _get(result, "learners", M.GRAD_NORM),
+        M.NONFINITE_UPDATES: _get(result, "learners", M.NONFINITE_UPDATES),
     }
     for key in M.LEARNER_KEYS:
         values[key] = _get(learner, key)
@@ -215,6 +216,13 @@ def run(
             last_t, last_steps = now, state["env_steps"]
             scalars = tensorboard_scalars(result, rate)
             writer.scalars(scalars, step=state["env_steps"])
+            if _get(result, "learners", M.NONFINITE_ABORT, default=0.0) > 0:
+                writer.flush()
+                raise RunFailed(
+                    f"{spec.algorithm}: {config.max_nonfinite_updates} non-finite updates in a "
+                    "row (NaN/inf loss or gradient; max_nonfinite_updates); stopped without "
+                    f"saving; the last good checkpoint is {ckpt_path or 'none (no checkpoint yet)'}"
+                )
             reason = _stop_reason(spec, state)
             saved = reason is not None or state["iteration"] % spec.checkpoint_every == 0
             if saved:

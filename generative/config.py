@@ -22,6 +22,7 @@ class GenConfig:
     epochs: int = 20
     binarize: str = "dynamic"  # none | threshold | dynamic (resampled every epoch)
     grid_n: int = 64  # images in the sample / completion grids
+    max_nonfinite_steps: int = 20  # NaN/inf steps are skipped; this many in a row end the run
 
     @classmethod
     def from_overrides(cls, model: str, overrides: dict[str, Any]) -> GenConfig:
@@ -58,6 +59,7 @@ class GenConfig:
         check_range("batch_size", self.batch_size, low=1, integer=True)
         check_range("epochs", self.epochs, low=1, integer=True)
         check_range("grid_n", self.grid_n, low=1, high=1024, integer=True)
+        check_range("max_nonfinite_steps", self.max_nonfinite_steps, low=1, integer=True)
         check_choice("binarize", self.binarize, BINARIZE)
 
     def to_dict(self) -> dict[str, Any]:

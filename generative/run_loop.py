@@ -21,7 +21,7 @@ from generative.checkpoints import (
 from generative.configure import GenRunSpec, build_config
 from generative.worker_loop import IMAGES_DIR, progress_text, train_loop_per_worker
 from runkit import cluster
-from runkit.errors import UserError
+from runkit.errors import RunFailed, UserError
 from runkit.relay import Relay
 from runkit.results import STOP_BY_CALLBACK, GenerativeResult, OnReport, Report, write_result
 from runkit.rundir import open_run, write_spec
@@ -199,6 +199,12 @@ def run(
         result = trainer.fit()
     if result.error is not None:
         raise result.error
+    if relay.failure is not None:
+        last = registered_checkpoint(run_dir) if storage is None else result.checkpoint
+        last_path = getattr(last, "path", last)
+        raise RunFailed(
+            f"{relay.failure}; the last good checkpoint is {last_path or 'none (no epoch ended)'}"
+        )
     metrics = dict(result.metrics or {})
     out = GenerativeResult(
         model=spec.model,

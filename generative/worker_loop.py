@@ -40,12 +40,17 @@ def _armed_faults(rank: int, epoch: int) -> dict[int, Path]:
     return {int(p.name.rpartition("batch")[2]): p for p in found if not p.name.startswith("c")}
 
 
-def _fire(fault: Path) -> None:
+def _fire(fault: Path) -> str | None:
+    """Raise or kill here; ``nanloss`` (this step's loss is NaN) and ``nanweights`` (this
+    worker's weights become NaN) are returned for the loop to apply."""
     try:
         fault.rename(fault.with_name(f"claimed-{fault.name}"))
     except FileNotFoundError:
-        return  # fired before (this is a retry)
-    if fault.name.startswith("kill"):
+        return None  # fired before (this is a retry)
+    kind = fault.name.split("-")[0]
+    if kind in ("nanloss", "nanweights"):
+        return kind
+    if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     raise RuntimeError(f"{fault.name}: injected worker failure")
 
@@ -114,6 +119,8 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
         x_test = binarize(torch.as_tensor(test_images), cfg.binarize, generator=fixed)
 
     elapsed = float(state["elapsed_s"])
+    streak = 0  # non-finite steps in a row (every rank sees the same all-reduced gradients)
+    aborted = False
     shard_images: np.ndarray | None = None  # this worker's shard, decoded once, uint8 NCHW
     for epoch in range(int(state["epoch"]), cfg.epochs):
         t0 = time.monotonic()
@@ -130,23 +137,49 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
         model.train()
         seen, loss_sum = 0, 0.0
         order = np.random.default_rng([lc["seed"], epoch, rank]).permutation(len(shard_images))
+        skipped = 0
         faults = _armed_faults(rank, epoch + 1)
         for batch_index, start in enumerate(range(0, len(order), cfg.batch_size)):
-            if batch_index in faults:
-                _fire(faults[batch_index])
+            fault = _fire(faults[batch_index]) if batch_index in faults else None
+            if fault == "nanweights":
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.fill_(math.nan)
             x_uint8 = torch.from_numpy(shard_images[order[start : start + cfg.batch_size]])
             x = binarize(x_uint8, cfg.binarize, generator=generator).to(device)
             loss = job.loss(model, x, cfg)
+            if fault == "nanloss":
+                loss = loss * math.nan
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            if not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True))):
+                # Skip the step whole: Adam's moments would move the weights even with a
+                # zeroed gradient. The gradients are all-reduced, so every rank skips it.
+                skipped, streak = skipped + 1, streak + 1
+                if streak >= cfg.max_nonfinite_steps:
+                    aborted = True
+                    break
+                continue
+            streak = 0
             optimizer.step()
             seen += len(x)
             loss_sum += float(loss.detach()) * len(x)
+        if aborted:  # every rank gets here at the same step
+            if rank == 0:
+                relay.fail(
+                    lc["relay"],
+                    f"{lc['model']}: {cfg.max_nonfinite_steps} non-finite steps in a row (NaN/inf"
+                    f" loss or gradient; max_nonfinite_steps) in epoch {epoch + 1}; stopped "
+                    "without saving",
+                )
+            break
         train_s = time.monotonic() - t0
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
+            "train_loss": loss_sum / seen if seen else math.nan,
             "train_images_per_s": seen * world / max(train_s, 1e-9),
+            "nonfinite_steps_skipped": skipped,
             "torch_threads": torch.get_num_threads(),
         }
         stop = False

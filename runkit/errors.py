@@ -1,4 +1,5 @@
-"""The one exception type that means "the user gave us bad input" (exit status 2)."""
+"""The exception types the CLI turns into one line: ``UserError`` (bad input, exit status 2)
+and ``RunFailed`` (a run that cannot go on, exit status 1)."""
 
 
 class UserError(Exception):
@@ -8,6 +9,13 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+class RunFailed(Exception):
+    """A run that cannot go on (non-finite updates in a row, a full disk). The CLI prints
+    ``rlgen: error: <message>`` and exits 1; the message names the last good checkpoint."""
+
+    exit_code = 1
 
 
 def first_line(exc: BaseException) -> str:

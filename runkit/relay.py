@@ -28,6 +28,13 @@ class _Mailbox:
         self._notices: list[str] = []
         self._answers: dict[int, bool] = {}
         self._committed = 0
+        self._failure: str | None = None
+
+    def fail(self, text: str) -> None:
+        self._failure = self._failure or text
+
+    def failure(self) -> str | None:
+        return self._failure
 
     def commit(self, iteration: int) -> None:
         self._committed = max(self._committed, iteration)
@@ -86,6 +93,14 @@ def wait_committed(mailbox: Any, iteration: int, *, timeout_s: float = 600.0) ->
         time.sleep(POLL_S / 4)
 
 
+def fail(mailbox: Any, text: str) -> None:
+    """Worker side: the run cannot go on (the caller raises ``RunFailed`` with ``text`` once
+    the workers have returned)."""
+    import ray
+
+    ray.get(mailbox.fail.remote(text))
+
+
 def notice(mailbox: Any, text: str) -> None:
     """Any Ray process: a line for the caller's terminal (``rlgen: <text>``), without waiting."""
     mailbox.notice.remote(text)
@@ -94,7 +109,8 @@ def notice(mailbox: Any, text: str) -> None:
 class Relay:
     """Caller side, as a context manager around the blocking call: ``handle`` goes to the
     workers; ``show(report)`` prints progress; notices are printed to stderr; ``stopped`` tells
-    whether the callback stopped the run; a callback's exception is re-raised on exit."""
+    whether the callback stopped the run, ``failure`` why a worker ended it (``fail``); a
+    callback's exception is re-raised on exit."""
 
     def __init__(self, show: Callable[[Report], None], on_report: OnReport | None) -> None:
         import ray
@@ -102,6 +118,7 @@ class Relay:
         self.handle: Any = ray.remote(num_cpus=0)(_Mailbox).remote()
         self.waits = on_report is not None
         self.stopped = False
+        self.failure: str | None = None
         self._show, self._on_report = show, on_report
         self._error: BaseException | None = None
         self._done = threading.Event()
@@ -139,6 +156,7 @@ class Relay:
         self._drain()
         import ray
 
+        self.failure = ray.get(self.handle.failure.remote())
         ray.kill(self.handle)
         if self._error is not None and exc[0] is None:
             raise self._error

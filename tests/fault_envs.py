@@ -3,15 +3,17 @@
 
 ``Corridor``: every game lasts exactly ``LENGTH`` steps with reward 1 per step, so every
 finished game returns exactly ``LENGTH``; a partial game counted as finished would show as a
-smaller return. Faults are armed by files in a directory (``FAULT_DIR``, an env-config key or
-the default below): a file ``raise-<k>`` or ``kill-<k>`` is claimed (renamed, atomically, so
-exactly one env anywhere takes it) by the next env to start a game, which then raises, or
-SIGKILLs its own process, at step ``k`` of that game. Every env writes its process id to
+smaller return. Faults are armed by files in a directory (``DEFAULT_FAULT_DIR``): a file
+``<kind>-<k>`` is claimed (renamed, atomically, so exactly one env anywhere takes it) by the
+next env to start a game, which at step ``k`` of that game raises (``raise``), SIGKILLs its
+own process (``kill``), returns a NaN reward (``nan``), or returns NaN rewards from then on,
+in every later game too (``nanforever``). Every env writes its process id to
 ``pid-<pid>`` when made, so a test can see which processes stepped envs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from pathlib import Path
@@ -24,12 +26,15 @@ LENGTH = 20
 DEFAULT_FAULT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"rlgen-faults-{os.getuid()}"
 
 
+KINDS = ("raise", "kill", "nan", "nanforever")
+
+
 class EnvFault(RuntimeError):
     """The injected failure."""
 
 
 def arm(fault_dir: Path, kind: str, step: int, count: int = 1) -> None:
-    """Arm ``count`` faults of ``kind`` (``raise`` or ``kill``) at step ``step`` of a game."""
+    """Arm ``count`` faults of ``kind`` (one of ``KINDS``) at step ``step`` of a game."""
     fault_dir.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         (fault_dir / f"{kind}-{step}.{i}").write_text("")
@@ -48,13 +53,15 @@ class Corridor(gym.Env):
         (self.fault_dir / f"pid-{os.getpid()}").write_text("")
         self.t = 0
         self.fault: tuple[str, int] | None = None
+        self.nan_forever = False
 
     def _obs(self) -> np.ndarray:
         x = self.t / LENGTH
         return np.array([x, 1.0 - x, 0.5 * x, -x], np.float32)
 
     def _claim(self) -> tuple[str, int] | None:
-        for armed in sorted(self.fault_dir.glob("raise-*")) + sorted(self.fault_dir.glob("kill-*")):
+        armed_now = [p for p in self.fault_dir.iterdir() if p.name.split("-")[0] in KINDS]
+        for armed in sorted(armed_now):
             kind, _, rest = armed.name.partition("-")
             target = self.fault_dir / f"claimed-{os.getpid()}-{armed.name}"
             try:
@@ -67,16 +74,21 @@ class Corridor(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
         self.t = 0
-        self.fault = self._claim()
+        self.fault = None if self.nan_forever else self._claim()
         return self._obs(), {}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         self.t += 1
+        reward = math.nan if self.nan_forever else 1.0
         if self.fault is not None and self.t == self.fault[1]:
-            if self.fault[0] == "kill":
+            kind = self.fault[0]
+            if kind == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
-            raise EnvFault(f"injected failure at step {self.t} of a game")
-        return self._obs(), 1.0, self.t >= LENGTH, False, {}
+            if kind == "raise":
+                raise EnvFault(f"injected failure at step {self.t} of a game")
+            reward = math.nan
+            self.nan_forever = kind == "nanforever"
+        return self._obs(), reward, self.t >= LENGTH, False, {}
 
 
 gym.register("Corridor-v0", entry_point=Corridor, max_episode_steps=LENGTH + 5)

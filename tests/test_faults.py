@@ -337,6 +337,21 @@ def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
     assert epochs == sorted(set(epochs)) and epochs[-1] == 4, epochs
     assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3, 4]
 
+    # A damaged checkpoint (the one Ray Train registered last, cut short) is refused on
+    # --resume, before anything changes: never retried into a traceback, never a fresh start.
+    from generative.checkpoints import registered_checkpoint
+
+    ckpt = registered_checkpoint(out)
+    assert ckpt is not None and ckpt == Path(result["checkpoint"])
+    state = ckpt / "state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    before = _tree(out)
+    refused = run_cli(*argv[:-2], "--epochs", "5", "--output", str(out), "--resume")
+    errors = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr
+    assert errors[0].startswith(f"rlgen: error: checkpoint {ckpt}: cannot be restored")
+    assert _tree(out) == before
+
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -388,17 +403,123 @@ def test_kill_during_a_checkpoint_write_and_a_corrupt_checkpoint(tmp_path):
     assert "Traceback" not in refused.stderr
     assert _tree(out) == before
 
-    # A damaged checkpoint (the one Ray Train registered last, cut short) is refused on
-    # --resume, before anything changes: never retried into a traceback, never a fresh start.
-    from generative.checkpoints import registered_checkpoint
 
-    ckpt = registered_checkpoint(out)
-    assert ckpt is not None and ckpt == Path(result["checkpoint"])
-    state = ckpt / "state.pt"
-    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-    before = _tree(out)
-    refused = run_cli(*argv[:-2], "--epochs", "5", "--output", str(out), "--resume")
-    errors = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
-    assert refused.returncode == 2 and len(errors) == 1, refused.stderr
-    assert errors[0].startswith(f"rlgen: error: checkpoint {ckpt}: cannot be restored")
-    assert _tree(out) == before
+# --- non-finite values ---------------------------------------------------------------------
+
+
+def test_a_nonfinite_step_does_not_move_the_weights_through_the_optimizer_state():
+    """After a normal step Adam has moments; a NaN loss must leave every weight as it was (a
+    zeroed gradient would still move them), and is counted."""
+    import gymnasium as gym
+    import torch
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    from algorithms.common import metrics as M
+    from algorithms.reinforce.algorithm import ReinforceConfig
+
+    config = ReinforceConfig().environment("CartPole-v1").debugging(seed=0)
+    learner = config.build_learner(env=gym.make("CartPole-v1"))
+    params = list(learner.module[DEFAULT_MODULE_ID].parameters())
+
+    def step(scale: float) -> None:
+        loss = sum((p * p).sum() for p in params) * scale
+        learner.apply_gradients(learner.compute_gradients({DEFAULT_MODULE_ID: loss}))
+
+    step(1.0)
+    before = [p.detach().clone() for p in params]
+    step(math.nan)
+    for a, b in zip(before, params, strict=True):
+        torch.testing.assert_close(a, b.detach())
+    assert learner.metrics.peek(M.NONFINITE_UPDATES) == 1
+    step(1.0)  # a finite step moves them again
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, params, strict=True))
+
+
+@pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "dqn"])
+def test_a_nan_reward_skips_updates_and_the_run_goes_on(algorithm, fault_dir, ray_local, tmp_path):
+    """One game with a NaN reward: the updates it poisons are skipped and counted in
+    TensorBoard, and the run reaches its step limit with finite weights."""
+    import rlgen
+
+    def on_report(report) -> bool:
+        if report.iteration == 2:
+            fe.arm(fault_dir, "nan", 5)
+        return False
+
+    out = tmp_path / "run"
+    result = rlgen.train(
+        algorithm, env=ENV, output=out, seed=0, max_env_steps=1200, stop_reward=1e9,
+        video_frames=0, overrides=RL_FAST[algorithm], on_report=on_report,
+    )  # fmt: skip
+    assert result.stop_reason == "max_env_steps"
+    assert len(fe.claimed(fault_dir)) == 1
+    skipped = tensorboard_values(out / "tensorboard", "learner/nonfinite_updates_skipped")
+    assert max(skipped) >= 1
+    import torch
+
+    weights = torch.load(Path(result.checkpoint) / "policy_weights.pt", weights_only=True)
+    assert all(bool(torch.isfinite(w).all()) for w in weights.values())
+    assert rlgen.evaluate(result.checkpoint, episodes=1).greedy_return_mean == 20.0
+
+
+def test_nonfinite_updates_in_a_row_end_the_run_and_keep_the_last_checkpoint(fault_dir, tmp_path):
+    """Every reward from the first game's 5th step on is NaN, so every update is skipped:
+    after max_nonfinite_updates=3 in a row the run ends with exit 1 and one line naming the
+    last good checkpoint (iteration 2's; nothing is saved after the 3rd); no result.json
+    claims the run finished."""
+    out = tmp_path / "run"
+    fe.arm(fault_dir, "nanforever", 5)
+    proc = run_cli(
+        "train", "reinforce", "--env", ENV, "--seed", "0", "--max-env-steps", "20000",
+        "--stop-reward", "1000", "--checkpoint-every", "1", "--video-frames", "0",
+        "--set", "episodes_per_batch=2", "--set", "max_nonfinite_updates=3",
+        "--output", str(out),
+    )  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+    assert "3 non-finite updates in a row" in errors[0] and "Traceback" not in proc.stderr
+    assert not (out / "result.json").exists()
+    checkpoints = _rl_checkpoints(out)
+    assert f"the last good checkpoint is {checkpoints[-1]}" in errors[0]
+    state = json.loads((checkpoints[-1] / "rlgen_state.json").read_text())["state"]
+    assert state["iteration"] == 2  # iterations 1 and 2 saved; the 3rd skipped update ended it
+    skipped = tensorboard_values(out / "tensorboard", "learner/nonfinite_updates_skipped")
+    assert skipped == [1.0, 1.0, 1.0]  # one skipped update in each of the 3 iterations
+
+
+def test_generative_nonfinite_steps_are_skipped_then_k_in_a_row_end_the_run(tmp_path):
+    """The VAE with 2 Train workers: a NaN loss on rank 1 in epoch 1 is one skipped step
+    (counted in TensorBoard) and the epoch completes; in epoch 2 rank 0's weights turn NaN, so
+    every step is non-finite and max_nonfinite_steps=2 in a row end the run: exit 1, one line
+    naming epoch 1's checkpoint, which still loads with finite weights."""
+    import torch
+
+    from generative.checkpoints import registered_checkpoint
+    from generative.worker_loop import FAULT_DIR_ENV
+    from tests.test_vae_job import _small_dataset
+
+    data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    for name in ("nanloss-rank1-epoch1-batch0", "nanweights-rank0-epoch2-batch0"):
+        (faults / name).write_text("")
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train", "vae", "--dataset", str(data), "--epochs", "3", "--num-workers", "2",
+        "--set", "grid_n=4", "--set", "batch_size=32", "--set", "max_nonfinite_steps=2",
+        "--output", str(out), env={FAULT_DIR_ENV: str(faults)},
+    )  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+    last = registered_checkpoint(out)
+    assert last is not None
+    assert errors[0] == (
+        "rlgen: error: vae: 2 non-finite steps in a row (NaN/inf loss or gradient; "
+        "max_nonfinite_steps) in epoch 2; stopped without saving; the last good checkpoint is "
+        f"{last}"
+    )
+    assert not (out / "result.json").exists()
+    state = torch.load(last / "state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert all(bool(torch.isfinite(t).all()) for t in state["model"].values())
+    assert tensorboard_values(out / "tensorboard", "train/nonfinite_steps_skipped") == [1.0]

@@ -34,6 +34,8 @@ class RlgenConfig(AlgorithmConfig):
         # A failed rollout actor is restarted by Ray (RLlib's default); RLlib's own delay before
         # the failed process exits is 60 s, which on a small run costs more than the crash.
         self.delay_between_env_runner_restarts_s = 2.0
+        # Non-finite gradient steps are skipped; this many in a row end the run.
+        self.max_nonfinite_updates = 20
 
     def atari_defaults(self) -> RlgenConfig:
         """The algorithm's Atari settings (its ``ATARI_DEFAULTS``), applied for ``ALE/`` envs
@@ -73,6 +75,7 @@ class RlgenConfig(AlgorithmConfig):
         check_range("num_learners", self.num_learners, low=0, integer=True)
         if self.grad_clip is not None:
             check_range("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        check_range("max_nonfinite_updates", self.max_nonfinite_updates, low=1, integer=True)
         check_range("frame_stack", self.frame_stack, low=1, integer=True)
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         check_choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)

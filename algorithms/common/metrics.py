@@ -20,6 +20,7 @@ GRAD_NORM = "grad_norm"
 BASELINE_MEAN = "baseline_mean"
 ADVANTAGE_STD = "advantage_std"
 NONFINITE_UPDATES = "nonfinite_updates_skipped"
+NONFINITE_ABORT = "nonfinite_abort"  # 1 once max_nonfinite_updates were skipped in a row
 ENTROPY_COEFF = "entropy_coeff"  # A2C: the scheduled value used in the step
 LEARNING_RATE = "learning_rate"  # what the optimizer stepped with (read before the step)
 
@@ -58,6 +59,7 @@ TB_TAGS = {
     ADVANTAGE_STD: "learner/advantage_std",
     MOVING_AVERAGE_BASELINE: "learner/moving_average_baseline",
     ENV_STEPS_PER_S: "perf/env_steps_per_s",
+    NONFINITE_UPDATES: "learner/nonfinite_updates_skipped",
     Q_MEAN: "learner/q_mean",
     TD_ERROR_ABS_MEAN: "learner/td_error_abs_mean",
     TD_LOSS: "learner/td_loss",

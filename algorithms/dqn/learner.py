@@ -22,7 +22,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from algorithms.common import metrics as M
-from algorithms.common.gradients import guard_nonfinite
+from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.dqn import losses
@@ -34,7 +34,7 @@ TD_ERROR = "td_error_per_sample"
 NEXT_OBS, RETURNS, DISCOUNT, WEIGHTS = "next_obs", "nstep_returns", "bootstrap_discount", "weights"
 
 
-class DQNTorchLearner(ConfiguredLearningRate, TorchLearner):
+class DQNTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
     # The DQNConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
     # Any: importing it here would be an import cycle, as its module imports this one.
     config: Any
@@ -46,7 +46,6 @@ class DQNTorchLearner(ConfiguredLearningRate, TorchLearner):
         assert obs_space is not None
         one_thread_for_small_nets(self._device, obs_space)
         self.num_updates = 0  # gradient steps (minibatches) taken
-        self._skip_step = False  # the last gradient was not finite
         self._updates_at_last_sync_check = 0
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
@@ -135,9 +134,8 @@ class DQNTorchLearner(ConfiguredLearningRate, TorchLearner):
     def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
         """Backward, the non-finite guard, and global-norm clipping with the norm the guard
         measured (RLlib's clipping would measure it again, tensor by tensor)."""
-        grads = super().compute_gradients(loss_per_module, **kwargs)
-        norm = guard_nonfinite(grads, self.metrics)
-        self._skip_step = norm is not None and not bool(torch.isfinite(norm))
+        grads = super().compute_gradients(loss_per_module, **kwargs)  # NonFiniteGuard's
+        norm = self._grad_norm
         if self._clips_here() and norm is not None and not self._skip_step:
             present = [g for g in grads.values() if g is not None]
             torch.nn.utils.clip_grads_with_norm_(present, self.config.grad_clip, norm, foreach=True)
