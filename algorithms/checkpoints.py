@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runkit.checkpoints import latest_checkpoint
+from runkit.errors import RunFailed, UserError
 from runkit.rundir import write_json_atomic
 
 STATE_FILE = "rlgen_state.json"
@@ -38,14 +39,31 @@ def save_checkpoint(algo: Any, run_dir: Path, spec: Any, state: dict) -> Path:
     tmp = ckpt_root / f".tmp_{target.name}"
     for partial in ckpt_root.glob(".tmp_*"):  # this one, or one a killed run left behind
         shutil.rmtree(partial, ignore_errors=True)
-    algo.save_to_path(str(tmp.resolve()))
-    save_policy_weights(algo, tmp / WEIGHTS_FILE)
-    write_json_atomic(tmp / STATE_FILE, {"spec": dataclasses.asdict(spec), "state": state})
+    try:
+        algo.save_to_path(str(tmp.resolve()))
+        save_policy_weights(algo, tmp / WEIGHTS_FILE)
+        write_json_atomic(tmp / STATE_FILE, {"spec": dataclasses.asdict(spec), "state": state})
+    except OSError as exc:  # a full disk or quota: give the space back, keep the last one
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failed(exc, target, run_dir) from None
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     for old in sorted(ckpt_root.glob("iter_*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def write_failed(exc: OSError, target: Path, run_dir: Path) -> RunFailed:
+    """The one line for a checkpoint that could not be written (no space, over quota)."""
+    try:
+        last = str(find_checkpoint(run_dir))
+    except UserError:
+        last = "none yet"
+    reason = exc.strerror or type(exc).__name__
+    return RunFailed(
+        f"checkpoint {target}: cannot be written ({reason}); the last checkpoint, {last}, is "
+        "intact: free some space and continue with --resume"
+    )
 
 
 def save_policy_weights(algo: Any, path: Path) -> None:

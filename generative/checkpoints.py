@@ -5,6 +5,7 @@ shape), found by runkit's one rule, and loaded with ``weights_only=True``."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,21 @@ def registered_checkpoint(run_dir: Path) -> Path | None:
         return None
     found = snapshot.parent / str(name)
     return found if is_checkpoint(found, STATE_FILE) else None
+
+
+def drop_unregistered_checkpoints(run_dir: Path) -> list[Path]:
+    """Remove the checkpoint directories Ray Train never registered (a worker failed while
+    writing or reporting them; on a full disk they hold the space a resume needs)."""
+    snapshot = Path(run_dir) / TRAIN_DIR / RUN_NAME / SNAPSHOT
+    try:
+        results = json.loads(snapshot.read_text())["checkpoint_results"]
+        registered = {str(r["checkpoint_dir_name"]) for r in results}
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # without Train's own list nothing is known to be unregistered
+    dropped = [p for p in snapshot.parent.glob("checkpoint_*") if p.name not in registered]
+    for path in dropped:
+        shutil.rmtree(path, ignore_errors=True)
+    return dropped
 
 
 def find_checkpoint(path: Path | str) -> Path:

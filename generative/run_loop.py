@@ -14,6 +14,7 @@ from generative.checkpoints import (
     KEEP_CHECKPOINTS,
     RUN_NAME,
     TRAIN_DIR,
+    drop_unregistered_checkpoints,
     find_checkpoint,
     read_state,
     registered_checkpoint,
@@ -21,7 +22,7 @@ from generative.checkpoints import (
 from generative.configure import GenRunSpec, build_config
 from generative.worker_loop import IMAGES_DIR, progress_text, train_loop_per_worker
 from runkit import cluster
-from runkit.errors import RunFailed, UserError
+from runkit.errors import RunFailed, UserError, first_line
 from runkit.relay import Relay
 from runkit.results import STOP_BY_CALLBACK, GenerativeResult, OnReport, Report, write_result
 from runkit.rundir import open_run, write_spec
@@ -124,6 +125,24 @@ def train_events(mailbox: Any, max_failures: int) -> Any:
     return TrainEvents()
 
 
+def train_failed(error: Exception, spec: GenRunSpec, run_dir: Path, storage: str | None) -> Any:
+    """One line for a job whose workers failed more often than ``max_failures`` allows: the
+    first failing worker's error (not Ray Train's traceback) and the checkpoint to go on from."""
+    failures = getattr(error, "worker_failures", None) or {}
+    cause = failures[min(failures)] if failures else error
+    cause = getattr(cause, "cause", None) or cause  # a worker's exception, unwrapped
+    last = None
+    if storage is None:
+        last = registered_checkpoint(run_dir)
+        drop_unregistered_checkpoints(run_dir)
+    return RunFailed(
+        f"{spec.model}: the Train workers failed {spec.max_failures + 1} time(s) "
+        f"(max_failures={spec.max_failures}), last with {type(cause).__name__}: "
+        f"{first_line(cause)[:200]}; the last good checkpoint is "
+        f"{last or 'none (no epoch ended)'}: fix the cause and continue with --resume"
+    )
+
+
 def cpus_per_worker(num_workers: int) -> float:
     """Whole CPUs per Train worker where the cluster has one to spare for Ray Data's read
     tasks (each asks for a whole CPU); otherwise a share that leaves one CPU free. With every
@@ -147,6 +166,7 @@ def run(
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.exceptions import TrainingFailedError
 
     from generative.data.images import check_dataset, resolve, split_path
 
@@ -196,9 +216,12 @@ def run(
                 )
             },
         )
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except TrainingFailedError as exc:  # Ray Train raises it once the retries are spent
+            raise train_failed(exc, spec, run_dir, storage) from None
     if result.error is not None:
-        raise result.error
+        raise train_failed(result.error, spec, run_dir, storage)
     if relay.failure is not None:
         last = registered_checkpoint(run_dir) if storage is None else result.checkpoint
         last_path = getattr(last, "path", last)

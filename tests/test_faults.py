@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -523,3 +524,69 @@ def test_generative_nonfinite_steps_are_skipped_then_k_in_a_row_end_the_run(tmp_
     assert state["epoch"] == 1
     assert all(bool(torch.isfinite(t).all()) for t in state["model"].values())
     assert tensorboard_values(out / "tensorboard", "train/nonfinite_steps_skipped") == [1.0]
+
+
+# --- a full disk ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, megabytes: int):
+    """A tmpfs of ``megabytes`` at ``path`` for the test (root, as on CI and this machine)."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert mounted.returncode == 0, f"the full-disk test mounts a tmpfs: {mounted.stderr}"
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_rl_checkpoint_on_a_full_disk_is_a_clear_error_and_keeps_the_last_one(tmp_path):
+    """DQN storing its growing replay in every checkpoint, its run directory on a 6 MB tmpfs:
+    the checkpoint that does not fit ends the run with exit 1 and one line naming the last
+    whole checkpoint; the partial one is removed and the last one still evaluates."""
+    with small_disk(tmp_path / "disk", 6) as disk:
+        out = disk / "run"
+        proc = run_cli(
+            "train", "dqn", "--env", "CartPole-v1", "--seed", "0", "--max-env-steps", "40000",
+            "--stop-reward", "1000", "--checkpoint-every", "2", "--video-frames", "0",
+            "--set", "store_replay_in_checkpoint=true", "--output", str(out),
+        )  # fmt: skip
+        errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+        assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+        last = _rl_checkpoints(out)[-1]
+        assert "cannot be written (" in errors[0] and "No space left on device" in errors[0]
+        assert f"the last checkpoint, {last}, is intact" in errors[0]
+        assert "Traceback" not in proc.stderr
+        assert not list((out / "checkpoints").glob(".tmp_*"))
+        evaluated = run_cli("eval", str(out), "--episodes", "1")
+        assert evaluated.returncode == 0, evaluated.stderr
+        assert json.loads(evaluated.stdout)["checkpoint"] == str(last)
+
+
+def test_generative_checkpoint_on_a_full_disk_is_a_clear_error_and_keeps_the_last_one(tmp_path):
+    """The VAE (a 16 MB checkpoint) with its run directory on a 24 MB tmpfs: epoch 2's
+    checkpoint does not fit. Ray Train retries (max_failures), then the run ends with exit 1
+    and one line naming the disk error and epoch 1's checkpoint; the cut-short checkpoint is
+    removed and epoch 1's still samples."""
+    from tests.test_vae_job import _small_dataset
+
+    data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
+    with small_disk(tmp_path / "disk", 24) as disk:
+        out = disk / "run"
+        proc = run_cli(
+            "train", "vae", "--dataset", str(data), "--epochs", "3", "--num-workers", "2",
+            "--set", "grid_n=4", "--output", str(out),
+        )  # fmt: skip
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("rlgen: error:")]
+        assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+        assert "No space left on device" in errors[0] and "Traceback" not in proc.stderr
+        [kept] = [p for p in (out / "ray_train" / "train").glob("checkpoint_*") if p.is_dir()]
+        assert errors[0].endswith(
+            f"the last good checkpoint is {kept}: fix the cause and continue with --resume"
+        )
+        sampled = run_cli("sample", str(out), "--n", "4", "--out", str(tmp_path / "s.png"))
+        assert sampled.returncode == 0, sampled.stderr
