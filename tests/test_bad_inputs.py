@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,46 @@ def _setup(tmp: Path) -> None:
     rl_ckpt = tmp / "rl-ckpt"
     rl_ckpt.mkdir()
     (rl_ckpt / "rlgen_state.json").write_text(json.dumps({"spec": {"env": "CartPole-v1"}}))
+    other = tmp / "reinforce-run"
+    other.mkdir()
+    spec = {"algorithm": "reinforce", "env": "CartPole-v1", "overrides": {}}
+    (other / "run.json").write_text(json.dumps({"kind": "rl", "spec": spec}))
+    _generative_checkpoints(tmp)
+    _datasets(tmp)
+
+
+def _generative_checkpoints(tmp: Path) -> None:
+    """An untrained VAE checkpoint for 28x28 digits, as the training job writes it, and one
+    that says VAE but holds a PixelCNN's weights."""
+    import torch
+
+    from generative.configure import load_job
+
+    for name, model, weights_of in (("vae-ckpt", "vae", "vae"), ("mixed-ckpt", "vae", "pixelcnn")):
+        job, held = load_job(model), load_job(weights_of)
+        cfg, held_cfg = job.config_class(), held.config_class()
+        state = {
+            "model": held.build_model(held_cfg, (1, 28, 28)).state_dict(),
+            "epoch": 1, "config": cfg.to_dict(), "shape": [1, 28, 28], "model_name": model,
+        }  # fmt: skip
+        (tmp / name).mkdir()
+        torch.save(state, tmp / name / "state.pt")
+
+
+def _datasets(tmp: Path) -> None:
+    """RGB 32x32 images (not what a 28x28 digit model takes), and splits of two shapes."""
+    import numpy as np
+
+    from generative.data import images as gi
+
+    rng = np.random.default_rng(0)
+    for name, shapes in (
+        ("rgb-data", ((32, 32, 3),) * 2),
+        ("mixed-data", ((28, 28, 1), (32, 32, 1))),
+    ):
+        for split, shape in zip(("train", "test"), shapes, strict=True):
+            images = rng.integers(0, 256, size=(8, *shape), dtype=np.uint8)
+            gi.write_images(tmp / name / f"{split}.parquet", images, np.zeros(8, np.int64))
 
 
 RL = ("train", "reinforce", "--env", "CartPole-v1")
@@ -72,8 +113,18 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("eval a generative checkpoint", ("eval", "{tmp}/gen-ckpt"), "not an rlgen checkpoint"),
     ("sample an RL checkpoint", ("sample", "{tmp}/rl-ckpt"), "not an rlgen checkpoint"),
     ("sample a checkpoint with no model", ("sample", "{tmp}/gen-ckpt"), "cannot be loaded"),
+    # another algorithm or model
+    ("resume a reinforce run as dqn", ("train", "dqn", "--resume", "{tmp}/reinforce-run"),
+     "that run trained reinforce, not dqn"),
+    ("checkpoint holding another model's weights", ("sample", "{tmp}/mixed-ckpt"),
+     "cannot be loaded"),
     # datasets
     ("dataset that is not one", ("train", "vae", "--dataset", "{tmp}/gen-run"), "gen-run"),
+    ("dataset splits of two shapes", ("train", "vae", "--dataset", "{tmp}/mixed-data"),
+     "they must match"),
+    ("completion images that do not fit the model",
+     ("sample", "{tmp}/vae-ckpt", "--complete-from", "{tmp}/rgb-data", "--out", "{tmp}/x.png"),
+     "the model was trained on (1, 28, 28)"),
 ]  # fmt: skip
 
 
@@ -91,3 +142,62 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, argv, needle):
     assert needle in lines[0], (case, lines[0])
     assert not (tmp_path / "out").exists()
     assert _files(tmp_path) == before  # nothing written, nothing lost
+
+
+# The same kinds of input through the Python API: a UserError with one line naming the input,
+# nothing written. Each row: (case, call(rlgen, tmp), needle).
+API_CASES: list[tuple[str, Any, str]] = [
+    ("unknown job", lambda r, t: r.train("ppo", env="CartPole-v1"), "unknown algorithm or model"),
+    ("no env", lambda r, t: r.train("reinforce"), "--env is required"),
+    ("unknown env", lambda r, t: r.train("reinforce", env="CartPol-v1"), "CartPole-v1"),
+    ("env module that does not import",
+     lambda r, t: r.train("a2c", env="nosuchpkg.envs:Foo-v0"), "cannot import nosuchpkg.envs"),
+    ("unknown key", lambda r, t: r.train("dqn", env="CartPole-v1", overrides={"lrr": 0.1}),
+     "did you mean lr"),
+    ("number key given text",
+     lambda r, t: r.train("reinforce", env="CartPole-v1", overrides={"lr": "fast"}), "lr="),
+    ("bool key given a number",
+     lambda r, t: r.train("dqn", env="CartPole-v1", overrides={"dueling": 3}), "true or false"),
+    ("schedule not pairs",
+     lambda r, t: r.train("a2c", env="CartPole-v1", overrides={"entropy_coeff": [1, 2, 3]}),
+     "[[env_step, value]"),
+    ("config not YAML", lambda r, t: r.train("reinforce", env="CartPole-v1",
+                                             config=t / "not-yaml.yaml"), "cannot parse"),
+    ("config a list", lambda r, t: r.train("reinforce", env="CartPole-v1", config=t / "list.json"),
+     "expected a mapping"),
+    ("generative choice outside", lambda r, t: r.train("pixelcnn", overrides={"variant": "huge"}),
+     "not one of plain, gated"),
+    ("RL setting for a generative model", lambda r, t: r.train("vae", env="CartPole-v1"),
+     "--env is for"),
+    ("resume a generative run as RL", lambda r, t: r.train("reinforce", resume=t / "gen-run"),
+     "is a generative run, not rl"),
+    ("resume a reinforce run as dqn", lambda r, t: r.train("dqn", resume=t / "reinforce-run"),
+     "that run trained reinforce, not dqn"),
+    ("resume a run of an older shape", lambda r, t: r.train("reinforce", resume=t / "old-run"),
+     "does not fit this version"),
+    ("eval a generative checkpoint", lambda r, t: r.evaluate(t / "gen-ckpt"),
+     "not an rlgen checkpoint"),
+    ("sample an RL checkpoint", lambda r, t: r.sample(t / "rl-ckpt"), "not an rlgen checkpoint"),
+    ("checkpoint holding another model's weights", lambda r, t: r.sample(t / "mixed-ckpt"),
+     "cannot be loaded"),
+    ("dataset splits of two shapes", lambda r, t: r.train("vae", dataset=str(t / "mixed-data")),
+     "they must match"),
+    ("completion images that do not fit the model",
+     lambda r, t: r.sample(t / "vae-ckpt", out=t / "x.png", complete_from=str(t / "rgb-data")),
+     "the model was trained on (1, 28, 28)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "call", "needle"), API_CASES, ids=[c[0] for c in API_CASES])
+def test_bad_input_through_the_python_api(tmp_path, monkeypatch, case, call, needle):
+    import rlgen
+
+    _setup(tmp_path)
+    before = _files(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a default output (runs/...) would land here
+    with pytest.raises(rlgen.UserError) as caught:
+        call(rlgen, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and needle in message, (case, message)
+    assert _files(tmp_path) == before
+    assert not (tmp_path / "runs").exists()
