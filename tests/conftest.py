@@ -82,6 +82,31 @@ def free_port() -> int:
 S3_BUCKET = "rlgen-test"
 
 
+# A fresh secret key per test session, so a test can show it never reaches a file or output.
+S3_SECRET = f"rlgen-secret-{os.urandom(12).hex()}"
+
+
+def files_holding(root: Path, *needles: str) -> list[Path]:
+    """Files under ``root`` whose bytes contain any of ``needles`` (secrets that must not be
+    there)."""
+    found = []
+    for path in Path(root).rglob("*"):
+        if path.is_file() and any(n.encode() in path.read_bytes() for n in needles):
+            found.append(path)
+    return found
+
+
+def s3_objects(env: dict, uri: str) -> dict[str, bytes]:
+    """Relative path -> bytes of every object under ``uri`` on the test server."""
+    fs = _s3(env["AWS_ENDPOINT_URL_S3"])
+    root = uri.removeprefix("s3://").rstrip("/")
+    out = {}
+    for rel in s3_files(env, uri):
+        with fs.open_input_stream(f"{root}/{rel}") as f:
+            out[rel] = f.read()
+    return out
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 API on loopback (moto's server mode) with one bucket; yields the environment
@@ -114,7 +139,7 @@ def s3_server():
         env = {
             "AWS_ENDPOINT_URL_S3": endpoint,
             "AWS_ACCESS_KEY_ID": "rlgen-test",
-            "AWS_SECRET_ACCESS_KEY": "rlgen-test",
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         _s3(endpoint, allow_bucket_creation=True).create_dir(S3_BUCKET)
@@ -130,7 +155,7 @@ def _s3(endpoint: str, **options: bool):
 
     return pafs.S3FileSystem(
         endpoint_override=endpoint, scheme="http", access_key="rlgen-test",
-        secret_key="rlgen-test", region="us-east-1", **options,
+        secret_key=S3_SECRET, region="us-east-1", **options,
     )  # fmt: skip
 
 

@@ -132,18 +132,25 @@ def test_cifar_batch_cannot_run_code(tmp_path):
     assert not marker.exists() and not (tmp_path / "ds").exists()
 
 
-def test_run_dir_holds_no_secret_and_nothing_world_writable(tmp_path):
+@pytest.mark.parametrize("job", ["reinforce", "vae"])
+def test_run_dir_holds_no_secret_and_nothing_world_writable(job, tmp_path):
     """Credentials and the Ray token in the environment never reach run.json, result.json,
-    checkpoints, logs or TensorBoard; nothing rlgen creates is world-writable."""
+    checkpoints, logs or TensorBoard, of an RL run or a Ray Train job (whose workers see the
+    same environment); nothing rlgen creates is world-writable. (Tune experiments and S3
+    outputs: test_tune, test_storage.)"""
     import secrets
 
     secret, token = f"aws-{secrets.token_hex(16)}", secrets.token_hex(32)
     env = {"AWS_SECRET_ACCESS_KEY": secret, "RAY_AUTH_TOKEN": token}
     out = tmp_path / "run"
-    proc = run_cli(
-        "train", "reinforce", "--env", "CartPole-v1", "--max-env-steps", "800", "--output",
-        str(out), env=env,
-    )  # fmt: skip
+    if job == "reinforce":
+        args = ["--env", "CartPole-v1", "--max-env-steps", "800"]
+    else:
+        from tests.test_vae_job import _small_dataset
+
+        data = _small_dataset(tmp_path / "digits", n_train=64, n_test=16)
+        args = ["--dataset", str(data), "--epochs", "1", "--set", "grid_n=4"]
+    proc = run_cli("train", job, *args, "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert secret not in proc.stdout + proc.stderr and token not in proc.stdout + proc.stderr
     paths = [out, *out.rglob("*")]

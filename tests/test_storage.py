@@ -15,7 +15,7 @@ import pytest
 
 from runkit import storage
 from runkit.errors import UserError
-from tests.conftest import S3_BUCKET, run_cli, s3_files
+from tests.conftest import S3_BUCKET, S3_SECRET, files_holding, run_cli, s3_files, s3_objects
 
 
 @pytest.fixture
@@ -59,6 +59,12 @@ def test_rl_run_written_resumed_and_evaluated_from_s3(s3, tmp_path):
     assert ev.returncode == 0, ev.stderr
     evaluated = json.loads(ev.stdout)
     assert evaluated["checkpoint"] == resumed["checkpoint"] and evaluated["episodes"] == 2
+
+    # The storage secret reached neither a stored object, the local copy, nor the terminal.
+    assert not [k for k, v in s3_objects(s3, uri).items() if S3_SECRET.encode() in v]
+    assert not files_holding(Path(s3[storage.MIRROR_ENV]), S3_SECRET)
+    outputs = "".join(p.stdout + p.stderr for p in (first, again, ev))
+    assert S3_SECRET not in outputs
 
 
 def test_a_uri_holding_files_is_refused_and_kept(s3):

@@ -24,7 +24,7 @@ import rlgen
 import tune_configs
 from algorithms.reinforce.algorithm import ReinforceConfig
 from generative.vae.config import VAEConfig
-from tests.conftest import ROOT
+from tests.conftest import ROOT, files_holding
 from tests.test_vae_job import _small_dataset
 from tune_configs.experiment import gen_space, rl_space
 from tune_configs.run import build_tuner
@@ -226,7 +226,8 @@ def test_killed_driver_resumes_without_running_a_trial_twice(tmp_path):
         str(out), "--num-samples", "2", "--max-env-steps", "12000",
         "--set", "episodes_per_batch=8", "--set", "baseline=value",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    secret = f"aws-{os.urandom(16).hex()}"  # must reach no file of the experiment
+    env = dict(os.environ, PYTHONWARNINGS="ignore", AWS_SECRET_ACCESS_KEY=secret)
     driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -261,6 +262,7 @@ def test_killed_driver_resumes_without_running_a_trial_twice(tmp_path):
             assert status[trial] in ("stopped early", "finished"), (trial, status, lines)
             continue
         assert "resumed from iter_" in lines[1] or "finished before" in lines[1], lines
+    assert not files_holding(out, secret) and secret not in resumed.stdout + resumed.stderr
 
 
 @pytest.mark.parametrize(
