@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def fill(replay: object, transitions: int, rng: np.random.Generator) -> float:
     return time.perf_counter() - t0
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn: Any, repeats: int) -> float:
     """Median seconds of ``fn()`` over ``repeats`` calls (after 5 warm-up calls)."""
     for _ in range(5):
         fn()
@@ -92,12 +93,43 @@ def dqn_learner() -> object:
     return config.build_learner(spaces={DEFAULT_MODULE_ID: (obs, gym.spaces.Discrete(4))})
 
 
+def sample_ms(replay: Any, prioritized: bool, samples: int, rng: np.random.Generator) -> float:
+    """Median milliseconds of one sample of 32 (prioritized: with its priority update)."""
+    td = np.abs(rng.normal(size=32))
+
+    def draw() -> None:
+        batch = replay.sample(32, beta=0.4)
+        if prioritized:
+            replay.update_priorities(batch.indices, td)
+
+    return timed(draw, samples) * 1e3
+
+
+def update_ms(replay: Any, updates: int) -> float:
+    """Median milliseconds of one DQN Learner gradient step on a sample of 32."""
+    from ray.rllib.core.columns import Columns
+
+    from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, WEIGHTS
+
+    learner: Any = dqn_learner()
+    batch = replay.sample(32)
+    columns = {
+        Columns.OBS: batch.obs, Columns.ACTIONS: batch.actions, NEXT_OBS: batch.next_obs,
+        RETURNS: batch.returns, DISCOUNT: batch.bootstrap_discount, WEIGHTS: batch.weights,
+    }  # fmt: skip
+    steps = {"num_env_steps_sampled_lifetime": 0}
+    return (
+        timed(
+            lambda: learner.update_from_replay(columns, minibatch_size=32, timesteps=steps), updates
+        )
+        * 1e3
+    )
+
+
 def main() -> None:
     import torch
 
-    from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, WEIGHTS
     from algorithms.dqn.replay import FrameReplay
-    from ray.rllib.core.columns import Columns
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transitions", type=int, default=1_000_000)
@@ -129,38 +161,14 @@ def main() -> None:
             "replay_bytes_per_transition": round(replay.bytes_per_transition, 1),
             "rss_growth_bytes_per_transition": round(grown / held, 1),
             "goal_bytes_per_transition": GOAL_BYTES,
+            "sample_32_ms": round(sample_ms(replay, prioritized, args.samples, rng), 3),
         }
-        if prioritized:
-            td = np.abs(rng.normal(size=32))
-
-            def draw() -> None:
-                batch = replay.sample(32, beta=0.4)
-                replay.update_priorities(batch.indices, td)
-
-        else:
-
-            def draw() -> None:
-                replay.sample(32)
-
-        part["sample_32_ms"] = round(timed(draw, args.samples) * 1e3, 3)
         report[name] = part
         log(json.dumps(part))
         if not prioritized:
-            learner = dqn_learner()
-            batch = replay.sample(32)
-            columns = {
-                Columns.OBS: batch.obs, Columns.ACTIONS: batch.actions,
-                NEXT_OBS: batch.next_obs, RETURNS: batch.returns,
-                DISCOUNT: batch.bootstrap_discount, WEIGHTS: batch.weights,
-            }  # fmt: skip
-            steps = {"num_env_steps_sampled_lifetime": 0}
-
-            def update() -> None:
-                learner.update_from_replay(columns, minibatch_size=32, timesteps=steps)  # type: ignore[attr-defined]
-
-            report["update_32_ms"] = round(timed(update, args.updates) * 1e3, 2)
+            report["update_32_ms"] = round(update_ms(replay, args.updates), 2)
             log(f"one Learner update of 32: {report['update_32_ms']} ms")
-        del replay, draw  # the next memory is measured without this one
+        del replay  # the next memory is measured without this one
 
     for name in ("uniform", "prioritized"):
         report[name]["sample_fraction_of_update"] = round(

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,7 @@ def one_run(algorithm: str, actors: int, steps: int, cap_s: float, out: Path) ->
             first.append(time.monotonic() - t0)
         return False
 
-    result = rlgen.train(
+    result: Any = rlgen.train(
         algorithm, env="CartPole-v1", num_env_runners=actors, seed=0, max_env_steps=steps,
         time_budget_s=cap_s, stop_reward=1e9, video_frames=0, overrides=overrides,
         output=out / f"{algorithm}-{actors}", on_report=on_report,

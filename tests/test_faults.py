@@ -303,40 +303,43 @@ def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tm
 
 def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
     """The VAE with 2 Train workers; the driver is SIGKILLed at a random moment after epoch 2,
-    then the same command runs again with --resume: it continues from the last registered
-    checkpoint to epoch 4, and TensorBoard and the progress log show every epoch once."""
+    then the same command runs again with --resume: it continues from the last checkpoint Ray
+    Train registered (possibly the last epoch's, if the kill came after its registration) to
+    epoch 8, never trains epoch 1 again, and TensorBoard and the progress log show no epoch
+    twice."""
     from tests.test_vae_job import _small_dataset
 
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
     out = tmp_path / "run"
+    epochs = 8
     argv = [
-        "train", "vae", "--dataset", str(data), "--epochs", "4", "--num-workers", "2",
+        "train", "vae", "--dataset", str(data), "--epochs", str(epochs), "--num-workers", "2",
         "--set", "grid_n=4", "--set", "batch_size=32", "--output", str(out),
     ]  # fmt: skip
     progress = out / "progress.log"
     proc = _start(argv)
     try:
         _wait_for(lambda: progress.exists() and len(progress.read_text().splitlines()) >= 2, proc)
-        delay = random.uniform(0.0, 3.0)
+        delay = random.uniform(0.0, 1.5)
         print(f"killing the driver {delay:.2f} s after epoch 2")
         time.sleep(delay)
         assert proc.poll() is None
     finally:
         _kill_driver(proc)
-    done_before = len(progress.read_text().splitlines())
-    assert 2 <= done_before < 4 and not (out / "result.json").exists()
+    assert not (out / "result.json").exists()
 
     resumed = run_cli(*argv, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert "epoch 1/4 |" not in resumed.stderr  # continued, not started over
+    assert f"epoch 1/{epochs} |" not in resumed.stderr  # continued, not started over
     result = json.loads((out / "result.json").read_text())
-    assert result["epochs"] == 4
-    epochs = [
-        int(line.split(" | ")[0].split()[-1].split("/")[0])
-        for line in progress.read_text().splitlines()
-    ]
-    assert epochs == sorted(set(epochs)) and epochs[-1] == 4, epochs
-    assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3, 4]
+    assert result["epochs"] == epochs
+    lines = progress.read_text().splitlines()
+    done = [int(line.split(" | ")[0].split()[-1].split("/")[0]) for line in lines]
+    # Each epoch at most once, in order (an epoch registered just before the kill may lack its
+    # line: rank 0 writes it after Train registers the checkpoint).
+    assert done == sorted(set(done)) and done[:2] == [1, 2], done
+    steps = tensorboard_steps(out / "tensorboard", "train/train_loss")
+    assert steps == list(range(1, epochs + 1)), steps
 
     # A damaged checkpoint (the one Ray Train registered last, cut short) is refused on
     # --resume, before anything changes: never retried into a traceback, never a fresh start.
@@ -347,7 +350,7 @@ def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
     state = ckpt / "state.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     before = _tree(out)
-    refused = run_cli(*argv[:-2], "--epochs", "5", "--output", str(out), "--resume")
+    refused = run_cli(*argv[:-2], "--epochs", str(epochs + 1), "--output", str(out), "--resume")
     errors = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
     assert refused.returncode == 2 and len(errors) == 1, refused.stderr
     assert errors[0].startswith(f"rlgen: error: checkpoint {ckpt}: cannot be restored")
