@@ -26,8 +26,9 @@ from runkit.results import Report
 IMAGES_DIR = "images"
 PROGRESS_FILE = "progress.log"  # rank 0 appends a line per epoch
 # Fault injection for the fault tests: a directory of files named
-# ``<raise|kill>-rank<R>-epoch<E>-batch<B>``; the worker of rank R raises (or SIGKILLs its own
-# process) at batch B of epoch E, once: it claims the file first (renames it ``claimed-...``).
+# ``<kind>-rank<R>-epoch<E>-batch<B>``; at batch B of epoch E the worker of rank R raises
+# (``raise``), SIGKILLs its own process (``kill``), makes that step's loss NaN (``nanloss``) or
+# its weights NaN (``nanweights``), once: it claims the file first (renames it ``claimed-...``).
 FAULT_DIR_ENV = "RLGEN_TRAIN_FAULT_DIR"
 
 
