@@ -534,13 +534,15 @@ def test_generative_nonfinite_steps_are_skipped_then_k_in_a_row_end_the_run(tmp_
 
 @contextlib.contextmanager
 def small_disk(path: Path, megabytes: int):
-    """A tmpfs of ``megabytes`` at ``path`` for the test (root, as on CI and this machine)."""
+    """A tmpfs of ``megabytes`` at ``path`` for the test. Mounting needs root with
+    CAP_SYS_ADMIN (this machine and CI have it); elsewhere the test says why it cannot run."""
     path.mkdir(parents=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert mounted.returncode == 0, f"the full-disk test mounts a tmpfs: {mounted.stderr}"
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
     try:
         yield path
     finally:
