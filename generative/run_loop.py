@@ -15,7 +15,6 @@ from generative.checkpoints import (
     RUN_NAME,
     TRAIN_DIR,
     drop_unregistered_checkpoints,
-    find_checkpoint,
     read_state,
     registered_checkpoint,
 )
@@ -82,10 +81,11 @@ def train(
         keep=("dataset",),
         write_on_resume=False,
     )
-    if resume and storage is None and registered_checkpoint(run_dir) is not None:
+    resumed_from = registered_checkpoint(run_dir) if resume and storage is None else None
+    if resumed_from is not None:
         # Ray Train would retry a damaged checkpoint max_failures times, then fail with the
         # worker's traceback: refuse it here, before run.json changes.
-        read_state(find_checkpoint(run_dir), verb="restored")
+        read_state(resumed_from, verb="restored")
     write_spec(run_dir, "generative", spec)
     return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks, storage=storage)
 

@@ -38,7 +38,8 @@ def _armed_faults(rank: int, epoch: int) -> dict[int, Path]:
     if not root:
         return {}
     found = Path(root).glob(f"*-rank{rank}-epoch{epoch}-batch*")
-    return {int(p.name.rpartition("batch")[2]): p for p in found if not p.name.startswith("c")}
+    armed = [p for p in found if not p.name.startswith("claimed-")]
+    return {int(p.name.rpartition("batch")[2]): p for p in armed}
 
 
 def _fire(fault: Path) -> str | None:

@@ -1,7 +1,8 @@
 """The bottom layer every rlgen job stands on; it imports nothing else of the project.
 
-- ``errors``: ``UserError``, the one exception for bad input (exit status 2 on the CLI), and
-  ``first_line`` for the one line it gives about a lower-level failure.
+- ``errors``: ``UserError``, the one exception for bad input (exit status 2 on the CLI),
+  ``RunFailed`` for a run that cannot go on (exit status 1), and ``first_line`` for the one
+  line they give about a lower-level failure.
 - ``rundir``: run directories, ``run.json`` / ``result.json``, the fresh-or-resume sequence.
 - ``checkpoints``: the one rule for finding a run's newest checkpoint.
 - ``results``: the typed results and per-iteration reports the run API returns and streams.

@@ -247,6 +247,17 @@ def _rl_checkpoints(run: Path) -> list[Path]:
     )
 
 
+def _dqn_argv(out: Path, *, max_env_steps: int, checkpoint_every: int) -> list[str]:
+    """``rlgen train dqn`` on CartPole, its replay stored in every checkpoint (so checkpoints
+    grow and take a while to write), to ``out``."""
+    return [
+        "train", "dqn", "--env", "CartPole-v1", "--seed", "0",
+        "--max-env-steps", str(max_env_steps), "--stop-reward", "1000",
+        "--checkpoint-every", str(checkpoint_every), "--video-frames", "0",
+        "--set", "store_replay_in_checkpoint=true", "--output", str(out),
+    ]  # fmt: skip
+
+
 def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tmp_path):
     """DQN with its replay stored in checkpoints; the driver is SIGKILLed at a random moment
     after its first checkpoint, then the same command runs again with --resume. It continues
@@ -254,11 +265,7 @@ def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tm
     comes back (it is larger than what the resumed run has sampled), and TensorBoard shows
     every iteration once (the killed run's steps after the checkpoint are hidden)."""
     out = tmp_path / "run"
-    argv = [
-        "train", "dqn", "--env", "CartPole-v1", "--seed", "0", "--max-env-steps", "5000",
-        "--stop-reward", "1000", "--checkpoint-every", "3", "--video-frames", "0",
-        "--set", "store_replay_in_checkpoint=true", "--output", str(out),
-    ]  # fmt: skip
+    argv = _dqn_argv(out, max_env_steps=5000, checkpoint_every=3)
     proc = _start(argv)
     try:
         _wait_for(lambda: bool(_rl_checkpoints(out)), proc)
@@ -369,11 +376,7 @@ def test_kill_during_a_checkpoint_write_and_a_corrupt_checkpoint(tmp_path):
     from algorithms.checkpoints import find_checkpoint
 
     out = tmp_path / "run"
-    argv = [
-        "train", "dqn", "--env", "CartPole-v1", "--seed", "0", "--max-env-steps", "20000",
-        "--stop-reward", "1000", "--checkpoint-every", "1", "--video-frames", "0",
-        "--set", "store_replay_in_checkpoint=true", "--output", str(out),
-    ]  # fmt: skip
+    argv = _dqn_argv(out, max_env_steps=20000, checkpoint_every=1)
     proc = _start(argv)
     try:
         _wait_for(lambda: len(_rl_checkpoints(out)) >= 2, proc)
@@ -390,8 +393,7 @@ def test_kill_during_a_checkpoint_write_and_a_corrupt_checkpoint(tmp_path):
 
     at = json.loads((whole[-1] / "rlgen_state.json").read_text())["state"]
     more = at["env_steps"] + 400
-    resumed = run_cli(*argv[:-6], "--max-env-steps", str(more), "--checkpoint-every", "1",
-                      "--video-frames", "0", "--output", str(out), "--resume")  # fmt: skip
+    resumed = run_cli(*_dqn_argv(out, max_env_steps=more, checkpoint_every=1), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {whole[-1]} " in resumed.stderr
     assert not list((out / "checkpoints").glob(".tmp_*"))
@@ -555,11 +557,7 @@ def test_rl_checkpoint_on_a_full_disk_is_a_clear_error_and_keeps_the_last_one(tm
     whole checkpoint; the partial one is removed and the last one still evaluates."""
     with small_disk(tmp_path / "disk", 6) as disk:
         out = disk / "run"
-        proc = run_cli(
-            "train", "dqn", "--env", "CartPole-v1", "--seed", "0", "--max-env-steps", "40000",
-            "--stop-reward", "1000", "--checkpoint-every", "2", "--video-frames", "0",
-            "--set", "store_replay_in_checkpoint=true", "--output", str(out),
-        )  # fmt: skip
+        proc = run_cli(*_dqn_argv(out, max_env_steps=40000, checkpoint_every=2))
         errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
         assert proc.returncode == 1 and len(errors) == 1, proc.stderr
         last = _rl_checkpoints(out)[-1]
