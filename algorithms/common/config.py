@@ -21,16 +21,21 @@ from envs import PRESET_OPTIONS
 from runkit.checks import check_choice, check_range
 
 ROLLOUT_BACKENDS = ("python", "vector")
+ENV_RUNNERS = ("rlgen", "rllib")  # rlgen's lean rollout engine, or RLlib's own
 
 
 class RlgenConfig(AlgorithmConfig):
     ATARI_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    # AlgorithmConfig sets ``env_runner_cls = None`` unannotated, so mypy takes its type as None.
+    env_runner_cls: type | None  # type: ignore[assignment]
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
         self.frame_stack = 4  # Atari envs only
         self.sticky_actions = 0.0  # Atari envs only: 0.0 DeepMind, 0.25 Machado
         self.rollout_backend = "python"  # Atari envs only: Python wrappers or ale-py's C++ one
+        # Which EnvRunner samples: rlgen's LeanEnvRunner or RLlib's SingleAgentEnvRunner.
+        self.env_runner = "rlgen"
         # A failed rollout actor is restarted by Ray (RLlib's default); RLlib's own delay before
         # the failed process exits is 60 s, which on a small run costs more than the crash.
         self.delay_between_env_runner_restarts_s = 2.0
@@ -79,8 +84,18 @@ class RlgenConfig(AlgorithmConfig):
         check_range("frame_stack", self.frame_stack, low=1, integer=True)
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         check_choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
+        check_choice("env_runner", self.env_runner, ENV_RUNNERS)
+        self.env_runner_cls = self.env_runner_class()
         self.derive()
         super().validate()
+
+    def env_runner_class(self) -> type | None:
+        """The EnvRunner class RLlib's EnvRunnerGroup builds (None: RLlib's default)."""
+        if self.env_runner == "rllib":
+            return None
+        from algorithms.common.env_runner import LeanEnvRunner
+
+        return LeanEnvRunner
 
     def derive(self) -> None:
         """Set the RLlib fields that follow from this algorithm's own (checked before RLlib's

@@ -93,9 +93,13 @@ class DQNTorchRLModule(TorchRLModule, InferenceOnlyAPI):
     def _forward_exploration(self, batch: dict[str, Any], t: int = 0, **kwargs: Any) -> dict:
         start, end, steps = self.model_config.get("epsilon", [1.0, 0.05, 10_000])
         epsilon = linear_schedule(t, start=start, end=end, steps=steps)
+        obs = batch[Columns.OBS]
+        rows, device = obs.shape[0], obs.device
+        explore = torch.rand(rows, device=device) < epsilon
+        random = torch.randint(0, int(self.action_space.n), (rows,), device=device)
+        if bool(explore.all()):  # every row acts at random: the Q-network is not needed
+            return {Columns.ACTIONS: random}
         greedy = self._forward_inference(batch)[Columns.ACTIONS]
-        explore = torch.rand(greedy.shape[0], device=greedy.device) < epsilon
-        random = torch.randint(0, int(self.action_space.n), greedy.shape, device=greedy.device)
         return {Columns.ACTIONS: torch.where(explore, random, greedy)}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
