@@ -178,15 +178,19 @@ def sample(
     out: str | Path = "samples.png",
     seed: int = 0,
     complete_from: str | None = None,
+    sampler: str = "cached",
 ) -> SampleResult:
     """A PNG grid of ``n`` samples from a generative checkpoint (or a run directory's newest);
-    with ``complete_from`` (a dataset, PixelCNN) test images next to completions."""
+    with ``complete_from`` (a dataset, PixelCNN) test images next to completions. ``sampler``
+    (PixelCNN): ``cached`` (default) or ``naive``, the reference; both draw the same images."""
     from generative.sampling import sample_grid
 
     _quiet()
     return _read_from_storage(
         checkpoint,
-        lambda ckpt: sample_grid(ckpt, n=n, out=out, seed=seed, complete_from=complete_from),
+        lambda ckpt: sample_grid(
+            ckpt, n=n, out=out, seed=seed, complete_from=complete_from, sampler=sampler
+        ),
     )
 
 
@@ -378,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATASET",
         help="PixelCNN: complete the bottom half of this dataset's first --n test images",
     )
+    sample.add_argument(
+        "--sampler",
+        choices=("cached", "naive"),
+        default="cached",
+        help="PixelCNN: cached layer activations (fast), or one forward pass per value (the "
+        "reference); the same seed draws the same images",
+    )
 
     data = sub.add_parser("data", help="datasets for the generative models")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -466,7 +477,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     result = sample(
-        args.checkpoint, n=args.n, out=args.out, seed=args.seed, complete_from=args.complete_from
+        args.checkpoint,
+        n=args.n,
+        out=args.out,
+        seed=args.seed,
+        complete_from=args.complete_from,
+        sampler=args.sampler,
     )
     print(json.dumps(to_dict(result)))
     return 0

@@ -30,9 +30,13 @@ class Job(Protocol):
 
     def grids(self, model: Any, x_test: torch.Tensor, cfg: Any) -> dict[str, torch.Tensor]: ...
 
-    def sample(self, model: Any, n: int, cfg: Any, *, seed: int) -> torch.Tensor: ...
+    def sample(
+        self, model: Any, n: int, cfg: Any, *, seed: int, sampler: str = "cached"
+    ) -> torch.Tensor: ...
 
-    def complete(self, model: Any, x: torch.Tensor, cfg: Any, *, seed: int) -> torch.Tensor:
+    def complete(
+        self, model: Any, x: torch.Tensor, cfg: Any, *, seed: int, sampler: str = "cached"
+    ) -> torch.Tensor:
         """Originals next to completions of their bottom halves; a model that cannot complete
         images raises UserError."""
         ...

@@ -20,21 +20,27 @@ def sample_grid(
     out: str | Path = "samples.png",
     seed: int = 0,
     complete_from: str | None = None,
+    sampler: str = "cached",
 ) -> SampleResult:
     """A grid of ``n`` samples written to ``out`` (a new .png), or with ``complete_from`` (a
-    dataset) the first ``n`` test images each next to a completion of its bottom half."""
+    dataset) the first ``n`` test images each next to a completion of its bottom half.
+    ``sampler`` (PixelCNN): ``cached`` layer activations, or ``naive``, one forward pass per
+    value (the reference); the same seed draws the same images with either."""
     from generative.data.images import binarize, read_split, resolve, split_path
+    from generative.pixelcnn.sampling import SAMPLERS
 
     target = Path(out)
     if n < 1:
         raise UserError(f"--n {n}: must be >= 1")
+    if sampler not in SAMPLERS:
+        raise UserError(f"--sampler {sampler}: one of {', '.join(SAMPLERS)}")
     if target.exists():
         raise UserError(f"--out {out}: already exists; choose a new file name")
     if target.suffix.lower() != ".png":
         raise UserError(f"--out {out}: must end in .png")
     job, cfg, model = load_model(checkpoint)
     if complete_from is None:
-        images = job.sample(model, n, cfg, seed=seed)
+        images = job.sample(model, n, cfg, seed=seed, sampler=sampler)
     else:
         originals, _ = read_split(split_path(resolve(complete_from), "test"))
         trained_on = tuple(getattr(model, "shape", ()))
@@ -46,6 +52,6 @@ def sample_grid(
         x = binarize(
             torch.as_tensor(originals[:n]), cfg.binarize, generator=torch.Generator().manual_seed(0)
         )
-        images = job.complete(model, x, cfg, seed=seed)
+        images = job.complete(model, x, cfg, seed=seed, sampler=sampler)
     save_png(image_grid(images), target)
     return SampleResult(checkpoint=str(find_checkpoint(checkpoint)), n=n, out=str(target))

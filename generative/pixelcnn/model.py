@@ -165,7 +165,9 @@ class PixelCNN(nn.Module):
         )  # fmt: skip
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
+        """Data values -> the network's input, in the model's precision (float32 for training,
+        float64 for sampling): 0/1 as they are, 8-bit values scaled to [0, 1]."""
+        x = x.to(next(self.parameters()).dtype)
         return x if self.likelihood == "bernoulli" else x / 255.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

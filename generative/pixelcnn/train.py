@@ -55,13 +55,22 @@ class PixelCNNJob:
         }
 
     @torch.no_grad()
-    def sample(self, model: PixelCNN, n: int, cfg: PixelCNNConfig, *, seed: int) -> torch.Tensor:
-        return to_unit(model, sample(model, n, generator=torch.Generator().manual_seed(seed)))
+    def sample(
+        self, model: PixelCNN, n: int, cfg: PixelCNNConfig, *, seed: int, sampler: str = "cached"
+    ) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return to_unit(model, sample(model, n, generator=gen, sampler=sampler))
 
     @torch.no_grad()
     def complete(
-        self, model: PixelCNN, x: torch.Tensor, cfg: PixelCNNConfig, *, seed: int
+        self,
+        model: PixelCNN,
+        x: torch.Tensor,
+        cfg: PixelCNNConfig,
+        *,
+        seed: int,
+        sampler: str = "cached",
     ) -> torch.Tensor:
         """Originals next to completions of their bottom halves (pairs), in [0, 1]."""
-        done = complete(model, x, generator=torch.Generator().manual_seed(seed))
+        done = complete(model, x, generator=torch.Generator().manual_seed(seed), sampler=sampler)
         return torch.stack([to_unit(model, x), to_unit(model, done)], 1).flatten(0, 1)

@@ -79,8 +79,13 @@ class VAEJob:
         }
 
     @torch.no_grad()
-    def sample(self, model: VAE, n: int, cfg: VAEConfig, *, seed: int) -> torch.Tensor:
+    def sample(
+        self, model: VAE, n: int, cfg: VAEConfig, *, seed: int, sampler: str = "cached"
+    ) -> torch.Tensor:
+        """n decoded prior draws (one decoder pass: ``sampler`` matters only to the PixelCNN)."""
         return model.sample(n, generator=torch.Generator().manual_seed(seed))
 
-    def complete(self, model: VAE, x: torch.Tensor, cfg: VAEConfig, *, seed: int) -> torch.Tensor:
+    def complete(
+        self, model: VAE, x: torch.Tensor, cfg: VAEConfig, *, seed: int, sampler: str = "cached"
+    ) -> torch.Tensor:
         raise UserError("--complete-from: the vae model does not complete images (pixelcnn does)")
