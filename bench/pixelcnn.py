@@ -2,8 +2,10 @@
 
 1. Ray Train overhead: training images/s through ``TorchTrainer`` with one worker vs a plain
    PyTorch loop, same data, model, batch and threads (1). Goal: plain / Ray <= 1.05.
-2. Sampling speed on CPU: images/s for 64 samples of 28x28 (raster order, one forward pass per
-   value, the batch at once), and how the time grows with the image side (8, 16, 28).
+2. Sampling speed on CPU: images/s for 64 samples of 28x28, before (the previous sampler: float32,
+   one forward pass of the batch per value) and after (the cached sampler), plain and gated; and
+   how the time grows with the image side (8, 16, 28) for the reference sampler (float64, a
+   forward pass per value) and the cached one.
 3. Test NLL on mnist5k after the same budget of epochs for the plain and the gated variant,
    next to the VAE's importance-weighted NLL after 30 epochs (run here too).
 
@@ -30,23 +32,50 @@ def log(msg: str) -> None:
     print(f"[bench pixelcnn] {msg}", flush=True)
 
 
-def sampling_speed(side: int, n: int, threads: int = 2) -> dict:
+def _model(side: int, variant: str) -> torch.nn.Module:
     from generative.pixelcnn.config import PixelCNNConfig
     from generative.pixelcnn.model import PixelCNN
+
+    cfg = PixelCNNConfig()
+    return PixelCNN((1, side, side), variant=variant, features=cfg.features, layers=cfg.layers,
+                    output_features=cfg.output_features)  # fmt: skip
+
+
+@torch.no_grad()
+def previous_sampler(model: torch.nn.Module, n: int, generator: torch.Generator) -> torch.Tensor:
+    """The sampler before the cache (the "before" figure): float32, one forward pass of the
+    whole batch per value, raster order."""
+    from generative.pixelcnn.sampling import draw
+
+    model.eval()
+    _, h, w = model.shape  # type: ignore[misc]
+    x = torch.zeros(n, 1, h, w)
+    for r in range(h):
+        for c in range(w):
+            x[:, 0, r, c] = draw(model(x)[:, 0, r, c], "bernoulli", generator)
+    return x
+
+
+def sampling_speed(
+    side: int, n: int, sampler: str, variant: str = "plain", threads: int = 2
+) -> dict:
+    """Images/s of one sampler: ``previous`` (float32, a forward pass per value), ``naive`` (the
+    reference: the same in float64) or ``cached``; an untrained default-size model (the cost
+    does not depend on the weights)."""
     from generative.pixelcnn.sampling import sample
 
     torch.set_num_threads(threads)
-    cfg = PixelCNNConfig()
-    model = PixelCNN(
-        (1, side, side),
-        features=cfg.features,
-        layers=cfg.layers,
-        output_features=cfg.output_features,
-    )
+    model = _model(side, variant)
+    gen = torch.Generator().manual_seed(0)
     t0 = time.monotonic()
-    sample(model, n, generator=torch.Generator().manual_seed(0), progress=False)
+    if sampler == "previous":
+        previous_sampler(model, n, gen)
+    else:
+        sample(model, n, generator=gen, progress=False, sampler=sampler)  # type: ignore[arg-type]
     seconds = time.monotonic() - t0
     return {
+        "sampler": sampler,
+        "variant": variant,
         "side": side,
         "n": n,
         "seconds": round(seconds, 2),
@@ -76,9 +105,16 @@ def main() -> None:
         log(json.dumps(report["overhead"]))
         save()
     if "sampling" in parts:
-        log("2. sampling speed (untrained default model; the cost does not depend on weights)")
-        report["sampling"] = [sampling_speed(28, 64)] + [sampling_speed(s, 16) for s in (8, 16, 28)]
-        log(json.dumps(report["sampling"]))
+        log("2. sampling speed: 64 images of 28x28, before (previous sampler) and after (cached)")
+        rows = []
+        for variant in ("plain", "gated"):
+            before, after = (sampling_speed(28, 64, s, variant) for s in ("previous", "cached"))
+            rows.append({"variant": variant, "before": before, "after": after,
+                         "speedup": round(before["seconds"] / after["seconds"], 1)})  # fmt: skip
+            log(json.dumps(rows[-1]))
+        growth = [sampling_speed(s, 16, m) for m in ("naive", "cached") for s in (8, 16, 28)]
+        report["sampling"] = {"64_images_28x28": rows, "16_images_by_side": growth}
+        log(json.dumps(growth))
         save()
     if "nll" in parts:
         log(f"3. test NLL after {args.epochs} epochs: plain vs gated, and the VAE (30 epochs)")

@@ -83,8 +83,11 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     import ray.train.torch
 
     from generative.data.images import binarize, decode, read_split
+    from runkit.allocator import keep_freed_memory
     from runkit.storage import Mirror
     from runkit.tb import ScalarWriter
+
+    keep_freed_memory()  # the step's large buffers stay on the heap (no page faults per step)
 
     job = load_job(lc["model"])
     cfg = job.config_class(**lc["config"])
