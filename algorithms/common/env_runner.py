@@ -165,6 +165,7 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         episode ended, or None when a step failed and the env was rebuilt."""
         block, after, next_obs = self._block, self._after_done.tolist(), self._block.obs[k + 1]
         ended: dict[int, dict] = {}
+        rewards: list[Any]
         rewards, terminateds, truncateds = (
             [0.0] * self.num_envs,
             [False] * self.num_envs,
