@@ -3,7 +3,8 @@
 
 1. ``actor``: one rollout actor's sampling, Atari preset (Breakout), against the same preset env
    stepped with random actions and no policy (the "bare env", measured in the same process,
-   interleaved with the runner's calls; medians of the repeats): the Python wrappers with 1 env
+   interleaved with the runner's calls after a warm-up; medians of the repeats): the Python
+   wrappers with 1 env
    and ale-py's C++ vector backend with 8 envs, each with DQN acting early in training (epsilon
    near 1: almost every action random) and late (epsilon 0.01: a Q-network forward every step).
 2. ``a2c_round``: A2C on CartPole-v1, rollouts in the Algorithm process (0 actors), 16 envs x
@@ -71,7 +72,11 @@ def actor(runner: str, backend: str, num_envs: int, epsilon: list, steps: int, r
                  epsilon=epsilon, replay_capacity=1_000)  # fmt: skip
     try:
         sampler = algo.env_runner
-        sampler.sample(num_timesteps=200)  # warm-up
+        # Warm-up: the first calls after Ray starts the algorithm run slower (Ray's own
+        # start-up work shares the two cores for a few seconds).
+        sampler.sample(num_timesteps=steps)
+        time.sleep(2.0)
+        sampler.sample(num_timesteps=steps)
         bare, ours = [], []
         for _ in range(reps):
             bare.append(bare_env_rate(env, rng, steps))
@@ -139,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS[:4]), help="comma-separated parts")
     parser.add_argument("--steps", type=int, default=1_500, help="per actor sample call")
-    parser.add_argument("--reps", type=int, default=3, help="actor sample calls, interleaved")
+    parser.add_argument("--reps", type=int, default=4, help="actor sample calls, interleaved")
     parser.add_argument("--seconds", type=float, default=30.0, help="per throughput run")
     parser.add_argument("--seeds", type=int, default=8, help="a2c_475 seeds")
     args = parser.parse_args()

@@ -125,6 +125,8 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("completion images that do not fit the model",
      ("sample", "{tmp}/vae-ckpt", "--complete-from", "{tmp}/rgb-data", "--out", "{tmp}/x.png"),
      "the model was trained on (1, 28, 28)"),
+    ("unknown sampler", ("sample", "{tmp}/vae-ckpt", "--sampler", "fast"), "cached"),
+    ("unknown rollout engine", (*A2C, "--set", "env_runner=fast"), "env_runner"),
 ]  # fmt: skip
 
 
@@ -185,6 +187,7 @@ API_CASES: list[tuple[str, Any, str]] = [
     ("completion images that do not fit the model",
      lambda r, t: r.sample(t / "vae-ckpt", out=t / "x.png", complete_from=str(t / "rgb-data")),
      "the model was trained on (1, 28, 28)"),
+    ("unknown sampler", lambda r, t: r.sample(t / "vae-ckpt", sampler="fast"), "cached, naive"),
 ]  # fmt: skip
 
 

@@ -81,6 +81,12 @@ def test_two_workers_sample_complete_and_resume(tmp_path):
     assert np.array_equal(tiles[1::2, :14], tiles[0::2, :14])
     assert set(np.unique(tiles[1::2])) <= {0, 255}
     assert not np.array_equal(tiles[1::2, 14:], tiles[0::2, 14:])
+    # The reference sampler (a forward pass per value) draws the same completions.
+    reference = tmp_path / "completions-naive.png"
+    proc = run_cli("sample", str(out), "--n", "2", "--out", str(reference),
+                   "--complete-from", str(data), "--sampler", "naive")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.asarray(Image.open(reference)), np.asarray(Image.open(completions)))
 
     second = run_cli("train", "pixelcnn", "--resume", str(out), "--epochs", "2")
     assert second.returncode == 0, second.stderr
