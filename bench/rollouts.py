@@ -146,7 +146,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_500, help="per actor sample call")
     parser.add_argument("--reps", type=int, default=4, help="actor sample calls, interleaved")
     parser.add_argument("--seconds", type=float, default=30.0, help="per throughput run")
-    parser.add_argument("--seeds", type=int, default=8, help="a2c_475 seeds")
+    parser.add_argument("--seeds", type=int, default=8, help="a2c_475 seeds, ours")
+    parser.add_argument("--ppo-seeds", type=int, default=1, help="a2c_475 seeds, RLlib's PPO")
     args = parser.parse_args()
     parts = parts_to_run(args.only, PARTS, parser)
     path = OUT / "rollouts.json"
@@ -186,15 +187,21 @@ def main() -> None:
         log(json.dumps(report["reinforce"]))
         save()
     if "a2c_475" in parts:
-        log("5. A2C CartPole to 475, seeds 0..N-1 (rlgen's runner)")
-        from a2c import summary
+        log("5. A2C CartPole to 475, seeds 0..N-1 (rlgen's runner), next to RLlib's PPO")
+        from a2c import cartpole_ppo, summary
         from benchkit import cartpole_run
 
-        runs = []
+        runs, ppo = [], []
         for seed in range(args.seeds):
             runs.append(cartpole_run("a2c", seed, 300_000))
             log(json.dumps(runs[-1]))
-        report["a2c_475"] = {"runs": runs, **summary(runs)}
+        for seed in range(args.ppo_seeds):
+            ppo.append(cartpole_ppo(seed, 600.0))
+            log(json.dumps(ppo[-1]))
+        report["a2c_475"] = {
+            "rlgen_a2c": {"runs": runs, **summary(runs)},
+            "rllib_ppo_defaults": {"runs": ppo, **summary(ppo)},
+        }
         save()
     log(f"wrote {path}")
 
