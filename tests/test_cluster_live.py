@@ -162,7 +162,7 @@ def test_two_nodes_actors_and_train_workers_off_the_head(tmp_path, s3_server):
         assert gen.returncode == 0, gen.stderr[-3000:]
 
         actors = _state(cluster, "actors")
-        runners = [a for a in actors if a["class_name"] == "SingleAgentEnvRunner"]
+        runners = [a for a in actors if a["class_name"] == "LeanEnvRunner"]  # rlgen's rollouts
         workers = [a for a in actors if a["class_name"] == "RayTrainWorker"]
         assert len(runners) == 2 and len(workers) == 2
         assert {a["node_id"] for a in runners + workers} == {nodes[WORKER_IP]}
