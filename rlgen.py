@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument(
         "--sampler",
-        choices=("cached", "naive"),
+        metavar="cached|naive",  # checked where the samplers are (exit 2 otherwise)
         default="cached",
         help="PixelCNN: cached layer activations (fast), or one forward pass per value (the "
         "reference); the same seed draws the same images",

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from benchkit import open_report, parts_to_run, steps_of
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -113,27 +114,13 @@ def whole_rounds(algo: Any, seconds: float) -> dict:
     }
 
 
-def a2c_round(runner: str, seconds: float) -> dict:
-    algo = build("a2c", "CartPole-v1", num_envs=16, env_runner=runner, rollout_fragment_length=16)
+def training_throughput(
+    runner: str, seconds: float, algorithm: str, env: str, *, warm_steps: int = 0, **build_kw: Any
+) -> dict:
+    """Whole iterations of one algorithm with one runner, after ``warm_steps`` env steps."""
+    algo = build(algorithm, env, env_runner=runner, **build_kw)
     try:
-        return {"env_runner": runner, **whole_rounds(algo, seconds)}
-    finally:
-        algo.stop()
-
-
-def reinforce(runner: str, seconds: float) -> dict:
-    algo = build("reinforce", "CartPole-v1", env_runner=runner)
-    try:
-        return {"env_runner": runner, **whole_rounds(algo, seconds)}
-    finally:
-        algo.stop()
-
-
-def dqn_train(runner: str, seconds: float) -> dict:
-    algo = build("dqn", GAME, num_envs=1, env_runner=runner, epsilon=LATE,
-                 learning_starts=1_000, replay_capacity=50_000)  # fmt: skip
-    try:
-        while steps_of(algo.train()) < 1_000:
+        while steps_of(algo.train()) < warm_steps:
             pass
         return {"env_runner": runner, **whole_rounds(algo, seconds)}
     finally:
@@ -152,6 +139,7 @@ def main() -> None:
     parts = parts_to_run(args.only, PARTS, parser)
     path = OUT / "rollouts.json"
     report, save = open_report(path)
+    threads = torch.get_num_threads()
 
     if "actor" in parts:
         log("1. one rollout actor vs the bare Atari env")
@@ -165,14 +153,26 @@ def main() -> None:
         save()
     if "a2c_round" in parts:
         log("2. A2C CartPole whole rounds, 0 actors, 16 envs x 16 steps")
-        report["a2c_round"] = [a2c_round(r, args.seconds) for r in RUNNERS]
+        report["a2c_round"] = [
+            training_throughput(
+                r, args.seconds, "a2c", "CartPole-v1", num_envs=16, rollout_fragment_length=16
+            )
+            for r in RUNNERS
+        ]
         log(json.dumps(report["a2c_round"]))
         save()
     if "dqn_train" in parts:
         log("3. DQN Breakout training vs the bare compute limit")
         from dqn_atari_parts import throughput_compute_limit
 
-        rows = [dqn_train(r, args.seconds) for r in RUNNERS]
+        # The CartPole parts set one torch thread for their small MLPs (a process-wide
+        # setting); the CNN and its compute limit run with the process's own count.
+        torch.set_num_threads(threads)
+        rows = [
+            training_throughput(r, args.seconds, "dqn", GAME, warm_steps=1_000, num_envs=1,
+                                epsilon=LATE, learning_starts=1_000, replay_capacity=50_000)
+            for r in RUNNERS
+        ]  # fmt: skip
         limit = throughput_compute_limit(1)
         for row in rows:
             row["ratio_to_compute_limit"] = round(
@@ -183,7 +183,9 @@ def main() -> None:
         save()
     if "reinforce" in parts:
         log("4. REINFORCE CartPole whole iterations")
-        report["reinforce"] = [reinforce(r, args.seconds) for r in RUNNERS]
+        report["reinforce"] = [
+            training_throughput(r, args.seconds, "reinforce", "CartPole-v1") for r in RUNNERS
+        ]
         log(json.dumps(report["reinforce"]))
         save()
     if "a2c_475" in parts:

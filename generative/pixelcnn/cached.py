@@ -62,12 +62,12 @@ class _Plain:
 
     def at(self, r: int, c: int) -> torch.Tensor:
         """The output layer's logits at (r, c), (B, C * per_dim); caches the layers there."""
-        rows = self.image.shape[0]
+        batch = self.image.shape[0]
         (w0, b0), k = self.first, self.k
-        z = self.image[:, :, r : r + k, c : c + k].reshape(rows, -1) @ w0 + b0
+        z = self.image[:, :, r : r + k, c : c + k].reshape(batch, -1) @ w0 + b0
         for ((w1, b1), (w3, b3), (w1b, b1b)), hidden in zip(self.blocks, self.hidden, strict=True):
             hidden[:, :, r + 1, c + 1] = torch.relu(torch.relu(z) @ w1 + b1)
-            t = hidden[:, :, r : r + 3, c : c + 3].reshape(rows, -1) @ w3 + b3
+            t = hidden[:, :, r : r + 3, c : c + 3].reshape(batch, -1) @ w3 + b3
             z = z + torch.relu(t) @ w1b + b1b
         (wh, bh), (wo, bo) = self.head
         return torch.relu(torch.relu(z) @ wh + bh) @ wo + bo
@@ -105,14 +105,14 @@ class _Gated:
         self.h_in[0][:, ch, r, c + k // 2] = value
 
     def at(self, r: int, c: int) -> torch.Tensor:
-        rows = self.h_in[0].shape[0]
+        batch = self.h_in[0].shape[0]
         out = None
         for i, (layer, ((wh, bh), (wv, bv), (wo, bo))) in enumerate(
             zip(self.layers, self.kernels, strict=True)
         ):
             hw = layer.k // 2 + 1
             h_in = self.h_in[i]
-            pre = h_in[:, :, r, c : c + hw].reshape(rows, -1) @ wh + bh
+            pre = h_in[:, :, r, c : c + hw].reshape(batch, -1) @ wh + bh
             v_down = self.v_pre[i][:, :, r - 1, c] if r > 0 else torch.zeros_like(pre)
             pre = pre + (v_down @ wv + bv)
             out = GatedLayer.gate(pre) @ wo + bo
