@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ray.rllib.core.columns import Columns
 
 from algorithms.configure import RLRunSpec, build_config
 
@@ -61,6 +62,11 @@ def trajectory(episode: Any) -> dict[str, Any]:
         "actions": np.asarray(episode.get_actions()),
         "rewards": np.asarray(episode.get_rewards(), dtype=np.float64),
         "final_info": episode.get_infos(-1) if episode.is_done else None,
+        "logp": (
+            np.asarray(episode.get_extra_model_outputs(Columns.ACTION_LOGP), dtype=np.float64)
+            if Columns.ACTION_LOGP in episode.extra_model_outputs
+            else None
+        ),
     }
 
 
@@ -69,6 +75,9 @@ def assert_same(a: dict, b: dict) -> None:
         assert a[key] == b[key], key
     for key in ("obs", "actions", "rewards"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert (a["logp"] is None) == (b["logp"] is None)  # policy-gradient modules only
+    if a["logp"] is not None:  # log pi(a|s) of the sampled actions, as the learners may read
+        np.testing.assert_allclose(a["logp"], b["logp"], rtol=1e-5, atol=1e-6)
     if a["final_info"] is not None:
         assert {k: float(v) for k, v in a["final_info"].items()} == {
             k: float(v) for k, v in b["final_info"].items()

@@ -318,6 +318,9 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         first = np.zeros(n, dtype=np.int64)  # block step where env i's current piece starts
         step = self._step_vector if self._sub_envs is None else self._step_sub_envs
         discrete = isinstance(self.env.single_action_space, gym.spaces.Discrete)
+        # The model outputs this call writes (the block keeps older rows of the others).
+        columns: tuple[str, ...] = () if random_actions else (Columns.ACTION_DIST_INPUTS,)
+        columns += (Columns.ACTION_LOGP,) if explore and not random_actions else ()
         episodes: list[SingleAgentEpisode] = []
         ts = k = finished = 0
         target = num_timesteps if num_timesteps is not None else num_episodes
@@ -341,7 +344,7 @@ class LeanEnvRunner(SingleAgentEnvRunner):
                     self._start_episode(int(r), now)
                     first[r] = k + 1
                 for i in sorted(ended):
-                    episodes.append(self._episode(i, int(first[i]), k, ended[i]))
+                    episodes.append(self._episode(i, int(first[i]), k, ended[i], columns))
                     length = int(self._t_started[i]) + k + 1 - int(first[i])
                     ret = float(self._prior_return[i] + block.rewards[first[i] : k + 1, i].sum())
                     self._finished.append((length, ret, now - float(self._start_time[i])))
@@ -356,7 +359,7 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         if num_episodes is None:
             for j in range(n):  # the ongoing chunks, cut here; they continue next call
                 if first[j] < k:
-                    episodes.append(self._episode(j, int(first[j]), k - 1, None))
+                    episodes.append(self._episode(j, int(first[j]), k - 1, None, columns))
                     self._t_started[j] += k - first[j]
                     self._prior_return[j] += block.rewards[first[j] : k, j].sum()
             block.obs[0] = block.obs[k]
@@ -367,15 +370,20 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         return episodes
 
     def _episode(
-        self, i: int, first: int, last: int, final_info: dict | None
+        self, i: int, first: int, last: int, final_info: dict | None, columns: tuple[str, ...]
     ) -> SingleAgentEpisode:
         """Env i's env steps ``first..last`` of the block as an episode (chunk): observations
-        ``first..last+1``; done when ``final_info`` is given."""
+        ``first..last+1``; done when ``final_info`` is given; the model outputs in ``columns``
+        where the policy gave a distribution (DQN gives actions only)."""
         block = self._block
         extra = {}
         if block.dist_inputs is not None:
-            extra[Columns.ACTION_DIST_INPUTS] = block.dist_inputs[first : last + 1, i].copy()
-            extra[Columns.ACTION_LOGP] = block.logp[first : last + 1, i].copy()
+            outputs = {
+                Columns.ACTION_DIST_INPUTS: block.dist_inputs,
+                Columns.ACTION_LOGP: block.logp,
+            }
+            for column in columns:
+                extra[column] = outputs[column][first : last + 1, i].copy()
         infos: list[dict] = [{} for _ in range(last - first + 2)]
         if final_info is not None:
             infos[-1] = final_info
