@@ -13,9 +13,16 @@ from typing import Any
 import gymnasium as gym
 
 from envs.ids import check_env_id, register_ale
-from envs.statistics import GameStatistics
+from envs.statistics import GameStatistics, VectorGameStatistics
 
-__all__ = ["GameStatistics", "check_env_id", "make_env", "register_ale", "rllib_env_name"]
+__all__ = [
+    "GameStatistics",
+    "check_env_id",
+    "has_vector_backend",
+    "make_env",
+    "register_ale",
+    "rllib_env_name",
+]
 
 PREFIX = "rlgen/"
 # The Atari preset's options, as config keys of every algorithm and as ``env_config`` keys.
@@ -26,10 +33,16 @@ def make_env(env_config: dict[str, Any]) -> gym.Env | gym.vector.VectorEnv:
     """The env for ``env_config["env_id"]``: the Atari preset for ALE ids (options
     ``training``, ``frame_stack``, ``sticky_actions``), else the plain gymnasium env; both with
     ``GameStatistics`` (innermost for Atari, so it sees raw rewards and whole games).
-    ``backend="vector"`` with ``num_envs`` (RLlib's vector entry point) gives ale-py's C++
-    vector env with the same preset instead."""
+    ``backend="vector"`` with ``num_envs`` (RLlib's vector entry point) gives a vector env
+    instead: ale-py's C++ one with the same preset for ALE ids, else the env's own gymnasium
+    vector implementation (``has_vector_backend``; CartPole-v1's steps all envs in numpy)."""
     env_id = env_config["env_id"]
     if env_config.get("backend") == "vector" and "num_envs" in env_config:
+        if not env_id.startswith("ALE/"):
+            vector = gym.make_vec(
+                env_id, env_config["num_envs"], vectorization_mode="vector_entry_point"
+            )
+            return VectorGameStatistics(vector)
         from envs.atari_vector import make_atari_vector_env
 
         return make_atari_vector_env(
@@ -50,6 +63,15 @@ def make_env(env_config: dict[str, Any]) -> gym.Env | gym.vector.VectorEnv:
             render_mode=env_config.get("render_mode"),
         )
     return GameStatistics(gym.make(env_id, render_mode=env_config.get("render_mode")))
+
+
+def has_vector_backend(env_id: str) -> bool:
+    """Whether ``rollout_backend=vector`` exists for ``env_id``: ALE games, and gymnasium envs
+    registered with a vector entry point."""
+    if env_id.startswith("ALE/"):
+        return True
+    spec = gym.spec(env_id)
+    return spec.vector_entry_point is not None
 
 
 def rllib_env_name(env_id: str) -> str:

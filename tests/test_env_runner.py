@@ -1,6 +1,7 @@
 """rlgen's rollout engine (``LeanEnvRunner``) against RLlib's ``SingleAgentEnvRunner``: for the
 same seed and weights both give the same trajectories and the same sampling metrics, for the
-three algorithms, on CartPole, a Box-action env, and a real ROM with both Atari backends."""
+three algorithms, on CartPole (gymnasium's envs one by one, and its numpy vector env), a
+Box-action env, and a real ROM with both Atari backends."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 
 from algorithms.configure import RLRunSpec, build_config
@@ -18,6 +21,8 @@ CASES = [
     ("reinforce", "CartPole-v1", 2, {}, {"num_episodes": 5}),
     ("a2c", "CartPole-v1", 4, {}, {"num_timesteps": 64}),
     ("dqn", "CartPole-v1", 2, {}, {"num_timesteps": 64}),
+    ("a2c", "CartPole-v1", 4, {"rollout_backend": "vector"}, {"num_timesteps": 64}),
+    ("reinforce", "CartPole-v1", 3, {"rollout_backend": "vector"}, {"num_episodes": 4}),
     ("a2c", "Pendulum-v1", 2, {}, {"num_timesteps": 64}),
     ("reinforce", ATARI, 1, {"model_hiddens": [8]}, {"num_episodes": 3}),
     ("a2c", ATARI, 2, {"rollout_backend": "vector"}, {"num_timesteps": 150}),
@@ -133,3 +138,44 @@ def test_chunks_continue_across_calls(ray_local):
             nxt = following[chunk.id_]
             assert nxt.t_started == chunk.t_started + len(chunk)
             np.testing.assert_array_equal(nxt.get_observations(0), chunk.get_observations(-1))
+
+
+def test_cartpole_vector_backend_reports_each_games_return(ray_local):
+    """On gymnasium's numpy CartPole vector env, ``VectorGameStatistics`` puts each finished
+    game's return and length into its last info: they equal the whole episodes' reward sums
+    and lengths (games of different lengths on different sub-envs, over several restarts)."""
+    case = ("a2c", "CartPole-v1", 3, {"rollout_backend": "vector"}, {"num_timesteps": 600})
+    calls, _, _ = sample_calls("rlgen", case)
+    whole = [e for eps in calls for e in eps if e.is_done and e.t_started == 0]
+    assert len(whole) > 30 and len({len(e) for e in whole}) > 5
+    for episode in whole:
+        info = episode.get_infos(-1)
+        assert info["game_return"] == pytest.approx(float(np.sum(episode.get_rewards())))
+        assert info["game_frames"] == len(episode)
+
+
+@pytest.mark.parametrize("algorithm", ["a2c", "dqn"])
+def test_local_sampling_gets_the_learners_new_weights(ray_local, algorithm):
+    """0 rollout actors and a local Learner: after each round the local runner's
+    (inference-only) module holds exactly the Learner's new weights, copied across in-process,
+    and the weights number a sync would give it."""
+    overrides: dict[str, Any] = {"rollout_fragment_length": 8}
+    if algorithm == "dqn":
+        overrides.update(replay_capacity=1_000, learning_starts=32)
+    spec = RLRunSpec(algorithm, "CartPole-v1", overrides=overrides, num_env_runners=0,
+                     num_envs_per_env_runner=2, seed=3)  # fmt: skip
+    algo = build_config(spec).build_algo()
+    try:
+        runner, learner = algo.env_runner, algo.learner_group._learner
+        before = {k: v.clone() for k, v in runner.module.state_dict().items()}
+        for _ in range(2):
+            algo.train()
+            source = learner.module[DEFAULT_MODULE_ID].state_dict()
+            target = runner.module.state_dict()
+            assert target and set(target) <= set(source)
+            for key, tensor in target.items():
+                torch.testing.assert_close(tensor, source[key], rtol=0, atol=0)
+            assert runner._weights_seq_no == learner._weights_seq_no  # DQN steps its own: 0
+        assert any(not torch.equal(before[k], v) for k, v in runner.module.state_dict().items())
+    finally:
+        algo.stop()

@@ -112,7 +112,8 @@ class A2CConfig(RlgenConfig):
             initial_log_std: Gaussian policies' initial log standard deviation.
             frame_stack: Atari envs only: frames per observation.
             sticky_actions: Atari envs only: 0.0 DeepMind, 0.25 Machado.
-            rollout_backend: Atari envs only: ``python`` wrappers or ale-py's C++ ``vector`` env.
+            rollout_backend: ``python`` (one gymnasium env each) or ``vector``: ale-py's C++
+                env for ALE games, the gymnasium vector env for envs that have one (CartPole).
         """
         self._set_given(dict(locals()))
         return self

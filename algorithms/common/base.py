@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     LEARNER_RESULTS,
@@ -19,6 +21,21 @@ from ray.rllib.utils.metrics import (
 
 from algorithms.common.data_parallel import WholeEpisodes
 from algorithms.common.episodes import GAMES_STATE_KEY, ReturnWindow
+
+
+def copy_local_weights(learner: Any, runner: Any) -> bool:
+    """Copy the local Learner's module tensors into the local EnvRunner's (inference-only)
+    module and advance its weights number as a sync would; False (nothing copied) where the
+    runner's module has a tensor the Learner's lacks under the same name and shape."""
+    source = learner.module[DEFAULT_MODULE_ID].unwrapped().state_dict(keep_vars=True)
+    target = runner.module.state_dict(keep_vars=True)
+    if any(k not in source or source[k].shape != v.shape for k, v in target.items()):
+        return False
+    with torch.no_grad():
+        for key, tensor in target.items():
+            tensor.copy_(source[key])
+    runner._weights_seq_no = learner._weights_seq_no
+    return True
 
 
 class RlgenAlgorithm(Algorithm):
@@ -72,11 +89,17 @@ class RlgenAlgorithm(Algorithm):
         self.metrics.aggregate(results, key=LEARNER_RESULTS)
 
     def broadcast_weights(self) -> None:
-        """The Learner's new weights to every rollout actor (their inference-only part)."""
+        """The Learner's new weights to every rollout actor (their inference-only part).
+
+        Sampling in this process from a Learner in this process (0 rollout actors, 0 remote
+        Learners) copies the tensors straight across; RLlib's sync would gather the state into
+        numpy, put it into the object store and load it back, every round."""
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group, inference_only=True
-            )
+            group = self.env_runner_group
+            if group.num_remote_workers() == 0 and self.learner_group.is_local:
+                if copy_local_weights(self.learner_group._learner, self.env_runner):
+                    return
+            group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict:
         state = super().get_state(*args, **kwargs)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 
-from envs import PRESET_OPTIONS
+from envs import PRESET_OPTIONS, has_vector_backend
 from runkit.checks import check_choice, check_range
 
 ROLLOUT_BACKENDS = ("python", "vector")
@@ -63,8 +63,11 @@ class RlgenConfig(AlgorithmConfig):
         options: dict[str, Any] = {"training": True}
         options.update({key: getattr(self, key) for key in PRESET_OPTIONS})
         if self.rollout_backend == "vector":
-            if not env_id.startswith("ALE/"):
-                raise ValueError(f"rollout_backend=vector is only for ALE/... envs, not {env_id}")
+            if not has_vector_backend(env_id):
+                raise ValueError(
+                    f"rollout_backend=vector is for ALE/... envs and envs with a gymnasium "
+                    f"vector implementation (CartPole-v1), not {env_id}"
+                )
             options["backend"] = "vector"
         return options
 

@@ -133,7 +133,8 @@ class DQNConfig(RlgenConfig):
             store_replay_in_checkpoint: keep the replay memory in checkpoints.
             frame_stack: Atari envs only: frames per observation.
             sticky_actions: Atari envs only: 0.0 DeepMind, 0.25 Machado.
-            rollout_backend: Atari envs only: ``python`` wrappers or ale-py's C++ ``vector`` env.
+            rollout_backend: ``python`` (one gymnasium env each) or ``vector``: ale-py's C++
+                env for ALE games, the gymnasium vector env for envs that have one (CartPole).
             model_torso: ``auto``, ``cnn`` (Nature CNN) or ``mlp``.
             model_hiddens: hidden layer widths of the MLP torso.
         """
