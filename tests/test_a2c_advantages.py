@@ -18,7 +18,12 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 from algorithms.a2c.algorithm import A2CConfig
-from algorithms.a2c.connectors import ADVANTAGES, VALUE_TARGETS, GeneralizedAdvantages
+from algorithms.a2c.connectors import (
+    ADVANTAGES,
+    VALUE_TARGETS,
+    GeneralizedAdvantages,
+    advantage_batch,
+)
 from algorithms.a2c.module import A2CTorchRLModule
 from algorithms.common.returns import discounted_cumsum, gae_advantages, reward_to_go
 
@@ -211,3 +216,50 @@ def test_parity_with_rllib_gae_connector_on_random_episodes(lambda_):
     np.testing.assert_allclose(
         ours[ADVANTAGES], theirs[VALUE_TARGETS][real] - values, rtol=1e-4, atol=1e-5
     )
+
+
+# --- the Learner's own batch: straight from the chunks' arrays --------------------------------
+
+
+def _mixed_chunks(seed: int, count: int = 9):
+    """Chunks of 1-11 steps that terminate, truncate or are cut, in random order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        n, end = int(rng.integers(1, 12)), int(rng.integers(3))
+        out.append(_episode(rng.normal(size=n + 1), rng.normal(size=n), terminated=end == 0,
+                            truncated=end == 1, rng=rng))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("lambda_", [1.0, 0.9, 0.0])
+def test_advantage_batch_equals_the_connector_pipeline(lambda_):
+    """``advantage_batch`` (one padded pass over all chunks) gives the rows, observations,
+    actions, advantages and value targets of ``GeneralizedAdvantages`` in RLlib's pipeline."""
+    module = _module(value_is_first_obs_entry=False, seed=5)
+    for seed in range(3):
+        chunks = _mixed_chunks(seed)
+        ref = _learner_batch(_our_pipeline(0.97, lambda_), module, chunks)
+        fast = advantage_batch(module, chunks, gamma=0.97, lambda_=lambda_)
+        for key in (Columns.OBS, Columns.ACTIONS, ADVANTAGES, VALUE_TARGETS):
+            np.testing.assert_allclose(fast[key], ref[key], rtol=1e-6, atol=1e-7, err_msg=key)
+        assert fast[ADVANTAGES].dtype == np.float32 and len(fast[ADVANTAGES]) == len(
+            ref[ADVANTAGES]
+        )
+
+
+def test_learner_update_from_arrays_equals_the_pipeline_update():
+    """One A2C Learner update from the arrays and one through RLlib's connector pipeline
+    (``batch_from_arrays = False``) move the weights to the same values."""
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    states = []
+    for from_arrays in (True, False):
+        config = A2CConfig().training(gamma=0.97, lambda_=0.9).debugging(seed=0)
+        learner = config.build_learner(spaces={DEFAULT_MODULE_ID: (OBS, ACT)})
+        learner.batch_from_arrays = from_arrays
+        learner.update(episodes=_mixed_chunks(11), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 0})
+        states.append(learner.module[DEFAULT_MODULE_ID].state_dict())
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-6, atol=1e-7)
