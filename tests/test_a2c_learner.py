@@ -119,3 +119,16 @@ def test_one_update_step_changes_weights_and_logs_metrics():
     stats = results[DEFAULT_MODULE_ID]
     for key in ("policy_loss", "value_loss", "entropy", "entropy_coeff", "advantage_std"):
         assert np.isfinite(float(stats[key].peek())), key
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e3])
+def test_global_norm_clip_applies_to_the_gradient_stepped(clip):
+    """The gradient the optimizer steps with has global norm min(norm, grad_clip); the logged
+    norm is the one before clipping."""
+    learner = _learner(grad_clip=clip)
+    results = learner.update(episodes=_episodes(), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 0})
+    measured = float(results["grad_norm"].peek())
+    grads = [p.grad for p in learner.module[DEFAULT_MODULE_ID].parameters() if p.grad is not None]
+    stepped = float(torch.nn.utils.get_total_norm(grads))
+    assert measured > 1e-2
+    assert stepped == pytest.approx(min(measured, clip), rel=1e-4)

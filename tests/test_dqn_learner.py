@@ -3,6 +3,7 @@ syncs at the exact gradient step, and the non-finite guard (no Ray cluster neede
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
@@ -80,3 +81,16 @@ def test_nonfinite_loss_leaves_weights_untouched():
     assert results[M.NONFINITE_UPDATES] == 1
     for a, b in zip(before, _q_params(learner), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_global_norm_clip_applies_to_the_gradient_stepped():
+    """The optimizer steps with the gradient scaled to global norm ``grad_clip`` when it is
+    larger; the logged norm is the one before clipping."""
+    for clip in (1e-4, 1e4):
+        learner = _learner(grad_clip=clip, grad_clip_by="global_norm")
+        results, _ = learner.update_from_replay(_columns(16), minibatch_size=16, timesteps=STEPS)
+        grads = [p.grad for p in learner.module[DEFAULT_MODULE_ID].q_net.parameters()]
+        stepped = float(torch.nn.utils.get_total_norm([g for g in grads if g is not None]))
+        measured = float(results[M.GRAD_NORM])
+        assert measured > 1e-2
+        assert stepped == pytest.approx(min(measured, clip), rel=1e-4)

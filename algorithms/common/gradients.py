@@ -1,5 +1,5 @@
-"""Gradient guard shared by every Learner: measure the global norm, and never apply a
-non-finite gradient (RLlib's own NaN skipping still steps the optimizer)."""
+"""Gradient guard shared by every Learner: measure the global norm, clip with it, and never
+apply a non-finite gradient (RLlib's own NaN skipping still steps the optimizer)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,13 @@ class NonFiniteGuard:
     _grad_norm: torch.Tensor | None = None
     _nonfinite_streak = 0
     _nonfinite_abort = False
+    _params: dict
+    _module_optimizers: dict[str, list[str]]
+    get_optimizer: Any
 
     def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
+        """Backward, the guard, and global-norm clipping with the norm the guard measured
+        (RLlib's clipping would measure it again, tensor by tensor)."""
         grads = super().compute_gradients(loss_per_module, **kwargs)  # type: ignore[misc]
         self._grad_norm = norm = guard_nonfinite(grads, self.metrics)
         self._skip_step = norm is not None and not bool(torch.isfinite(norm))
@@ -47,8 +52,31 @@ class NonFiniteGuard:
         if self._nonfinite_streak >= self.config.max_nonfinite_updates:
             self._nonfinite_abort = True
         self.metrics.log_value(M.NONFINITE_ABORT, float(self._nonfinite_abort), window=1)
+        if self._clips_here() and norm is not None and not self._skip_step:
+            # grad * min(1, grad_clip / (norm + 1e-6)), in place (torch's
+            # ``clip_grads_with_norm_`` takes parameters, not gradient tensors)
+            coeff = torch.clamp(self.config.grad_clip / (norm + 1e-6), max=1.0)
+            torch._foreach_mul_([g for g in grads.values() if g is not None], coeff)
         return grads
 
+    def _clips_here(self) -> bool:
+        return bool(self.config.grad_clip) and self.config.grad_clip_by == "global_norm"
+
+    def postprocess_gradients(self, gradients_dict: dict) -> dict:
+        if self._clips_here():
+            return gradients_dict
+        return super().postprocess_gradients(gradients_dict)  # type: ignore[misc]
+
     def apply_gradients(self, gradients_dict: dict) -> None:
-        if not self._skip_step:
-            super().apply_gradients(gradients_dict)  # type: ignore[misc]
+        """Set the gradients and step the optimizers. RLlib's version first scans every
+        gradient tensor with ``isfinite``, twice (about 4 ms per step for the Nature CNN, a
+        third of a small MLP's whole update); ``guard_nonfinite`` has already checked the
+        global norm, and a non-finite step is skipped whole, so Adam's or RMSprop's moments do
+        not move the weights either."""
+        if self._skip_step:
+            return
+        for param_id, grad in gradients_dict.items():
+            self._params[param_id].grad = grad
+        for module_id, names in self._module_optimizers.items():
+            for name in names:
+                self.get_optimizer(module_id, name).step()

@@ -131,37 +131,6 @@ class DQNTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
         td = torch.cat(td_errors).cpu().numpy().astype(np.float64)
         return self.metrics.reduce(), td
 
-    def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
-        """Backward, the non-finite guard, and global-norm clipping with the norm the guard
-        measured (RLlib's clipping would measure it again, tensor by tensor)."""
-        grads = super().compute_gradients(loss_per_module, **kwargs)  # NonFiniteGuard's
-        norm = self._grad_norm
-        if self._clips_here() and norm is not None and not self._skip_step:
-            present = [g for g in grads.values() if g is not None]
-            torch.nn.utils.clip_grads_with_norm_(present, self.config.grad_clip, norm, foreach=True)
-        return grads
-
-    def _clips_here(self) -> bool:
-        return bool(self.config.grad_clip) and self.config.grad_clip_by == "global_norm"
-
-    def postprocess_gradients(self, gradients_dict: dict) -> dict:
-        return (
-            gradients_dict if self._clips_here() else super().postprocess_gradients(gradients_dict)
-        )
-
-    def apply_gradients(self, gradients_dict: dict) -> None:
-        """Set the gradients and step the optimizers. RLlib's version first scans every
-        gradient tensor with ``isfinite`` (about 4 ms per step for the Nature CNN here);
-        ``guard_nonfinite`` has already checked the global norm in ``compute_gradients``; a
-        non-finite step is skipped whole, so Adam's moments do not move the weights either."""
-        if self._skip_step:
-            return
-        for param_id, grad in gradients_dict.items():
-            self._params[param_id].grad = grad
-        for module_id, names in self._module_optimizers.items():
-            for name in names:
-                self.get_optimizer(module_id, name).step()
-
     def after_gradient_based_update(self, *, timesteps: dict) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
         for module_id in self.module.keys():
