@@ -179,3 +179,26 @@ def test_local_sampling_gets_the_learners_new_weights(ray_local, algorithm):
         assert any(not torch.equal(before[k], v) for k, v in runner.module.state_dict().items())
     finally:
         algo.stop()
+
+
+def test_categorical_draw_and_logp_are_torch_categoricals():
+    """The runner's draw takes the same random numbers to the same actions as RLlib's
+    ``TorchCategorical`` (same seed, 2-6 actions, near-deterministic rows included), and
+    its per-call log-probs equal ``TorchCategorical.logp``."""
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+
+    from algorithms.common.env_runner import categorical_draw, categorical_logp
+
+    gen = torch.Generator().manual_seed(0)
+    for actions_n in (2, 3, 6):
+        logits = torch.randn(400, actions_n, generator=gen) * 3
+        logits[:5, 0] += 30.0  # rows whose first action is all but certain
+        torch.manual_seed(actions_n)
+        theirs = TorchCategorical.from_logits(logits).sample()
+        torch.manual_seed(actions_n)
+        ours = categorical_draw(logits)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        assert len(set(ours.tolist())) == actions_n
+        expected = TorchCategorical.from_logits(logits).logp(theirs).numpy()
+        got = categorical_logp(logits.numpy(), ours.numpy())
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

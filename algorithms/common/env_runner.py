@@ -57,14 +57,25 @@ logger = logging.getLogger(__name__)
 __all__ = ["LeanEnvRunner"]
 
 
-def categorical_sample(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Actions and their log-probabilities from (B, A) logits: the values, and the random
-    numbers drawn, of RLlib's ``TorchCategorical`` (``torch.distributions.Categorical``:
-    normalized logits, softmax, one multinomial draw per row), without building distribution
-    objects and checking their arguments every step (half the cost of a CartPole step)."""
-    normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
-    actions = torch.multinomial(torch.softmax(normalized, dim=-1), 1, True).squeeze(-1)
-    return actions, normalized.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+def categorical_draw(logits: torch.Tensor) -> torch.Tensor:
+    """Actions from (B, A) logits, drawn as RLlib's ``TorchCategorical`` draws them (a softmax,
+    then one multinomial draw per row from the same generator), in two torch ops instead of
+    a distribution object and its argument checks (more than the CartPole step itself).
+
+    TorchCategorical takes the softmax of the logits minus their logsumexp; this takes it of
+    the logits themselves. The probabilities agree to float rounding, so a draw could differ
+    only where the uniform number falls within rounding of a boundary (about 1e-7 per draw)."""
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, True)[:, 0]
+
+
+def categorical_logp(logits: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """log pi(a|s) from logits (..., A) and the actions drawn (...), in float32: the logits
+    minus their logsumexp at the action, as ``TorchCategorical.logp``; one numpy pass per
+    sample call instead of torch ops every step."""
+    top = logits.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(logits - top).sum(axis=-1, keepdims=True)) + top
+    picked = np.take_along_axis(logits, actions[..., None].astype(np.int64), axis=-1)
+    return (picked - lse)[..., 0].astype(np.float32)
 
 
 class _Block:
@@ -111,6 +122,8 @@ class LeanEnvRunner(SingleAgentEnvRunner):
     """See the module docstring."""
 
     _time_after_sampling: float | None  # type: ignore[assignment]  # None in RLlib's
+    _categorical = False  # this sample call draws categorical actions (log-probs per call)
+    _logp_rows = 0
     env: Any  # RLlib's vector env (Optional in its annotations; always built here)
     module: Any
 
@@ -272,8 +285,7 @@ class LeanEnvRunner(SingleAgentEnvRunner):
                     else self.module.get_inference_action_dist_cls()
                 )
                 if explore and dist_cls is TorchCategorical:
-                    actions, logp = categorical_sample(inputs)
-                    block.logp[k] = logp.cpu().numpy()
+                    actions = categorical_draw(inputs)  # log-probs: per call, in ``_run``
                 else:
                     dist = dist_cls.from_logits(inputs)
                     if not explore:
@@ -321,6 +333,12 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         # The model outputs this call writes (the block keeps older rows of the others).
         columns: tuple[str, ...] = () if random_actions else (Columns.ACTION_DIST_INPUTS,)
         columns += (Columns.ACTION_LOGP,) if explore and not random_actions else ()
+        self._logp_rows = 0  # block rows whose categorical log-probs are filled in
+        self._categorical = (
+            explore
+            and not random_actions
+            and (self.module.get_exploration_action_dist_cls() is TorchCategorical)
+        )
         episodes: list[SingleAgentEpisode] = []
         ts = k = finished = 0
         target = num_timesteps if num_timesteps is not None else num_episodes
@@ -377,6 +395,16 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         where the policy gave a distribution (DQN gives actions only)."""
         block = self._block
         extra = {}
+        filled = self._logp_rows
+        if (
+            self._categorical
+            and Columns.ACTION_LOGP in columns
+            and block.dist_inputs is not None
+            and last >= filled
+        ):
+            rows = slice(filled, last + 1)  # up to the newest row an episode needs
+            block.logp[rows] = categorical_logp(block.dist_inputs[rows], block.actions[rows])
+            self._logp_rows = last + 1
         if block.dist_inputs is not None:
             outputs = {
                 Columns.ACTION_DIST_INPUTS: block.dist_inputs,
