@@ -8,7 +8,9 @@
    and ale-py's C++ vector backend with 8 envs, each with DQN acting early in training (epsilon
    near 1: almost every action random) and late (epsilon 0.01: a Q-network forward every step).
 2. ``a2c_round``: A2C on CartPole-v1, rollouts in the Algorithm process (0 actors), 16 envs x
-   16 steps: env steps per second of whole rounds (sampling, update, weight sync).
+   16 steps: env steps per second of whole rounds (sampling, update, weight sync), with
+   gymnasium's envs stepped one by one (``python``) and with its numpy CartPole vector env
+   (``rollout_backend=vector``).
 3. ``dqn_train``: DQN Breakout training, 1 env, batch 32, one update per 4 env steps, epsilon
    0.01 (a forward every step), against the bare compute limit (the same forwards and updates
    in a plain PyTorch loop, ``dqn_atari_parts.throughput_compute_limit``).
@@ -154,11 +156,12 @@ def main() -> None:
     if "a2c_round" in parts:
         log("2. A2C CartPole whole rounds, 0 actors, 16 envs x 16 steps")
         report["a2c_round"] = [
-            training_throughput(
-                r, args.seconds, "a2c", "CartPole-v1", num_envs=16, rollout_fragment_length=16
-            )
+            {"rollout_backend": backend, **training_throughput(
+                r, args.seconds, "a2c", "CartPole-v1", num_envs=16, rollout_fragment_length=16,
+                rollout_backend=backend)}
+            for backend in ("python", "vector")
             for r in RUNNERS
-        ]
+        ]  # fmt: skip
         log(json.dumps(report["a2c_round"]))
         save()
     if "dqn_train" in parts:

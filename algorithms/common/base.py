@@ -49,6 +49,17 @@ class RlgenAlgorithm(Algorithm):
     def setup(self, config: Any) -> None:
         super().setup(config)
         self.game_returns = ReturnWindow()
+        # A local Learner's metrics are reduced once per iteration, not after every round:
+        # RLlib compiles the iteration's results with ``self.metrics.compile()``, and the
+        # Learner's pending results are folded in first.
+        self._learner_results_pending = False
+        compile_results = self.metrics.compile
+
+        def compile_with_learner_results() -> Any:
+            self.fold_in_learner_results()
+            return compile_results()
+
+        self.metrics.compile = compile_with_learner_results
 
     def healthy_runner_ids(self) -> list[int]:
         """The rollout actors able to sample now. A failed actor is restarted by Ray and
@@ -77,6 +88,7 @@ class RlgenAlgorithm(Algorithm):
         """One ``LearnerGroup.update`` on the episodes (the Learners' connectors build the
         batch), with the lifetime env-step count that schedules read. Several Learners each
         get whole episodes (``WholeEpisodes``): returns never stop at a shard boundary."""
+        local = self.learner_group.is_local
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             results = self.learner_group.update(
                 training_data=WholeEpisodes(episodes=episodes),
@@ -85,8 +97,21 @@ class RlgenAlgorithm(Algorithm):
                         (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
                     )
                 },
+                _no_metrics_reduce=local,  # reduced once per iteration instead
             )
-        self.metrics.aggregate(results, key=LEARNER_RESULTS)
+        if local:
+            self._learner_results_pending = True
+        else:
+            self.metrics.aggregate(results, key=LEARNER_RESULTS)
+
+    def fold_in_learner_results(self) -> None:
+        """Reduce the local Learner's metrics of the rounds since the last call into this
+        iteration's results (sums summed over the rounds, window-1 values the last round's,
+        as when each round's results were aggregated one by one)."""
+        if self._learner_results_pending:
+            self._learner_results_pending = False
+            results = self.learner_group._learner.metrics.reduce()
+            self.metrics.aggregate([results], key=LEARNER_RESULTS)
 
     def broadcast_weights(self) -> None:
         """The Learner's new weights to every rollout actor (their inference-only part).
