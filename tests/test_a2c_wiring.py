@@ -132,3 +132,23 @@ def test_checkpoint_round_trip(ray_local, tmp_path):
         assert _round_size_ok(new, actors=1, envs=4, steps=50)  # counters continue
     finally:
         restored.stop()
+
+
+def test_a_local_learners_results_cover_every_round_of_the_iteration(ray_local):
+    """With a local Learner the metrics are reduced once per iteration: each iteration's
+    results count every env step its rounds trained on (each round trains on what it
+    sampled: 2 envs x 8 steps, ~60 rounds), and carry the losses."""
+    algo = _config(envs=2, steps=8).reporting(min_sample_timesteps_per_iteration=1000).build_algo()
+    try:
+        lifetime = 0
+        for _ in range(2):
+            result = algo.train()
+            sampled = int(result["env_runners"]["num_env_steps_sampled"])
+            lifetime += sampled
+            learners = result["learners"]
+            assert sampled >= 1000
+            assert int(learners["__all_modules__"]["num_env_steps_trained"]) == sampled
+            assert int(learners["__all_modules__"]["num_env_steps_trained_lifetime"]) == lifetime
+            assert np.isfinite(float(learners[DEFAULT_MODULE_ID]["policy_loss"]))
+    finally:
+        algo.stop()
