@@ -42,6 +42,8 @@ def make_env(env_config: dict[str, Any]) -> gym.Env | gym.vector.VectorEnv:
             vector = gym.make_vec(
                 env_id, env_config["num_envs"], vectorization_mode="vector_entry_point"
             )
+            if vector.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.NEXT_STEP:
+                raise ValueError(f"{env_id}'s vector env does not reset on the next step")
             return VectorGameStatistics(vector)
         from envs.atari_vector import make_atari_vector_env
 

@@ -152,3 +152,20 @@ def test_a_local_learners_results_cover_every_round_of_the_iteration(ray_local):
             assert np.isfinite(float(learners[DEFAULT_MODULE_ID]["policy_loss"]))
     finally:
         algo.stop()
+
+
+def test_an_iteration_can_end_on_trained_steps(ray_local):
+    """``min_train_timesteps_per_iteration``: RLlib's loop reads the trained-step count between
+    rounds, so a local Learner's results are folded in every round there (deferring them to
+    the iteration's end would never stop the loop)."""
+    algo = (
+        _config(envs=2, steps=8)
+        .reporting(min_sample_timesteps_per_iteration=0, min_train_timesteps_per_iteration=100)
+        .build_algo()
+    )
+    try:
+        result = algo.train()
+        trained = int(result["learners"]["__all_modules__"]["num_env_steps_trained"])
+        assert 100 <= trained < 100 + 2 * 8 + 2
+    finally:
+        algo.stop()

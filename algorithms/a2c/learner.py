@@ -54,8 +54,13 @@ class A2CTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
 
     def _make_batch_if_necessary(self, training_data: Any) -> Any:
         episodes = training_data.episodes
+        # The pipeline where a config adds its own learner connectors, or nothing was sampled.
         if not (
-            self.batch_from_arrays and episodes and isinstance(episodes[0], SingleAgentEpisode)
+            self.batch_from_arrays
+            and self.config._learner_connector is None
+            and episodes
+            and isinstance(episodes[0], SingleAgentEpisode)
+            and any(len(e) for e in episodes)
         ):
             return super()._make_batch_if_necessary(training_data)
         module = self.module[DEFAULT_MODULE_ID].unwrapped()

@@ -88,7 +88,9 @@ class RlgenAlgorithm(Algorithm):
         """One ``LearnerGroup.update`` on the episodes (the Learners' connectors build the
         batch), with the lifetime env-step count that schedules read. Several Learners each
         get whole episodes (``WholeEpisodes``): returns never stop at a shard boundary."""
-        local = self.learner_group.is_local
+        # RLlib's iteration loop reads the trained-step count between rounds only when
+        # ``min_train_timesteps_per_iteration`` is set; then every round is folded in at once.
+        local = self.learner_group.is_local and not self.config.min_train_timesteps_per_iteration
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             results = self.learner_group.update(
                 training_data=WholeEpisodes(episodes=episodes),

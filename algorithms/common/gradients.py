@@ -39,6 +39,8 @@ class NonFiniteGuard:
     _nonfinite_streak = 0
     _nonfinite_abort = False
     _params: dict
+    _grad_scalers: Any
+    _lr_scheduler_classes: Any
     _module_optimizers: dict[str, list[str]]
     get_optimizer: Any
 
@@ -74,6 +76,9 @@ class NonFiniteGuard:
         global norm, and a non-finite step is skipped whole, so Adam's or RMSprop's moments do
         not move the weights either."""
         if self._skip_step:
+            return
+        if self._grad_scalers is not None or self._lr_scheduler_classes is not None:
+            super().apply_gradients(gradients_dict)  # type: ignore[misc]  # RLlib steps those
             return
         for param_id, grad in gradients_dict.items():
             self._params[param_id].grad = grad
