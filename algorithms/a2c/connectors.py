@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.signal
 import torch
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -111,8 +110,7 @@ def advantage_batch(
     )  # V(s_T): 0 where the episode terminated, else the bootstrap
     rewards_CT[real] = np.concatenate([np.asarray(e.get_rewards(), np.float64) for e in chunks])
     deltas = rewards_CT + gamma * next_CT - value_CT
-    reverse = scipy.signal.lfilter([1.0], [1.0, -gamma * lambda_], deltas[:, ::-1], axis=1)
-    advantages = reverse[:, ::-1]
+    advantages = rt.discounted_cumsum(deltas, gamma * lambda_)  # each row, from its end
     return {
         Columns.OBS: obs[rows],
         Columns.ACTIONS: np.concatenate([np.asarray(e.get_actions()) for e in chunks]),

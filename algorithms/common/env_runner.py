@@ -122,7 +122,7 @@ class LeanEnvRunner(SingleAgentEnvRunner):
     """See the module docstring."""
 
     _time_after_sampling: float | None  # type: ignore[assignment]  # None in RLlib's
-    _categorical = False  # this sample call draws categorical actions (log-probs per call)
+    _categorical = False  # this call explores with categorical draws (log-probs per call)
     _logp_rows = 0
     env: Any  # RLlib's vector env (Optional in its annotations; always built here)
     module: Any
@@ -396,12 +396,7 @@ class LeanEnvRunner(SingleAgentEnvRunner):
         block = self._block
         extra = {}
         filled = self._logp_rows
-        if (
-            self._categorical
-            and Columns.ACTION_LOGP in columns
-            and block.dist_inputs is not None
-            and last >= filled
-        ):
+        if self._categorical and block.dist_inputs is not None and last >= filled:
             rows = slice(filled, last + 1)  # up to the newest row an episode needs
             block.logp[rows] = categorical_logp(block.dist_inputs[rows], block.actions[rows])
             self._logp_rows = last + 1

@@ -18,11 +18,11 @@ import scipy.signal
 
 
 def discounted_cumsum(x_T: np.ndarray, factor: float) -> np.ndarray:
-    """y_t = x_t + factor * y_{t+1} (y past the end = 0), in float64:
-    ``discounted_cumsum([1, 1, 1], 0.5) == [1.75, 1.5, 1.0]``."""
+    """y_t = x_t + factor * y_{t+1} (y past the end = 0) along the last axis, in float64:
+    ``discounted_cumsum([1, 1, 1], 0.5) == [1.75, 1.5, 1.0]``; rows of a 2-D array each."""
     x_T = np.asarray(x_T, dtype=np.float64)
-    # lfilter runs y[n] = x[n] + factor * y[n-1] over the reversed sequence.
-    return scipy.signal.lfilter([1.0], [1.0, -factor], x_T[::-1])[::-1]
+    # lfilter runs y[n] = x[n] + factor * y[n-1] over the reversed sequence (its last axis).
+    return scipy.signal.lfilter([1.0], [1.0, -factor], x_T[..., ::-1])[..., ::-1]
 
 
 def reward_to_go(
