@@ -1,11 +1,14 @@
 """Tier 2: A2C on a real local Ray cluster: synchronous rounds with 0 and with 2 rollout actors
 of 4 envs each, a Gaussian policy, the Atari preset on a real ROM with the Nature CNN, and a
-checkpoint round trip."""
+checkpoint round trip; the
+rollout actors' forward against the Learner's."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
 
 from algorithms.a2c.algorithm import A2CConfig
 from envs import rllib_env_name
@@ -169,3 +172,41 @@ def test_an_iteration_can_end_on_trained_steps(ray_local):
         assert 100 <= trained < 100 + 2 * 8 + 2
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize(
+    "algorithm,model_config,obs_shape,action_space",
+    [
+        ("a2c", {"hiddens": [32, 16], "activation": "tanh"}, (4,), gym.spaces.Discrete(3)),
+        ("a2c", {"hiddens": [32], "activation": "relu"}, (4,), gym.spaces.Discrete(2)),
+        ("a2c", {"hiddens": [8], "activation": "tanh"}, (3,), gym.spaces.Box(-2, 2, (2,))),
+        ("a2c", {"torso": "cnn", "shared_torso": True}, (4, 84, 84), gym.spaces.Discrete(4)),
+        ("reinforce", {"hiddens": [32, 32], "activation": "relu"}, (4,), gym.spaces.Discrete(2)),
+    ],
+)
+def test_acting_forward_gives_the_training_forwards_policy_outputs(
+    algorithm, model_config, obs_shape, action_space
+):
+    """The rollout actors' forward (layers as functional calls) gives exactly the numbers the
+    Learner's forward gives for the same weights: in inference mode (rlgen's runner), under
+    no_grad and with autograd on (RLlib's runner, evaluation)."""
+    from algorithms.a2c.module import A2CTorchRLModule
+    from algorithms.reinforce.module import ReinforceTorchRLModule
+
+    torch.manual_seed(3)
+    cls = A2CTorchRLModule if algorithm == "a2c" else ReinforceTorchRLModule
+    obs_space = gym.spaces.Box(0, 255 if len(obs_shape) == 3 else 5, obs_shape, np.float32)
+    module = cls(observation_space=obs_space, action_space=action_space, model_config=model_config)
+    with torch.no_grad():  # a trained-looking last layer, not the near-zero initial one
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    obs = torch.rand(5, *obs_shape) * (255 if len(obs_shape) == 3 else 5)
+    batch = {Columns.OBS: obs}
+    expected = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS].detach()
+    with torch.inference_mode():
+        acting = [module.forward_exploration(batch, t=0), module.forward_inference(batch)]
+    with torch.no_grad():
+        acting.append(module.forward_exploration(batch, t=0))
+    acting.append(module.forward_inference(batch))
+    for out in acting:
+        assert torch.equal(out[Columns.ACTION_DIST_INPUTS], expected)

@@ -145,3 +145,36 @@ def test_every_constant_baseline_keeps_its_meaning_with_normalization(normalize)
     batch_mean = policy_grads("batch_mean")
     assert same(batch_mean, policy_grads("moving_average", b=float(batch[RETURNS].mean())))
     assert not same(none, batch_mean)
+
+
+@pytest.mark.parametrize("num_actions", [2, 3, 7])
+def test_categorical_logp_and_entropy_equal_rllibs_distribution(num_actions):
+    """The one-log-softmax path gives RLlib's TorchCategorical values and gradients, also for
+    large and -inf logits (a masked action); Gaussian inputs still go through RLlib's class."""
+    from ray.rllib.core.distribution.torch.torch_distribution import (
+        TorchCategorical,
+        TorchDiagGaussian,
+    )
+
+    gen = torch.Generator().manual_seed(num_actions)
+    raw = torch.randn(64, num_actions, generator=gen) * 4.0
+    raw[0, 0] = 60.0
+    actions = torch.randint(0, num_actions, (64,), generator=gen)
+    raw[1, (int(actions[1]) + 1) % num_actions] = float("-inf")  # not the action taken
+    ours_in, theirs_in = raw.clone().requires_grad_(), raw.clone().requires_grad_()
+    logp, entropy = losses.logp_and_entropy(TorchCategorical, ours_in, actions)
+    dist = TorchCategorical.from_logits(theirs_in)
+    ref_logp, ref_entropy = dist.logp(actions), dist.entropy()
+    torch.testing.assert_close(logp, ref_logp)
+    torch.testing.assert_close(entropy, ref_entropy)
+    assert torch.isfinite(entropy).all()
+    (logp.sum() + 0.3 * entropy.sum()).backward()
+    (ref_logp.sum() + 0.3 * ref_entropy.sum()).backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad)
+
+    gauss_in = torch.randn(5, 4, generator=gen)
+    acts = torch.randn(5, 2, generator=gen)
+    g_logp, g_entropy = losses.logp_and_entropy(TorchDiagGaussian, gauss_in, acts)
+    ref = TorchDiagGaussian.from_logits(gauss_in)
+    torch.testing.assert_close(g_logp, ref.logp(acts))
+    torch.testing.assert_close(g_entropy, ref.entropy())

@@ -20,7 +20,13 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from algorithms.common.networks import dist_inputs, mlp_torso, nature_cnn, policy_output
+from algorithms.common.networks import (
+    acting_forward,
+    dist_inputs,
+    mlp_torso,
+    nature_cnn,
+    policy_output,
+)
 
 IMAGE_SHAPE = (84, 84)
 
@@ -91,18 +97,24 @@ class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return self.vf_head(features).squeeze(-1)  # (B,)
 
     # No dropout or batch norm: acting needs no eval()/train() switch around each call; and it
-    # needs no autograd graph (RLlib's EnvRunner calls these without no_grad).
+    # needs no autograd graph (RLlib's EnvRunner calls these without no_grad; rlgen's under
+    # inference mode already).
     def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        with torch.no_grad():
-            return self._forward(batch, **kwargs)
+        return self._acting(batch)
 
     def forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._acting(batch)
+
+    def _acting(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if torch.is_inference_mode_enabled():
+            return self._forward(batch)
         with torch.no_grad():
-            return self._forward(batch, **kwargs)
+            return self._forward(batch)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        features = self.pi_torso(self._features_input(batch))
-        return {Columns.ACTION_DIST_INPUTS: self._dist_inputs(features)}
+        features = acting_forward(self.pi_torso, self._features_input(batch))
+        head = acting_forward(self.pi_head, features)
+        return {Columns.ACTION_DIST_INPUTS: dist_inputs(head, self.log_std)}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         x = self._features_input(batch)

@@ -11,10 +11,28 @@ batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 
 Mean = Callable[[torch.Tensor], torch.Tensor]
+
+
+def logp_and_entropy(dist_cls: Any, inputs_B: torch.Tensor, actions_B: torch.Tensor):
+    """log pi(a_t|s_t) and the entropy H[pi(.|s_t)] per step, from the policy's distribution
+    inputs. For RLlib's ``TorchCategorical`` both come from one log-softmax of the logits (the
+    same values, without a torch distribution object and its argument checks, which cost more
+    than the rest of a small MLP's loss); other distributions are RLlib's own."""
+    if dist_cls is TorchCategorical:
+        logp_BA = torch.log_softmax(inputs_B, dim=-1)
+        logp_B = logp_BA.gather(-1, actions_B.long().unsqueeze(-1)).squeeze(-1)
+        # as torch's Categorical: -inf logits count 0 * (most negative float), not nan
+        finite_BA = logp_BA.clamp(min=torch.finfo(logp_BA.dtype).min)
+        return logp_B, -(logp_BA.exp() * finite_BA).sum(dim=-1)
+    dist = dist_cls.from_logits(inputs_B)
+    # RLlib types a torch distribution's outputs as any framework's tensor.
+    return cast(torch.Tensor, dist.logp(actions_B)), cast(torch.Tensor, dist.entropy())
 
 
 def advantages(*, returns_B: torch.Tensor, baseline_B: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -60,9 +60,11 @@ class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
         module = self.module[module_id].unwrapped()
-        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
-        # RLlib types a torch distribution's outputs as any framework's tensor.
-        logp_B = cast(torch.Tensor, dist.logp(batch[Columns.ACTIONS]))
+        logp_B, entropy_B = losses.logp_and_entropy(
+            module.get_train_action_dist_cls(),
+            fwd_out[Columns.ACTION_DIST_INPUTS],
+            batch[Columns.ACTIONS],
+        )
         returns_B = batch[RETURNS]
         # Means and statistics over the whole batch, however many Learners share it.
         stats = BatchStats(len(returns_B), returns_B.device)
@@ -76,7 +78,7 @@ class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner
         adv_std = stats.std(adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
-            entropy_B=cast(torch.Tensor, dist.entropy()),
+            entropy_B=entropy_B,
             advantages_B=adv_B,
             value_loss=value_loss,
             advantage_std=adv_std if config.normalize_advantages else None,

@@ -18,7 +18,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from algorithms.common.networks import dist_inputs, mlp, policy_output
+from algorithms.common.networks import acting_forward, dist_inputs, mlp, policy_output
 
 
 class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
@@ -57,7 +57,8 @@ class ReinforceTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return dist_inputs(self.pi(obs_BD), self.log_std)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTION_DIST_INPUTS: self._dist_inputs(self._flat_obs(batch))}
+        logits = acting_forward(self.pi, self._flat_obs(batch))  # acting only: no autograd
+        return {Columns.ACTION_DIST_INPUTS: dist_inputs(logits, self.log_std)}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         obs = self._flat_obs(batch)
