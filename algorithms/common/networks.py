@@ -61,7 +61,7 @@ def acting_forward(layers: nn.Module, x: torch.Tensor) -> torch.Tensor:
     children = layers if isinstance(layers, nn.Sequential) else (layers,)
     for layer in children:
         kind = type(layer)
-        if kind is nn.Linear:
+        if isinstance(layer, nn.Linear) and kind is nn.Linear:
             x = F.linear(x, layer.weight, layer.bias)
         elif kind in _AS_FUNCTIONS:
             x = _AS_FUNCTIONS[kind](x)
