@@ -157,6 +157,51 @@ def test_a_local_learners_results_cover_every_round_of_the_iteration(ray_local):
         algo.stop()
 
 
+def _iteration_results(*, defer: bool, iterations: int) -> list[dict]:
+    algo = _config(envs=3, steps=8).reporting(min_sample_timesteps_per_iteration=300).build_algo()
+    algo.defer_local_runner_metrics = defer
+    try:
+        return [algo.train() for _ in range(iterations)]
+    finally:
+        algo.stop()
+
+
+def test_a_local_runners_deferred_metrics_equal_the_per_round_ones(ray_local):
+    """Sampling in the Algorithm's process, the EnvRunner's metrics are reduced once per
+    iteration (~13 rounds here): the iterations end after the same rounds with the same
+    counts as when they are reduced and aggregated round by round, and the episode means are
+    those of the iteration's episodes (from the game window: CartPole's return is its length).
+    Round by round, RLlib's merge of the rounds' windows skews those means."""
+    per_round = _iteration_results(defer=False, iterations=3)
+    deferred = _iteration_results(defer=True, iterations=3)
+    counts = [
+        "num_env_steps_sampled",
+        "num_env_steps_sampled_lifetime",
+        "num_episodes",
+        "num_episodes_lifetime",
+        "num_agent_steps_sampled_lifetime",
+        "num_module_steps_sampled_lifetime",
+        "episode_return_max",
+    ]
+    games, total = 0.0, 0.0
+    for ours, ref in zip(deferred, per_round, strict=True):
+        assert ref["env_runners"]["num_env_steps_sampled"] >= 300
+        for key in counts:
+            assert ours["env_runners"][key] == ref["env_runners"][key], key
+        for key, value in ref["learners"]["__all_modules__"].items():
+            if key.startswith("num_env_steps") and not key.endswith("_throughput"):
+                assert ours["learners"]["__all_modules__"][key] == value, key
+        assert ours["game_return_mean"] == ref["game_return_mean"]
+        # the iteration's games: the window's sums before and after (fewer than 100 games)
+        new_games = ours["games_completed"] - games
+        new_total = ours["game_return_mean"] * ours["games_completed"] - total
+        games, total = ours["games_completed"], total + new_total
+        assert new_games == ours["env_runners"]["num_episodes"] > 0
+        mean = new_total / new_games
+        assert ours["env_runners"]["episode_return_mean"] == pytest.approx(mean, rel=1e-9)
+        assert ours["env_runners"]["episode_len_mean"] == pytest.approx(mean, rel=1e-9)
+
+
 def test_an_iteration_can_end_on_trained_steps(ray_local):
     """``min_train_timesteps_per_iteration``: RLlib's loop reads the trained-step count between
     rounds, so a local Learner's results are folded in every round there (deferring them to

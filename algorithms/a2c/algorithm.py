@@ -171,12 +171,16 @@ class A2CConfig(RlgenConfig):
         return A2CTorchLearner
 
 
-def _sample_round(runner: Any) -> tuple[list, dict]:
+def _sample_steps(runner: Any) -> list:
     """T steps of each of the runner's M envs: RLlib counts every env's step and stops at M*T
     or up to M-1 steps past it (a sub-env's reset after an episode end takes one vector step
     that is not an env step, so that env catches up by one)."""
     steps = runner.config.rollout_fragment_length * runner.config.num_envs_per_env_runner
-    return runner.sample(num_timesteps=steps), runner.get_metrics()
+    return runner.sample(num_timesteps=steps)
+
+
+def _sample_round(runner: Any) -> tuple[list, dict]:
+    return _sample_steps(runner), runner.get_metrics()
 
 
 class A2C(RlgenAlgorithm):
@@ -187,8 +191,8 @@ class A2C(RlgenAlgorithm):
     def _sample(self) -> tuple[list, list]:
         group = self.env_runner_group
         if group.num_remote_workers() == 0:
-            episodes, stats = _sample_round(self.env_runner)
-            return episodes, [stats]
+            episodes = _sample_steps(self.env_runner)
+            return episodes, self.sampled_locally(self.env_runner, episodes)
         results = group.foreach_env_runner(
             _sample_round, local_env_runner=False, remote_worker_ids=self.healthy_runner_ids()
         )

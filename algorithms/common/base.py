@@ -22,6 +22,8 @@ from ray.rllib.utils.metrics import (
 from algorithms.common.data_parallel import WholeEpisodes
 from algorithms.common.episodes import GAMES_STATE_KEY, ReturnWindow
 
+SAMPLED_LIFETIME = (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
+
 
 def copy_local_weights(learner: Any, runner: Any) -> bool:
     """Copy the local Learner's module tensors into the local EnvRunner's (inference-only)
@@ -46,20 +48,39 @@ class RlgenAlgorithm(Algorithm):
     learner_group: Any
     env_runner_group: Any
 
+    # Sampling in this process (0 rollout actors): the EnvRunner's metrics are reduced once per
+    # iteration, not after every round (see ``sampled_locally``).
+    defer_local_runner_metrics = True
+
     def setup(self, config: Any) -> None:
         super().setup(config)
         self.game_returns = ReturnWindow()
-        # A local Learner's metrics are reduced once per iteration, not after every round:
-        # RLlib compiles the iteration's results with ``self.metrics.compile()``, and the
-        # Learner's pending results are folded in first.
+        # A local Learner's and a local EnvRunner's metrics are reduced once per iteration,
+        # not after every round: RLlib compiles the iteration's results with
+        # ``self.metrics.compile()``, and their pending results are folded in first.
         self._learner_results_pending = False
+        self._unreported_env_steps = 0
         compile_results = self.metrics.compile
 
-        def compile_with_learner_results() -> Any:
+        def compile_with_pending_results() -> Any:
+            self.fold_in_runner_results()
             self.fold_in_learner_results()
             return compile_results()
 
-        self.metrics.compile = compile_with_learner_results
+        self.metrics.compile = compile_with_pending_results
+        # RLlib's iteration loop (and the Learners' schedules) read the lifetime env-step
+        # count between rounds: it includes the steps not yet folded in.
+        peek = self.metrics.peek
+
+        def peek_with_unreported_steps(*args: Any, **kwargs: Any) -> Any:
+            value = peek(*args, **kwargs)
+            key = args[0] if args else kwargs.get("key")
+            if self._unreported_env_steps and key == SAMPLED_LIFETIME:
+                if not kwargs.get("throughput"):
+                    return (value or 0) + self._unreported_env_steps
+            return value
+
+        self.metrics.peek = peek_with_unreported_steps
 
     def healthy_runner_ids(self) -> list[int]:
         """The rollout actors able to sample now. A failed actor is restarted by Ray and
@@ -78,9 +99,33 @@ class RlgenAlgorithm(Algorithm):
             self.restore_env_runners(group)
         return list(ids)
 
+    def sampled_locally(self, runner: Any, episodes: list[Any]) -> list[dict]:
+        """The metrics of a sample call in this process, for ``record_sampling``: the runner's
+        own (reduced now), or none where they are deferred to the iteration's end (the runner
+        keeps logging; reducing its metrics every round cost as much as the policy's forward
+        passes of a small CartPole round). Deferred only where RLlib's loop counts env steps
+        (the call's steps are counted here until then) and ends no iteration on trained
+        steps (see ``update_learners``)."""
+        if not (
+            self.defer_local_runner_metrics
+            and self.config.count_steps_by == "env_steps"
+            and not self.config.min_train_timesteps_per_iteration
+        ):
+            return [runner.get_metrics()]
+        self._unreported_env_steps += sum(len(e) for e in episodes)
+        return []
+
+    def fold_in_runner_results(self) -> None:
+        """Reduce the local EnvRunner's metrics of the rounds since the last call into this
+        iteration's results."""
+        if self._unreported_env_steps:
+            self._unreported_env_steps = 0
+            self.metrics.aggregate([self.env_runner.get_metrics()], key=ENV_RUNNER_RESULTS)
+
     def record_sampling(self, episodes: list[Any], runner_metrics: list[dict]) -> None:
         """Fold the rollout actors' metrics in and count the games that ended."""
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        if runner_metrics:
+            self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
         self.game_returns.add(episodes)
         self.metrics.log_dict(self.game_returns.metrics(), window=1)
 
