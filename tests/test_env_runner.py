@@ -183,7 +183,8 @@ def test_local_sampling_gets_the_learners_new_weights(ray_local, algorithm):
 
 def test_categorical_draw_and_logp_are_torch_categoricals():
     """The runner's draw takes the same random numbers to the same actions as RLlib's
-    ``TorchCategorical`` (same seed, 2-6 actions, near-deterministic rows included), and
+    ``TorchCategorical`` (same seed, 2-6 actions, near-deterministic rows included), leaves
+    the generator in the same state, and
     its per-call log-probs equal ``TorchCategorical.logp``."""
     from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 
@@ -195,9 +196,12 @@ def test_categorical_draw_and_logp_are_torch_categoricals():
         logits[:5, 0] += 30.0  # rows whose first action is all but certain
         torch.manual_seed(actions_n)
         theirs = TorchCategorical.from_logits(logits).sample()
+        their_next = torch.rand(4)
         torch.manual_seed(actions_n)
         ours = categorical_draw(logits)
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        # the generator is left where RLlib's draw leaves it: the next draws match too
+        torch.testing.assert_close(torch.rand(4), their_next, rtol=0, atol=0)
         assert len(set(ours.tolist())) == actions_n
         expected = TorchCategorical.from_logits(logits).logp(theirs).numpy()
         got = categorical_logp(logits.numpy(), ours.numpy())

@@ -58,14 +58,18 @@ __all__ = ["LeanEnvRunner"]
 
 
 def categorical_draw(logits: torch.Tensor) -> torch.Tensor:
-    """Actions from (B, A) logits, drawn as RLlib's ``TorchCategorical`` draws them (a softmax,
-    then one multinomial draw per row from the same generator), in two torch ops instead of
-    a distribution object and its argument checks (more than the CartPole step itself).
+    """Actions from (B, A) logits, drawn as RLlib's ``TorchCategorical`` draws them: its
+    ``torch.multinomial(probs, 1)`` takes, per row, argmax_a p_a / E_a with E_a ~ Exp(1) drawn
+    from the generator (row by row), which is what this computes, with the same numbers: the
+    same actions, and the generator left where multinomial leaves it (the tests compare both);
+    without a distribution object and multinomial's scans of its argument, which cost more
+    than the CartPole step itself.
 
     TorchCategorical takes the softmax of the logits minus their logsumexp; this takes it of
     the logits themselves. The probabilities agree to float rounding, so a draw could differ
-    only where the uniform number falls within rounding of a boundary (about 1e-7 per draw)."""
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1, True)[:, 0]
+    only where p_a / E_a of two actions tie within rounding (about 1e-7 per draw)."""
+    probs = torch.softmax(logits, dim=-1)
+    return (probs / torch.empty_like(probs).exponential_(1.0)).argmax(dim=-1)
 
 
 def categorical_logp(logits: np.ndarray, actions: np.ndarray) -> np.ndarray:
