@@ -206,3 +206,23 @@ def test_categorical_draw_and_logp_are_torch_categoricals():
         expected = TorchCategorical.from_logits(logits).logp(theirs).numpy()
         got = categorical_logp(logits.numpy(), ours.numpy())
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gymnasiums_own_envs_are_built_without_its_passive_checker():
+    """The passive checker's wrapper is left off the envs gymnasium ships (checked by its own
+    tests) and kept on every other env, here one registered by these tests."""
+    from gymnasium.wrappers.common import PassiveEnvChecker
+
+    import tests.fault_envs  # noqa: F401 - registers Corridor-v0
+    from envs import make_env
+
+    def wrappers(env: Any) -> list[type]:
+        kinds = []
+        while hasattr(env, "env"):
+            kinds.append(type(env))
+            env = env.env
+        return kinds
+
+    for env_id in ("CartPole-v1", "Pendulum-v1"):
+        assert PassiveEnvChecker not in wrappers(make_env({"env_id": env_id})), env_id
+    assert PassiveEnvChecker in wrappers(make_env({"env_id": "Corridor-v0"}))
