@@ -10,7 +10,8 @@
 2. ``a2c_round``: A2C on CartPole-v1, rollouts in the Algorithm process (0 actors), 16 envs x
    16 steps: env steps per second of whole rounds (sampling, update, weight sync), with
    gymnasium's envs stepped one by one (``python``) and with its numpy CartPole vector env
-   (``rollout_backend=vector``).
+   (``rollout_backend=vector``); each runner and backend ``--round-repeats`` times,
+   interleaved, median reported.
 3. ``dqn_train``: DQN Breakout training, 1 env, batch 32, one update per 4 env steps, epsilon
    0.01 (a forward every step), against the bare compute limit (the same forwards and updates
    in a plain PyTorch loop, ``dqn_atari_parts.throughput_compute_limit``).
@@ -129,12 +130,37 @@ def training_throughput(
         algo.stop()
 
 
+def a2c_rounds(seconds: float, repeats: int) -> list[dict]:
+    """Each backend and runner ``repeats`` times, interleaved (``seconds`` split among the
+    repeats): this machine's speed drifts by tens of percent over minutes, so one block per
+    runner would compare them at different speeds. Rows give the median and every repeat."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(repeats):
+        for backend in ("python", "vector"):
+            for runner in RUNNERS:
+                runs.setdefault((backend, runner), []).append(training_throughput(
+                    runner, seconds / repeats, "a2c", "CartPole-v1", num_envs=16,
+                    rollout_fragment_length=16, rollout_backend=backend))  # fmt: skip
+    rows = []
+    for (backend, runner), results in runs.items():
+        rates = [r["env_steps_per_s"] for r in results]
+        rows.append({
+            "rollout_backend": backend,
+            "env_runner": runner,
+            "env_steps_per_s": round(statistics.median(rates), 1),
+            "env_steps_per_s_each": rates,
+            "seconds": round(sum(r["seconds"] for r in results), 1),
+        })  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS[:4]), help="comma-separated parts")
     parser.add_argument("--steps", type=int, default=1_500, help="per actor sample call")
     parser.add_argument("--reps", type=int, default=4, help="actor sample calls, interleaved")
     parser.add_argument("--seconds", type=float, default=30.0, help="per throughput run")
+    parser.add_argument("--round-repeats", type=int, default=3, help="a2c_round, interleaved")
     parser.add_argument("--seeds", type=int, default=8, help="a2c_475 seeds, ours")
     parser.add_argument("--ppo-seeds", type=int, default=1, help="a2c_475 seeds, RLlib's PPO")
     args = parser.parse_args()
@@ -155,13 +181,7 @@ def main() -> None:
         save()
     if "a2c_round" in parts:
         log("2. A2C CartPole whole rounds, 0 actors, 16 envs x 16 steps")
-        report["a2c_round"] = [
-            {"rollout_backend": backend, **training_throughput(
-                r, args.seconds, "a2c", "CartPole-v1", num_envs=16, rollout_fragment_length=16,
-                rollout_backend=backend)}
-            for backend in ("python", "vector")
-            for r in RUNNERS
-        ]  # fmt: skip
+        report["a2c_round"] = a2c_rounds(args.seconds, args.round_repeats)
         log(json.dumps(report["a2c_round"]))
         save()
     if "dqn_train" in parts:
