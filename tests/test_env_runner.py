@@ -226,3 +226,6 @@ def test_gymnasiums_own_envs_are_built_without_its_passive_checker():
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         assert PassiveEnvChecker not in wrappers(make_env({"env_id": env_id})), env_id
     assert PassiveEnvChecker in wrappers(make_env({"env_id": "Corridor-v0"}))
+    # ids naming their module ("module:Env-v0") are registered by gym.make itself
+    env = make_env({"env_id": "tests.fault_envs:Corridor-v0"})
+    assert PassiveEnvChecker in wrappers(env)

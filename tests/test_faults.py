@@ -115,6 +115,45 @@ def test_rollout_actor_failures_are_survived(algorithm, fault_dir, ray_local, tm
         assert {b - a for a, b in zip(steps[:-1], steps[1:], strict=True)} == {80}, steps
 
 
+@pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "dqn"])
+def test_a_round_whose_every_actor_died_waits_for_a_replacement(
+    algorithm, fault_dir, ray_local, tmp_path
+):
+    """The only rollout actor is SIGKILLed mid-sample: nothing comes back from that call, and
+    the round samples again from its replacement instead of ending without env steps (every
+    report shows more env steps than the last)."""
+    import rlgen
+
+    steps: list[int] = []
+    phase = {"armed": False, "after": 0}
+
+    def on_report(report) -> bool:
+        steps.append(report.step)
+        if not phase["armed"] and report.iteration >= 2:
+            fe.arm(fault_dir, "kill", 10)
+            phase["armed"] = True
+        elif phase["armed"] and len(_runner_pids(fault_dir)) >= 2:
+            phase["after"] += 1
+            return phase["after"] >= 3
+        return False
+
+    result = rlgen.train(
+        algorithm,
+        env=ENV,
+        output=tmp_path / "run",
+        num_env_runners=1,
+        seed=0,
+        time_budget_s=180,
+        stop_reward=1e9,
+        video_frames=0,
+        overrides={**RL_FAST[algorithm], "delay_between_env_runner_restarts_s": 0.0},
+        on_report=on_report,
+    )
+    assert result.stop_reason == "callback", (phase, result.stop_reason)
+    assert [n.split("-", 2)[2] for n in fe.claimed(fault_dir)] == ["kill-10.0"]
+    assert all(b > a for a, b in zip(steps[:-1], steps[1:], strict=True)), steps
+
+
 def test_restarted_actor_gets_the_learners_current_weights(fault_dir, ray_local):
     """After an actor's env raised and Ray restarted the process, RLlib's restore (run before
     every training step) gives it the Learner's weights of now, not its initial ones."""

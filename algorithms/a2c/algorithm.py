@@ -193,9 +193,7 @@ class A2C(RlgenAlgorithm):
         if group.num_remote_workers() == 0:
             episodes = _sample_steps(self.env_runner)
             return episodes, self.sampled_locally(self.env_runner, episodes)
-        results = group.foreach_env_runner(
-            _sample_round, local_env_runner=False, remote_worker_ids=self.healthy_runner_ids()
-        )
+        results = self.sample_remote(lambda _: _sample_round)
         return [e for eps, _ in results for e in eps], [stats for _, stats in results]
 
     def training_step(self) -> None:

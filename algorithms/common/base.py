@@ -5,6 +5,7 @@ and A2C update through the Learners' connectors; DQN updates from its replay its
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,6 +99,26 @@ class RlgenAlgorithm(Algorithm):
             time.sleep(0.5)
             self.restore_env_runners(group)
         return list(ids)
+
+    def sample_remote(self, make_call: Callable[[int], Callable[[Any], Any]]) -> list[Any]:
+        """``make_call(number of healthy actors)`` run on every healthy rollout actor; the
+        results of the calls that came back. When none came back (every actor in service
+        failed mid-call, e.g. the only one was killed while another was still being replaced),
+        wait for one to be back and sample again rather than end a round without steps; up to
+        ``num_consecutive_env_runner_failures_tolerance`` times in a row, then raise."""
+        group = self.env_runner_group
+        tries = max(1, self.config.num_consecutive_env_runner_failures_tolerance)
+        for _ in range(tries):
+            ids = self.healthy_runner_ids()
+            results = group.foreach_env_runner(
+                make_call(len(ids)), local_env_runner=False, remote_worker_ids=ids
+            )
+            if results:
+                return list(results)
+        raise RuntimeError(
+            f"every rollout actor's sample call failed, {tries} times in a row "
+            "(num_consecutive_env_runner_failures_tolerance)"
+        )
 
     def sampled_locally(self, runner: Any, episodes: list[Any]) -> list[dict]:
         """The metrics of a sample call in this process, for ``record_sampling``: the runner's

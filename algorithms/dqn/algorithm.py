@@ -7,6 +7,7 @@ episode chunks; the Learner gets ready-made batches, so no learner connector tou
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -195,6 +196,10 @@ class DQNConfig(RlgenConfig):
         return DQNTorchLearner
 
 
+def _sample_steps(runner: Any, *, steps: int) -> tuple[list, dict]:
+    return runner.sample(num_timesteps=max(1, steps)), runner.get_metrics()
+
+
 class DQN(RlgenAlgorithm):
     @classmethod
     def get_default_config(cls) -> DQNConfig:
@@ -221,13 +226,7 @@ class DQN(RlgenAlgorithm):
         group, total = self.env_runner_group, self.config.rollout_steps_per_iteration
         if group.num_remote_workers() == 0:
             return self.env_runner.sample(num_timesteps=total), [self.env_runner.get_metrics()]
-        ids = self.healthy_runner_ids()
-        per_runner = max(1, total // len(ids))
-        results = group.foreach_env_runner(
-            lambda runner: (runner.sample(num_timesteps=per_runner), runner.get_metrics()),
-            local_env_runner=False,
-            remote_worker_ids=ids,
-        )
+        results = self.sample_remote(lambda actors: partial(_sample_steps, steps=total // actors))
         return [e for eps, _ in results for e in eps], [m for _, m in results]
 
     def _learn(self, env_steps: int, num_updates: int) -> list:
