@@ -154,6 +154,37 @@ def test_a_round_whose_every_actor_died_waits_for_a_replacement(
     assert all(b > a for a, b in zip(steps[:-1], steps[1:], strict=True)), steps
 
 
+@pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "dqn"])
+def test_a_round_gives_up_after_the_tolerated_number_of_failed_calls(
+    algorithm, fault_dir, ray_local
+):
+    """Every replacement actor dies too: the round samples again only as often as
+    ``num_consecutive_env_runner_failures_tolerance`` allows (2 here: exactly two actors die;
+    one env per actor, so each claims one armed fault), then the training step raises one
+    clear error instead of looping forever."""
+    from algorithms.configure import RLRunSpec, build_config
+
+    spec = RLRunSpec(
+        algorithm=algorithm, env=ENV, num_env_runners=1, num_envs_per_env_runner=1, seed=0,
+        overrides={
+            **RL_FAST[algorithm],
+            "delay_between_env_runner_restarts_s": 0.0,
+            "num_consecutive_env_runner_failures_tolerance": 2,
+        },
+    )  # fmt: skip
+    spec.fill_defaults()
+    algo = build_config(spec).build_algo()
+    try:
+        algo.train()
+        fe.arm(fault_dir, "kill", 3, count=10)
+        with pytest.raises(RuntimeError, match="sample call failed, 2 times in a row"):
+            for _ in range(5):
+                algo.train()
+        assert len(fe.claimed(fault_dir)) == 2
+    finally:
+        algo.stop()
+
+
 def test_restarted_actor_gets_the_learners_current_weights(fault_dir, ray_local):
     """After an actor's env raised and Ray restarted the process, RLlib's restore (run before
     every training step) gives it the Learner's weights of now, not its initial ones."""

@@ -100,11 +100,12 @@ class RlgenAlgorithm(Algorithm):
             self.restore_env_runners(group)
         return list(ids)
 
-    def sample_remote(self, make_call: Callable[[int], Callable[[Any], Any]]) -> list[Any]:
-        """``make_call(number of healthy actors)`` run on every healthy rollout actor; the
-        results of the calls that came back. When none came back (every actor in service
-        failed mid-call, e.g. the only one was killed while another was still being replaced),
-        wait for one to be back and sample again rather than end a round without steps; up to
+    def sample_remote(self, make_call: Callable[[int], Any]) -> list[Any]:
+        """``make_call(number of healthy actors)`` run on every healthy rollout actor (one
+        callable for all, or a list with one per actor); the results of the calls that came
+        back. When none came back (every actor in service failed mid-call, e.g. the only one
+        was killed while another was still being replaced), wait for one to be back and sample
+        again rather than end a round without steps; up to
         ``num_consecutive_env_runner_failures_tolerance`` times in a row, then raise."""
         group = self.env_runner_group
         tries = max(1, self.config.num_consecutive_env_runner_failures_tolerance)

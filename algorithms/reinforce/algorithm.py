@@ -149,13 +149,13 @@ class Reinforce(RlgenAlgorithm):
         # A rollout actor that fails mid-batch returns nothing (its partial episode is lost);
         # the healthy ones make up its share, so every batch has episodes_per_batch episodes.
         while (missing := self.config.episodes_per_batch - len(episodes)) > 0:
-            ids = self.healthy_runner_ids()
-            counts = split_evenly(missing, len(ids))
-            results = group.foreach_env_runner(
-                [partial(_sample_episodes, num_episodes=n) for n in counts],
-                local_env_runner=False,
-                remote_worker_ids=ids,
-            )
+
+            def calls(actors: int, missing: int = missing) -> list:
+                return [
+                    partial(_sample_episodes, num_episodes=n) for n in split_evenly(missing, actors)
+                ]
+
+            results = self.sample_remote(calls)
             episodes += [e for eps, _ in results for e in eps]
             stats += [s for _, s in results]
         return episodes, stats
