@@ -5,8 +5,11 @@ checkpoint, ``--resume``, progress and the caller's per-epoch callback through
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,27 @@ from runkit.errors import RunFailed, UserError, first_line
 from runkit.relay import Relay
 from runkit.results import STOP_BY_CALLBACK, GenerativeResult, OnReport, Report, write_result
 from runkit.rundir import open_run, write_spec
+
+# Ray Train's controller collects the workers' reports (and notices failed workers) once per
+# health-check interval, 2 s unless set; each epoch's rank 0 waits for its checkpoint to be
+# committed, so short epochs (small datasets, Tune sweeps) and the end of every job waited up to
+# that long. rlgen's jobs poll every TRAIN_POLL_INTERVAL_S unless the user set the variable.
+TRAIN_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+TRAIN_POLL_INTERVAL_S = 0.5
+
+
+@contextlib.contextmanager
+def train_poll_interval() -> Iterator[None]:
+    """``TRAIN_POLL_ENV`` set to ``TRAIN_POLL_INTERVAL_S`` while a trainer starts its controller
+    (Ray Train hands the driver's value on to it), unless already set; then as it was."""
+    if TRAIN_POLL_ENV in os.environ:
+        yield
+        return
+    os.environ[TRAIN_POLL_ENV] = str(TRAIN_POLL_INTERVAL_S)
+    try:
+        yield
+    finally:
+        os.environ.pop(TRAIN_POLL_ENV, None)
 
 
 def train(
@@ -217,7 +241,8 @@ def run(
             },
         )
         try:
-            result = trainer.fit()
+            with train_poll_interval():
+                result = trainer.fit()
         except TrainingFailedError as exc:  # Ray Train raises it once the retries are spent
             raise train_failed(exc, spec, run_dir, storage) from None
     if result.error is not None:

@@ -4,6 +4,7 @@ TensorBoard scalars and image grids, PNG files, a checkpoint that ``rlgen sample
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -130,3 +131,57 @@ def test_vae_learns_mnist5k(tmp_path):
     assert result["test_nll_nats"] < result["metrics"]["test_neg_elbo_nats"]
     kept = [p for p in (out / "ray_train" / "train").glob("checkpoint_*") if p.is_dir()]
     assert len(kept) == 2
+
+
+class _ControllerPollInterval:
+    """A Ray Train callback (it runs in the job's controller process) that writes the
+    controller's health-check interval setting to ``path`` at each report."""
+
+    def __new__(cls, path):
+        from ray.train import UserCallback
+
+        class Record(UserCallback):
+            def after_report(self, run_context, metrics, checkpoint):
+                import os
+
+                from generative.run_loop import TRAIN_POLL_ENV
+
+                with open(path, "a") as f:
+                    f.write(f"{os.environ.get(TRAIN_POLL_ENV)}\n")
+
+        return Record()
+
+
+def test_train_controller_polls_at_rlgens_interval(tmp_path, ray_local, monkeypatch):
+    """The job's Train controller polls the workers every TRAIN_POLL_INTERVAL_S (with Ray's
+    2 s every short epoch waited for its commit), and the driver's environment is left as it
+    was."""
+    from generative.run_loop import TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S, train
+
+    monkeypatch.delenv(TRAIN_POLL_ENV, raising=False)
+    data = _small_dataset(tmp_path / "digits", n_train=64, n_test=16)
+    seen = tmp_path / "controller-env.txt"
+    train(
+        "vae", dataset=str(data), epochs=2, num_workers=1,
+        overrides={"grid_n": 2, "iw_samples": 2}, output=tmp_path / "run",
+        train_callbacks=[_ControllerPollInterval(str(seen))],
+    )  # fmt: skip
+    assert seen.read_text().splitlines() == [str(TRAIN_POLL_INTERVAL_S)] * 2
+    assert TRAIN_POLL_ENV not in os.environ
+
+
+def test_a_poll_interval_the_user_set_wins(monkeypatch):
+    """What Ray Train hands on to a job's controller: rlgen's interval inside
+    ``train_poll_interval``, the user's own value where one is set."""
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
+
+    from generative.run_loop import TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S, train_poll_interval
+
+    monkeypatch.delenv(TRAIN_POLL_ENV, raising=False)
+    with train_poll_interval():
+        assert get_env_vars_to_propagate()[TRAIN_POLL_ENV] == str(TRAIN_POLL_INTERVAL_S)
+    assert TRAIN_POLL_ENV not in get_env_vars_to_propagate()
+    monkeypatch.setenv(TRAIN_POLL_ENV, "1.5")
+    with train_poll_interval():
+        assert get_env_vars_to_propagate()[TRAIN_POLL_ENV] == "1.5"
+    assert os.environ[TRAIN_POLL_ENV] == "1.5"
