@@ -130,20 +130,38 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "argv", "needle"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, case, argv, needle):
+def _check_refused(tmp_path: Path, case: str, argv: tuple[str, ...], needle: str, run) -> None:
     _setup(tmp_path)
     before = _files(tmp_path)
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if args[0] == "train" and "--resume" not in args:
         args += ["--output", str(tmp_path / "out")]
-    proc = run_cli(*args, cwd=tmp_path)
+    proc = run(*args, cwd=tmp_path)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2, (case, proc.stderr[-2000:])
     assert len(lines) == 1 and "Traceback" not in proc.stderr, (case, proc.stderr[-2000:])
     assert needle in lines[0], (case, lines[0])
     assert not (tmp_path / "out").exists()
     assert _files(tmp_path) == before  # nothing written, nothing lost
+
+
+@pytest.mark.parametrize(("case", "argv", "needle"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, rlgen_here, case, argv, needle):
+    _check_refused(tmp_path, case, argv, needle, rlgen_here)
+
+
+# One row per command and job kind again, each in a fresh interpreter exactly as a user runs
+# it: nothing an import prints on the way adds a line.
+FRESH = [
+    "--set without =", "bool key given a number", "schedule given text",
+    "generative choice outside", "eval a generative checkpoint", "sample an RL checkpoint",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FRESH)
+def test_bad_input_from_a_fresh_process(tmp_path, case):
+    [(argv, needle)] = [(argv, needle) for name, argv, needle in CASES if name == case]
+    _check_refused(tmp_path, case, argv, needle, run_cli)
 
 
 # The same kinds of input through the Python API: a UserError with one line naming the input,

@@ -39,8 +39,8 @@ def _assert_one_line_error(proc, *needles):
         ([], ["--env"]),
     ],
 )
-def test_train_bad_input(args, needles, tmp_path):
-    proc = run_cli("train", "reinforce", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
+def test_train_bad_input(args, needles, tmp_path, rlgen_here):
+    proc = rlgen_here("train", "reinforce", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
     _assert_one_line_error(proc, *needles)
     assert not (tmp_path / "run").exists()  # nothing written for a refused run
 
@@ -211,8 +211,8 @@ def test_train_resume_eval_round_trip(tmp_path):
         (["--env", "Pendulum-v1"], ["Discrete"]),
     ],
 )
-def test_dqn_bad_input(args, needles, tmp_path):
-    proc = run_cli("train", "dqn", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
+def test_dqn_bad_input(args, needles, tmp_path, rlgen_here):
+    proc = rlgen_here("train", "dqn", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
     _assert_one_line_error(proc, *needles)
     assert not (tmp_path / "run").exists()
 
@@ -237,8 +237,8 @@ def test_dqn_bad_input(args, needles, tmp_path):
         (["--env", "CartPole-v1", "--set", "shared_torso=1"], ["shared_torso=1"]),
     ],
 )
-def test_a2c_bad_input(args, needles, tmp_path):
-    proc = run_cli("train", "a2c", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
+def test_a2c_bad_input(args, needles, tmp_path, rlgen_here):
+    proc = rlgen_here("train", "a2c", *args, "--output", str(tmp_path / "run"), cwd=tmp_path)
     _assert_one_line_error(proc, *needles)
     assert not (tmp_path / "run").exists()
 
