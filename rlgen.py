@@ -53,7 +53,7 @@ RL_ONLY = (
     "env", "stop_reward", "max_env_steps", "time_budget_s", "num_env_runners",
     "num_envs_per_env_runner", "checkpoint_every", "video_frames",
 )  # fmt: skip
-GENERATIVE_ONLY = ("dataset", "epochs", "num_workers", "use_gpu")
+GENERATIVE_ONLY = ("dataset", "epochs", "num_workers", "use_gpu", "max_failures")
 
 
 def _quiet() -> None:
@@ -82,6 +82,7 @@ def train(
     num_envs_per_env_runner: int | None = None,
     num_workers: int | None = None,
     use_gpu: str | None = None,
+    max_failures: int | None = None,
     seed: int | None = None,
     checkpoint_every: int | None = None,
     video_frames: int | None = None,
@@ -109,6 +110,7 @@ def train(
         "num_envs_per_env_runner": num_envs_per_env_runner,
         "checkpoint_every": checkpoint_every, "video_frames": video_frames,
         "dataset": dataset, "epochs": epochs, "num_workers": num_workers, "use_gpu": use_gpu,
+        "max_failures": max_failures,
     }  # fmt: skip
     if job not in ALGORITHMS and job not in MODELS:
         known = ", ".join(sorted(ALGORITHMS) + sorted(MODELS))
@@ -130,8 +132,8 @@ def train(
 
             return train_generative(
                 job, dataset=dataset, overrides=merged, epochs=epochs, num_workers=num_workers,
-                use_gpu=use_gpu, seed=seed, output=out, resume=bool(resume), on_report=report,
-                storage=storage,
+                use_gpu=use_gpu, max_failures=max_failures, seed=seed, output=out,
+                resume=bool(resume), on_report=report, storage=storage,
             )  # fmt: skip
         from algorithms.run_loop import train as train_rl
 
@@ -295,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--use-gpu", choices=("auto", "yes", "no"), help="generative models (default auto)"
+    )
+    train.add_argument(
+        "--max-failures",
+        type=_non_negative_int,
+        help="generative models: how often failed Train workers are restarted from the last "
+        "checkpoint before the run ends (default 2)",
     )
     train.add_argument("--config", help="YAML or JSON file of config keys")
     train.add_argument(

@@ -59,6 +59,7 @@ def train(
     epochs: int | None = None,
     num_workers: int | None = None,
     use_gpu: str | None = None,
+    max_failures: int | None = None,
     seed: int | None = None,
     output: str | Path | None = None,
     resume: bool = False,
@@ -67,8 +68,9 @@ def train(
     storage: str | None = None,
 ) -> GenerativeResult:
     """A fresh run, or with ``resume`` the run in ``output`` continued (``epochs`` and other
-    overrides may be raised; the dataset stays). ``train_callbacks``: more Ray Train callbacks
-    for the trainer's RunConfig (a Tune trial passes the one that reports each epoch to Tune).
+    overrides may be raised, ``max_failures`` changed; the dataset stays). ``train_callbacks``:
+    more Ray Train callbacks for the trainer's RunConfig (a Tune trial passes the one that
+    reports each epoch to Tune).
     ``storage``: the URI the run is stored at (``output`` is then its local working copy): Ray
     Train keeps its checkpoints there, and rank 0 copies the run directory there each epoch."""
     from generative.data.images import check_dataset, resolve
@@ -80,6 +82,7 @@ def train(
     def fresh() -> GenRunSpec:
         given: dict[str, Any] = {
             "dataset": dataset, "num_workers": num_workers, "use_gpu": use_gpu, "seed": seed,
+            "max_failures": max_failures,
         }  # fmt: skip
         return GenRunSpec(
             model=model, overrides=overrides, **{k: v for k, v in given.items() if v is not None}
@@ -89,6 +92,8 @@ def train(
         build_config(spec)  # every key and value checked before anything is written
         if spec.use_gpu not in cluster.GPU_CHOICES:
             raise UserError(f"--use-gpu {spec.use_gpu}: one of {', '.join(cluster.GPU_CHOICES)}")
+        if type(spec.max_failures) is not int or spec.max_failures < 0:
+            raise UserError(f"--max-failures {spec.max_failures!r}: an integer >= 0")
         check_dataset(resolve(spec.dataset))
 
     spec, run_dir = open_run(
@@ -101,7 +106,7 @@ def train(
         fresh=fresh,
         prepare=prepare,
         prefix=lambda s: s.model,
-        given={"dataset": dataset, "overrides": overrides},
+        given={"dataset": dataset, "overrides": overrides, "max_failures": max_failures},
         keep=("dataset",),
         write_on_resume=False,
     )

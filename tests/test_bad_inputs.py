@@ -126,6 +126,9 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
      ("sample", "{tmp}/vae-ckpt", "--complete-from", "{tmp}/rgb-data", "--out", "{tmp}/x.png"),
      "the model was trained on (1, 28, 28)"),
     ("unknown sampler", ("sample", "{tmp}/vae-ckpt", "--sampler", "fast"), "cached"),
+    ("negative retries", ("train", "vae", "--max-failures", "-1"), "must be >= 0"),
+    ("generative setting for an RL job", (*RL, "--max-failures", "1"),
+     "--max-failures is for generative models"),
     ("unknown rollout engine", (*A2C, "--set", "env_runner=fast"), "env_runner"),
 ]  # fmt: skip
 
@@ -206,6 +209,9 @@ API_CASES: list[tuple[str, Any, str]] = [
      lambda r, t: r.sample(t / "vae-ckpt", out=t / "x.png", complete_from=str(t / "rgb-data")),
      "the model was trained on (1, 28, 28)"),
     ("unknown sampler", lambda r, t: r.sample(t / "vae-ckpt", sampler="fast"), "cached, naive"),
+    ("negative retries", lambda r, t: r.train("vae", max_failures=-1), "--max-failures -1"),
+    ("generative setting for an RL job",
+     lambda r, t: r.train("dqn", env="CartPole-v1", max_failures=1), "--max-failures is for"),
 ]  # fmt: skip
 
 

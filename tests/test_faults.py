@@ -642,9 +642,9 @@ def test_rl_checkpoint_on_a_full_disk_is_a_clear_error_and_keeps_the_last_one(tm
 
 def test_generative_checkpoint_on_a_full_disk_is_a_clear_error_and_keeps_the_last_one(tmp_path):
     """The VAE (a 16 MB checkpoint) with its run directory on a 24 MB tmpfs: epoch 2's
-    checkpoint does not fit. Ray Train retries (max_failures), then the run ends with exit 1
-    and one line naming the disk error and epoch 1's checkpoint; the cut-short checkpoint is
-    removed and epoch 1's still samples."""
+    checkpoint does not fit. Ray Train retries once (--max-failures 1), then the run ends with
+    exit 1 and one line naming the disk error and epoch 1's checkpoint; the cut-short checkpoint
+    is removed and epoch 1's still samples."""
     from tests.test_vae_job import _small_dataset
 
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
@@ -652,9 +652,11 @@ def test_generative_checkpoint_on_a_full_disk_is_a_clear_error_and_keeps_the_las
         out = disk / "run"
         proc = run_cli(
             "train", "vae", "--dataset", str(data), "--epochs", "3", "--num-workers", "2",
-            "--set", "grid_n=4", "--output", str(out),
+            "--set", "grid_n=4", "--max-failures", "1", "--output", str(out),
         )  # fmt: skip
         errors = [line for line in proc.stderr.splitlines() if line.startswith("rlgen: error:")]
+        assert "(failure 1 of 1 allowed, max_failures)" in proc.stderr, proc.stderr
+        assert "no retries left (max_failures=1)" in proc.stderr, proc.stderr
         assert proc.returncode == 1 and len(errors) == 1, proc.stderr
         assert "No space left on device" in errors[0] and "Traceback" not in proc.stderr
         [kept] = [p for p in (out / "ray_train" / "train").glob("checkpoint_*") if p.is_dir()]
