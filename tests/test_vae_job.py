@@ -90,8 +90,10 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path):
     again = run_cli("sample", str(out), "--n", "9", "--out", str(grid))
     assert again.returncode == 2 and "already exists" in again.stderr
 
-    second = run_cli("train", "vae", "--resume", str(out), "--epochs", "2")
+    assert json.loads((out / "run.json").read_text())["spec"]["max_failures"] == 2
+    second = run_cli("train", "vae", "--resume", str(out), "--epochs", "2", "--max-failures", "3")
     assert second.returncode == 0, second.stderr
+    assert json.loads((out / "run.json").read_text())["spec"]["max_failures"] == 3
     r2 = json.loads((out / "result.json").read_text())
     assert r2["epochs"] == 2  # continued from epoch 1, not restarted
     assert r2["wall_time_s"] > r1["wall_time_s"]
