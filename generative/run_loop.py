@@ -24,6 +24,7 @@ from generative.checkpoints import (
 from generative.configure import GenRunSpec, build_config
 from generative.worker_loop import IMAGES_DIR, progress_text, train_loop_per_worker
 from runkit import cluster
+from runkit.checks import check_range
 from runkit.errors import RunFailed, UserError, first_line
 from runkit.relay import Relay
 from runkit.results import STOP_BY_CALLBACK, GenerativeResult, OnReport, Report, write_result
@@ -92,8 +93,10 @@ def train(
         build_config(spec)  # every key and value checked before anything is written
         if spec.use_gpu not in cluster.GPU_CHOICES:
             raise UserError(f"--use-gpu {spec.use_gpu}: one of {', '.join(cluster.GPU_CHOICES)}")
-        if type(spec.max_failures) is not int or spec.max_failures < 0:
-            raise UserError(f"--max-failures {spec.max_failures!r}: an integer >= 0")
+        try:
+            check_range("max_failures", spec.max_failures, low=0, integer=True)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         check_dataset(resolve(spec.dataset))
 
     spec, run_dir = open_run(

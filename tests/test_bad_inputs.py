@@ -209,7 +209,8 @@ API_CASES: list[tuple[str, Any, str]] = [
      lambda r, t: r.sample(t / "vae-ckpt", out=t / "x.png", complete_from=str(t / "rgb-data")),
      "the model was trained on (1, 28, 28)"),
     ("unknown sampler", lambda r, t: r.sample(t / "vae-ckpt", sampler="fast"), "cached, naive"),
-    ("negative retries", lambda r, t: r.train("vae", max_failures=-1), "--max-failures -1"),
+    ("negative retries", lambda r, t: r.train("vae", max_failures=-1),
+     "max_failures=-1 is out of range: must be >= 0"),
     ("generative setting for an RL job",
      lambda r, t: r.train("dqn", env="CartPole-v1", max_failures=1), "--max-failures is for"),
 ]  # fmt: skip

@@ -135,23 +135,19 @@ def test_vae_learns_mnist5k(tmp_path):
     assert len(kept) == 2
 
 
-class _ControllerPollInterval:
+def _record_poll_interval(path):
     """A Ray Train callback (it runs in the job's controller process) that writes the
     controller's health-check interval setting to ``path`` at each report."""
+    from ray.train import UserCallback
 
-    def __new__(cls, path):
-        from ray.train import UserCallback
+    from generative.run_loop import TRAIN_POLL_ENV
 
-        class Record(UserCallback):
-            def after_report(self, run_context, metrics, checkpoint):
-                import os
+    class Record(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            with open(path, "a") as f:
+                f.write(f"{os.environ.get(TRAIN_POLL_ENV)}\n")
 
-                from generative.run_loop import TRAIN_POLL_ENV
-
-                with open(path, "a") as f:
-                    f.write(f"{os.environ.get(TRAIN_POLL_ENV)}\n")
-
-        return Record()
+    return Record()
 
 
 def test_train_controller_polls_at_rlgens_interval(tmp_path, ray_local, monkeypatch):
@@ -166,7 +162,7 @@ def test_train_controller_polls_at_rlgens_interval(tmp_path, ray_local, monkeypa
     train(
         "vae", dataset=str(data), epochs=2, num_workers=1,
         overrides={"grid_n": 2, "iw_samples": 2}, output=tmp_path / "run",
-        train_callbacks=[_ControllerPollInterval(str(seen))],
+        train_callbacks=[_record_poll_interval(str(seen))],
     )  # fmt: skip
     assert seen.read_text().splitlines() == [str(TRAIN_POLL_INTERVAL_S)] * 2
     assert TRAIN_POLL_ENV not in os.environ

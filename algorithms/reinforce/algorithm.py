@@ -127,6 +127,11 @@ def _sample_episodes(runner: Any, *, num_episodes: int) -> tuple[list, dict]:
     return runner.sample(num_episodes=num_episodes), runner.get_metrics()
 
 
+def _sample_calls(missing: int, actors: int) -> list:
+    """One ``_sample_episodes`` call per healthy actor, sharing ``missing`` episodes evenly."""
+    return [partial(_sample_episodes, num_episodes=n) for n in split_evenly(missing, actors)]
+
+
 class Reinforce(RlgenAlgorithm):
     @classmethod
     def get_default_config(cls) -> ReinforceConfig:
@@ -149,13 +154,7 @@ class Reinforce(RlgenAlgorithm):
         # A rollout actor that fails mid-batch returns nothing (its partial episode is lost);
         # the healthy ones make up its share, so every batch has episodes_per_batch episodes.
         while (missing := self.config.episodes_per_batch - len(episodes)) > 0:
-
-            def calls(actors: int, missing: int = missing) -> list:
-                return [
-                    partial(_sample_episodes, num_episodes=n) for n in split_evenly(missing, actors)
-                ]
-
-            results = self.sample_remote(calls)
+            results = self.sample_remote(partial(_sample_calls, missing))
             episodes += [e for eps, _ in results for e in eps]
             stats += [s for _, s in results]
         return episodes, stats
