@@ -2,30 +2,46 @@
 """Check cluster-launcher YAMLs: Ray's own schema, then rlgen's security rules.
 
     python cluster/check.py cluster/*.yaml      # exit 1 and one line per problem
+    python3 cluster/check.py --cidr RANGE[,RANGE...]   # the setup scripts' range rule: exit 2
 
-Rules (each a way a Ray cluster ends up open to the internet):
-- no ingress rule (AWS ``IpPermissions``, GCP firewall ``sourceRanges``) admits 0.0.0.0/0 or
-  ::/0 to SSH or to a Ray port;
+Every rule reads the config as Ray's launcher will run it: after ``prepare_config`` has filled
+each missing key from the provider's defaults (no token, dashboard on 0.0.0.0, no security
+group), so deleting a key is never a way around a rule. Rules (each a way a Ray cluster ends up
+open to the internet):
+- ingress: the address ranges that all ingress rules together admit to SSH or to a Ray port
+  number at most ``MAX_IPV4_ADDRESSES`` (one /16) and ``MAX_IPV6_ADDRESSES`` (one /48); more is
+  treated as the whole internet, however it is spelled (0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0).
+  A range that does not parse is a problem too;
 - AWS: every node type names its security group (``SecurityGroupIds``): otherwise the launcher
   creates one that admits SSH from anywhere. GCP: every node type sits on a named subnetwork,
   not the project's ``default`` network (which admits SSH from anywhere);
-- token authentication: every ``ray start`` runs with ``RAY_AUTH_MODE=token``, the token file is
-  among the file mounts, and a setup command makes it readable by its owner only;
-- the dashboard listens on loopback only (``--dashboard-host=127.0.0.1``), reached through
-  ``ray dashboard``.
+- token authentication: every ``ray start`` (in any command list) runs with
+  ``RAY_AUTH_MODE=token`` in its own environment, the token file is among the file mounts, and
+  on every node the last ``chmod`` of it leaves it readable by its owner only;
+- the dashboard listens on loopback only (``--dashboard-host=127.0.0.1``, the last one given),
+  reached through ``ray dashboard``.
+Commands are read as the shell runs them (``shellwords``); what it cannot follow is refused.
+Only the standard library is imported at module level: ``--cidr`` works without Ray or PyYAML.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import io
 import ipaddress
+import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
-import yaml
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # cluster/ is not a package: shellwords sits next to this file
+    sys.path.insert(0, HERE)
+from shellwords import UNKNOWN, CannotCheck, Run, Value, Word, simple_commands  # noqa: E402
 
 TOKEN_FILE = "~/.ray/auth_token"
 SSH_PORT = 22
@@ -33,13 +49,65 @@ SSH_PORT = 22
 # env agent, and the default range of worker ports.
 RAY_PORTS = (6379, 10001, 8265, 52365, 8080, 8076, 8077, 8078, 44217, 44227)
 WORKER_PORTS = (10002, 19999)
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The most addresses the ingress rules together may admit to one guarded port; a wider range
+# is as good as the internet. One /16 of IPv4, one /48 of IPv6 (a site's usual allocation).
+MAX_IPV4_ADDRESSES = 2**16
+MAX_IPV6_ADDRESSES = 2**80
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # IPv4 written as IPv6
+EXPANDED = "\x00"  # marks an argument that held a variable when handed to Ray's CLI parser
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 - python3 >= 3.9
+
+
+def _networks(cidrs: Iterable[object]) -> tuple[list[Network], list[str]]:
+    """Parse address ranges; IPv4-mapped IPv6 ranges count as the IPv4 they stand for."""
+    nets: list[Network] = []
+    bad: list[str] = []
+    for cidr in cidrs:
+        try:
+            if not isinstance(cidr, str) or cidr != cidr.strip():
+                raise ValueError(cidr)
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            bad.append(f"{cidr!r} is not an address range (want e.g. 203.0.113.7/32)")
+            continue
+        if isinstance(net, ipaddress.IPv6Network) and net.overlaps(_MAPPED):
+            if net.subnet_of(_MAPPED):
+                first = int(net.network_address) & 0xFFFFFFFF
+                nets.append(ipaddress.IPv4Network((first, net.prefixlen - 96)))
+            else:
+                nets.append(ipaddress.IPv4Network("0.0.0.0/0"))
+        nets.append(net)
+    return nets, bad
+
+
+def _too_wide(nets: list[Network]) -> list[str]:
+    """For each address family whose ranges together exceed the bound, how much they admit."""
+    found = []
+    for version, bound, prefix in ((4, MAX_IPV4_ADDRESSES, 16), (6, MAX_IPV6_ADDRESSES, 48)):
+        same: list[Any] = [n for n in nets if n.version == version]
+        total = sum(n.num_addresses for n in ipaddress.collapse_addresses(same))
+        if total == 2 ** (32 if version == 4 else 128):
+            found.append(f"the whole IPv{version} internet")
+        elif total > bound:
+            shown = f"2^{total.bit_length() - 1}" if total & (total - 1) == 0 else str(total)
+            found.append(
+                f"{shown} IPv{version} addresses, more than the 2^{bound.bit_length() - 1} "
+                f"(one /{prefix}) allowed"
+            )
+    return found
+
+
+def cidr_problems(cidrs: Iterable[object]) -> list[str]:
+    """The address-range rule on its own (empty when the ranges may be admitted to SSH)."""
+    nets, bad = _networks(cidrs)
+    return bad + [f"admits {what}" for what in _too_wide(nets)]
 
 
 def _rules(node: Any) -> Iterator[dict[str, Any]]:
-    """Every mapping in the YAML that looks like an ingress rule."""
+    """Every mapping in the config that looks like an ingress rule."""
     if isinstance(node, dict):
-        if any(k in node for k in ("IpRanges", "Ipv6Ranges", "sourceRanges")):
+        if any(k in node for k in ("IpRanges", "Ipv6Ranges", "sourceRanges", "PrefixListIds")):
             yield node
         for value in node.values():
             yield from _rules(value)
@@ -48,98 +116,92 @@ def _rules(node: Any) -> Iterator[dict[str, Any]]:
             yield from _rules(value)
 
 
-def _world(cidr: str) -> bool:
+def _ports(rule: dict[str, Any]) -> list[tuple[int, int]]:
+    """The port ranges a rule opens (0-65535 for every port); ValueError when unreadable."""
     try:
-        return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
-    except ValueError:
-        return False
-
-
-def _ports(rule: dict[str, Any]) -> list[tuple[int, int]] | None:
-    """The port ranges a rule opens; None means every port."""
-    if "FromPort" in rule or "IpProtocol" in rule:  # AWS
-        if str(rule.get("IpProtocol", "-1")) == "-1":
-            return None
-        lo, hi = int(rule.get("FromPort", -1)), int(rule.get("ToPort", -1))
-        return None if lo < 0 else [(lo, hi)]
-    spans: list[tuple[int, int]] = []  # GCP: allowed: [{IPProtocol, ports: ["22", "6379-6380"]}]
-    for allowed in rule.get("allowed", [{"IPProtocol": "all"}]):
-        if allowed.get("IPProtocol") == "all" or "ports" not in allowed:
-            return None
-        for port in allowed["ports"]:
-            first, _, last = str(port).partition("-")
-            spans.append((int(first), int(last or first)))
+        if "FromPort" in rule or "IpProtocol" in rule:  # AWS
+            lo, hi = int(rule.get("FromPort", -1)), int(rule.get("ToPort", -1))
+            if str(rule.get("IpProtocol", "-1")) == "-1" or lo < 0:
+                return [(0, 65535)]
+            spans = [(lo, hi)]
+        else:  # GCP: allowed: [{IPProtocol, ports: ["22", "6379-6380"]}]
+            spans = []
+            for allowed in rule.get("allowed", [{"IPProtocol": "all"}]):
+                if allowed.get("IPProtocol") == "all" or "ports" not in allowed:
+                    return [(0, 65535)]
+                for port in allowed["ports"]:
+                    first, _, last = str(port).partition("-")
+                    spans.append((int(first), int(last or first)))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"an ingress rule's ports cannot be read ({exc})") from None
+    if not all(0 <= lo <= hi <= 65535 for lo, hi in spans):
+        raise ValueError(f"an ingress rule's ports {spans} are out of range")
     return spans
 
 
-def _open_to_world(rule: dict[str, Any]) -> bool:
-    cidrs = [r.get("CidrIp", "") for r in rule.get("IpRanges", [])]
-    cidrs += [r.get("CidrIpv6", "") for r in rule.get("Ipv6Ranges", [])]
-    cidrs += list(rule.get("sourceRanges", []))
-    return any(_world(c) for c in cidrs)
+def _sources(rule: dict[str, Any]) -> tuple[list[object], list[str]]:
+    cidrs: list[object] = []
+    problems = []
+    for key, field in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6"), ("sourceRanges", "")):
+        entries = rule.get(key) or []
+        if not isinstance(entries, list):
+            problems.append(f"an ingress rule's {key} is not a list")
+            continue
+        cidrs += [e.get(field) if field and isinstance(e, dict) else e for e in entries]
+    if rule.get("PrefixListIds"):
+        problems.append("an ingress rule admits prefix lists, whose ranges the check cannot see")
+    return cidrs, problems
+
+
+def _guarded(lo: int, hi: int) -> list[str]:
+    named = [f"port {p}" for p in (SSH_PORT, *RAY_PORTS) if lo <= p <= hi]
+    if lo <= WORKER_PORTS[1] and hi >= WORKER_PORTS[0]:
+        named.append(f"worker ports {WORKER_PORTS[0]}-{WORKER_PORTS[1]}")
+    return named
 
 
 def ingress_problems(config: dict[str, Any]) -> list[str]:
-    problems = []
-    guarded = (SSH_PORT, *RAY_PORTS)
+    """Judge, port by port, the union of the ranges every ingress rule admits to it."""
+    problems: list[str] = []
+    rules: list[tuple[list[tuple[int, int]], list[Network]]] = []
     for rule in _rules(config):
-        if not _open_to_world(rule):
-            continue
-        spans = _ports(rule)
-        hit = [p for p in guarded if spans is None or any(lo <= p <= hi for lo, hi in spans)]
-        if (
-            spans is None
-            or hit
-            or any(lo <= WORKER_PORTS[1] and hi >= WORKER_PORTS[0] for lo, hi in spans)
-        ):
-            what = "every port" if spans is None else f"port {hit[0]}" if hit else "worker ports"
-            problems.append(f"an ingress rule opens {what} to the whole internet")
-    return problems
-
-
-def _start_commands(config: dict[str, Any]) -> list[str]:
-    commands = list(config.get("head_start_ray_commands", []))
-    commands += list(config.get("worker_start_ray_commands", []))
-    return [c for c in commands if re.search(r"\bray start\b", c)]
-
-
-def token_problems(config: dict[str, Any]) -> list[str]:
-    problems = []
-    starts = _start_commands(config)
-    if not starts:
-        problems.append("no `ray start` command: cannot check token authentication")
-    for command in starts:
-        if "RAY_AUTH_MODE=token" not in command:
-            problems.append(f"`{_short(command)}` runs without RAY_AUTH_MODE=token")
-    if TOKEN_FILE not in config.get("file_mounts", {}):
-        problems.append(f"the token {TOKEN_FILE} is not among file_mounts (nodes would lack it)")
-    setup = config.get("setup_commands", []) + config.get("initialization_commands", [])
-    if not any(re.search(r"chmod\s+600\s+" + re.escape(TOKEN_FILE), c) for c in setup):
-        problems.append(f"no setup command makes {TOKEN_FILE} readable by its owner only")
-    return problems
-
-
-def dashboard_problems(config: dict[str, Any]) -> list[str]:
-    problems = []
-    for command in config.get("head_start_ray_commands", []):
-        if not re.search(r"\bray start\b.*--head", command):
-            continue
-        host = re.search(r"--dashboard-host[= ](\S+)", command)
-        if host is None or host.group(1) not in LOOPBACK_HOSTS:
-            shown = host.group(1) if host else "Ray's default"
-            problems.append(
-                f"the dashboard listens on {shown}; use --dashboard-host=127.0.0.1 and "
-                "`ray dashboard`"
-            )
+        try:
+            spans = _ports(rule)
+        except ValueError as exc:
+            problems.append(f"{exc}: taken as every port")
+            spans = [(0, 65535)]
+        cidrs, found = _sources(rule)
+        nets, bad = _networks(cidrs)
+        problems += found + [f"an ingress rule: {b}" for b in bad]
+        rules.append((spans, nets))
+    cuts = {0, 65536, WORKER_PORTS[0], WORKER_PORTS[1] + 1}
+    cuts |= {p + d for p in (SSH_PORT, *RAY_PORTS) for d in (0, 1)}
+    cuts |= {edge for spans, _ in rules for lo, hi in spans for edge in (lo, hi + 1)}
+    edges = sorted(cuts)
+    wide: dict[str, list[tuple[int, int]]] = {}  # what is admitted -> port intervals
+    for lo, end in zip(edges, edges[1:], strict=False):
+        covering = [ns for spans, ns in rules if any(a <= lo and end - 1 <= b for a, b in spans)]
+        nets = [n for ns in covering for n in ns]
+        for what in _too_wide(nets):
+            wide.setdefault(what, []).append((lo, end - 1))
+    for what, spans in wide.items():
+        ports = list(dict.fromkeys(name for lo, hi in spans for name in _guarded(lo, hi)))
+        if sum(hi - lo + 1 for lo, hi in spans) == 65536:
+            ports = ["every port"]
+        if ports:
+            problems.append(f"ingress opens {', '.join(ports)} to {what}")
     return problems
 
 
 def provider_problems(config: dict[str, Any]) -> list[str]:
     problems = []
-    kind = config.get("provider", {}).get("type")
-    for name, node_type in config.get("available_node_types", {}).items():
-        node_config = node_type.get("node_config", {})
-        if kind == "aws" and not node_config.get("SecurityGroupIds"):
+    kind = config["provider"].get("type")
+    if kind not in ("aws", "gcp", "local"):
+        return [f"provider {kind!r}: the check knows only aws, gcp and local"]
+    for name, node_type in config["available_node_types"].items():
+        node_config = node_type["node_config"]
+        groups = node_config.get("SecurityGroupIds")
+        if kind == "aws" and not (isinstance(groups, list) and groups):
             problems.append(
                 f"node type {name}: no SecurityGroupIds (the launcher's own group admits SSH "
                 "from anywhere)"
@@ -155,40 +217,249 @@ def provider_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def schema_problems(config: dict[str, Any]) -> list[str]:
+def _short(command: str) -> str:
+    return " ".join(command.replace(EXPANDED, "").split())[:70]
+
+
+def _cannot(run_or_text: Run | str, why: str) -> str:
+    text = run_or_text if isinstance(run_or_text, str) else run_or_text.raw
+    return f"cannot check `{_short(text)}`: {why}"
+
+
+@functools.cache
+def _start_parser() -> Any:
+    """Ray's own parser for ``ray start`` arguments (the last of a repeated option wins)."""
+    import click
+    from ray.scripts.scripts import start
+
+    return start.make_parser(click.Context(start))
+
+
+def _is_ray_start(argv: tuple[Word, ...]) -> bool:
+    return (
+        len(argv) >= 2
+        and argv[0].literal
+        and argv[0].text.rsplit("/", 1)[-1] == "ray"
+        and argv[1].text == "start"
+    )
+
+
+def _said(mode: Value) -> str:
+    if mode is None:
+        return "it is unset"
+    return "it is not set by this command" if mode is UNKNOWN else f"it is {mode!r}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _ray_start_problems(run: Run) -> list[str]:
+    import click
+
+    for word in run.argv[2:]:
+        if word.pattern:
+            return [_cannot(run, f"unquoted pattern in {word.raw} (expands to file names)")]
+        risky = [n for n in word.unquoted if n != "RAY_HEAD_IP" or run.assigned(n)]
+        if risky:
+            return [_cannot(run, f"unquoted ${risky[0]} may expand to several arguments")]
+    args = [w.text + EXPANDED if w.expansions else w.text for w in run.argv[2:]]
+    try:
+        opts, rest, _ = _start_parser().parse_args(args)
+    except click.ClickException as exc:
+        return [f"`{_short(run.raw)}`: ray start would refuse it ({exc.format_message()})"]
+    if rest:
+        return [f"`{_short(run.raw)}`: ray start takes no argument {_short(rest[0])!r}"]
+    problems = []
+    mode = run.env("RAY_AUTH_MODE")
+    if mode != "token":
+        problems.append(f"`{_short(run.raw)}` runs without RAY_AUTH_MODE=token ({_said(mode)})")
+    host = opts.get("dashboard_host")
+    if opts.get("head") and host is not None and EXPANDED in host:
+        problems.append(_cannot(run, "the dashboard host comes from a variable"))
+    elif opts.get("head") and (host is None or not _loopback(host)):
+        problems.append(
+            f"the dashboard listens on {host or 'Ray' + chr(39) + 's default'}; use "
+            "--dashboard-host=127.0.0.1 and `ray dashboard`"
+        )
+    return problems
+
+
+@functools.cache
+def _parse(command: str) -> tuple[Run, ...]:
+    return tuple(simple_commands(command))
+
+
+def command_problems(command: str) -> list[str]:
+    """Every ``ray start`` in one command string runs with token auth (and, on the head, a
+    loopback dashboard); a ``ray start`` the parser cannot see clearly is refused."""
+    try:
+        runs = _parse(command)
+    except CannotCheck as exc:
+        return [_cannot(command, str(exc))]
+    problems = []
+    for run in runs:
+        words = [w.text.lower() for w in run.argv]
+        if _is_ray_start(run.argv):
+            problems += _ray_start_problems(run)
+        elif "ray" in run.raw.lower() and "start" in run.raw.lower():
+            problems.append(_cannot(run, "`ray start` run through another command"))
+        elif run.argv and not run.argv[0].literal and any("start" in w for w in words):
+            problems.append(_cannot(run, f"the command {run.argv[0].raw} is a variable"))
+    return problems
+
+
+def _home(word: Word) -> str | None:
+    """The path a chmod operand names, ``~/``-relative where it is under $HOME; None when the
+    shell decides it (variables, patterns)."""
+    text = word.text
+    if word.expansions == ("HOME",) and text.startswith(("$HOME/", "${HOME}/")):
+        return "~/" + text.split("/", 1)[1]
+    if not word.literal:
+        return None
+    return text if word.raw.startswith("~") or not text.startswith("~") else "./" + text
+
+
+CHMOD_OPTION = re.compile(
+    r"-[RvcfHLP]+|--(recursive|verbose|changes|silent|quiet|(no-)?dereference|(no-)?preserve-root)"
+)
+OWNER_ONLY = re.compile(r"[0-7]?[0-7]00|go-rwx|og-rwx|go=|og=")
+
+
+def _chmod(args: tuple[Word, ...]) -> bool | None:
+    """What ``chmod args`` does to the token: True owner-only, False maybe more, None nothing."""
+    options = [w.text for w in args if w.literal and CHMOD_OPTION.fullmatch(w.text)]
+    words = [w for w in args if not (w.literal and CHMOD_OPTION.fullmatch(w.text))]
+    if not words:
+        return None
+    recursive = any("R" in o or o == "--recursive" for o in options)
+    mode, files = words[0], words[1:]
+    good = mode.literal and OWNER_ONLY.fullmatch(mode.text) is not None
+    paths = [_home(f) for f in files]
+    unknown = any(p is None or recursive and p.startswith("/") for p in paths)
+    token = any(
+        p is not None
+        and (
+            p.rstrip("/") == TOKEN_FILE or recursive and TOKEN_FILE.startswith(p.rstrip("/") + "/")
+        )
+        for p in paths
+    )
+    if token:
+        return good
+    return False if unknown and not good else None
+
+
+def token_mode_problems(node: str, setup: list[str]) -> list[str]:
+    """On one node, the last chmod that reaches the token leaves it owner-only."""
+    state: bool | None = None
+    for command in setup:
+        with contextlib.suppress(CannotCheck):  # reported by command_problems
+            for run in _parse(command):
+                argv = run.argv
+                if argv and argv[0].literal and argv[0].text.rsplit("/", 1)[-1] == "chmod":
+                    effect = _chmod(argv[1:])
+                    state = state if effect is None else effect
+    if state is True:
+        return []
+    later = " (a later chmod may undo it)" if state is False else ""
+    return [f"{node}: no setup command makes {TOKEN_FILE} readable by its owner only{later}"]
+
+
+def _lists(config: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
+    """(node, key, commands) for each command list a node runs, node types' own lists too."""
+    for key in ("initialization_commands", "head_setup_commands", "head_start_ray_commands"):
+        yield "head", key, config[key]
+    for name, node_type in config["available_node_types"].items():
+        for key in ("initialization_commands", "worker_setup_commands"):
+            yield f"node type {name}", key, node_type.get(key, config[key])
+        yield f"node type {name}", "worker_start_ray_commands", config["worker_start_ray_commands"]
+
+
+def token_problems(config: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for node, key, commands in _lists(config):
+        for command in commands:
+            problems += command_problems(str(command))
+        if key.endswith("setup_commands"):
+            problems += token_mode_problems(node, [str(c) for c in commands])
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = []
+        for command in config[key]:
+            with contextlib.suppress(CannotCheck):
+                starts += [r for r in _parse(str(command)) if _is_ray_start(r.argv)]
+        if not starts:
+            problems.append(f"no `ray start` in {key}: cannot check token authentication")
+    if TOKEN_FILE not in config["file_mounts"]:
+        problems.append(f"the token {TOKEN_FILE} is not among file_mounts (nodes would lack it)")
+    return problems
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Ray's launcher code logs and prints as it prepares a config; keep it off our output."""
+    log = logging.getLogger("ray")
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def prepare(config: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The config as ``ray up`` runs it (Ray's defaults filled in, node types merged) and
+    validated against Ray's schema; or None and the one reason Ray would refuse it."""
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    try:
-        validate_config(prepare_config(copy.deepcopy(config)))
-    except Exception as exc:  # noqa: BLE001 - jsonschema, ValueError, KeyError alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return [f"not a valid Ray cluster config: {first}"]
-    return []
+    with _quiet():
+        try:
+            prepared = prepare_config(copy.deepcopy(config))
+        except Exception as exc:  # noqa: BLE001 - KeyError, ValueError, click's abort alike
+            return None, [f"Ray cannot prepare this config: {_first_line(exc)}"]
+        try:
+            validate_config(prepared)
+        except Exception as exc:  # noqa: BLE001 - jsonschema, ValueError alike
+            return None, [f"not a valid Ray cluster config: {_first_line(exc)}"]
+    return prepared, []
 
 
-def problems(config: dict[str, Any]) -> list[str]:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def problems(config: Any) -> list[str]:
     """Everything wrong with one cluster config (empty when it passes)."""
     if not isinstance(config, dict):
         return ["not a YAML mapping"]
-    return [
-        *schema_problems(config),
-        *ingress_problems(config),
-        *provider_problems(config),
-        *token_problems(config),
-        *dashboard_problems(config),
+    prepared, found = prepare(config)
+    if prepared is None:
+        return found
+    found = [
+        *ingress_problems(prepared),
+        *provider_problems(prepared),
+        *token_problems(prepared),
     ]
+    return list(dict.fromkeys(found))
 
 
-def _short(command: str) -> str:
-    return " ".join(command.split())[:70]
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--cidr"]:
+        if len(argv) != 2:
+            print("usage: check.py --cidr RANGE[,RANGE...]", file=sys.stderr)
+            return 2
+        found = cidr_problems(argv[1].split(","))
+        for problem in found:
+            print(problem, file=sys.stderr)
+        return 2 if found else 0
+    import yaml
 
-
-def main(paths: list[str]) -> int:
-    import logging
-
-    logging.getLogger("ray").setLevel(logging.WARNING)
     failed = 0
-    for path in paths:
+    for path in argv or sorted(str(p) for p in Path(HERE).glob("*.yaml")):
         try:
             config = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -205,4 +476,4 @@ def main(paths: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or sorted(str(p) for p in Path(__file__).parent.glob("*.yaml"))))
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,350 @@
+"""Shell command strings split the way the shell will run them, for ``cluster/check.py``.
+
+A launcher YAML's command (``head_start_ray_commands: ["ulimit -n 65536; ray start ..."]``) is
+one shell invocation on the node. ``simple_commands`` splits it into the simple commands the
+shell runs (on ``;``, ``&&``, ``||``, ``|``, ``&`` and newlines), with quotes removed, comments
+dropped, backslash-newline joined and redirections set aside, and tracks the environment each
+one runs with (``VAR=x cmd``, ``export``, ``unset``, ``env VAR=x cmd``). Whatever it cannot
+follow exactly (command substitution, subshells, here-documents, shell keywords, unbalanced
+quotes) raises ``CannotCheck``: a checker refuses what it cannot read.
+
+``shlex`` is not enough here: a quoted ``';'`` comes back as the operator ``;``, a ``#`` inside
+a word starts a comment (``a#b; ray start`` loses the ``ray start``), and nothing says which
+words held an expansion. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEYWORDS = frozenset(
+    "if then elif else fi for while until do done case esac function select time coproc "
+    "{ } ! [[ ]]".split()
+)
+METACHARS = " \t\n;&|()<>"
+
+
+class CannotCheck(ValueError):
+    """The command uses shell syntax the checker does not follow."""
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "unknown"
+
+
+UNKNOWN = _Unknown()
+# A variable's value: a string, unset (None), or unknown. (Union: --cidr runs on python3 >= 3.9.)
+Value = Union[str, None, _Unknown]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word after quote removal. ``text`` keeps each expansion as written (``$HOME``)."""
+
+    raw: str
+    text: str
+    expansions: tuple[str, ...] = ()  # variable names expanded in it ("?" for special ones)
+    unquoted: tuple[str, ...] = ()  # those expanded outside double quotes (split, globbed)
+    pattern: bool = False  # an unquoted * ? [ { } (pathname or brace expansion)
+    assign: int = -1  # index of the "=" when the word is NAME=value
+
+    @property
+    def literal(self) -> bool:
+        return not self.expansions and not self.pattern
+
+
+@dataclass(frozen=True)
+class Run:
+    """One simple command: its words (after assignments and ``env``) and the environment the
+    command itself receives."""
+
+    argv: tuple[Word, ...]
+    raw: str
+    environ: dict[str, Value]  # names this command string decided; others come from the node
+    cleared: bool = False  # ``env -i``: nothing comes from the node
+    touched: frozenset[str] = frozenset()  # names assigned in this command string so far
+    tainted: bool = False  # ``source``/``eval``/``set -a`` ran before: any name may be set
+
+    def env(self, name: str) -> Value:
+        if name in self.environ:
+            return self.environ[name]
+        return None if self.cleared else UNKNOWN
+
+    def assigned(self, name: str) -> bool:
+        return self.tainted or name in self.touched
+
+
+def _expansion(s: str, i: int) -> tuple[str, str, int]:
+    """The ``$`` expansion at ``s[i]``: (text as written, variable name, index after it)."""
+    nxt = s[i + 1 : i + 2]
+    if nxt == "(":
+        raise CannotCheck("command substitution $(...)")
+    if nxt in ("'", '"'):
+        raise CannotCheck(f"${nxt}...{nxt} quoting")
+    if nxt == "{":
+        end = s.find("}", i)
+        if end < 0:
+            raise CannotCheck("unbalanced ${")
+        inner = s[i + 2 : end]
+        if any(c in inner for c in "$`'\"\\"):
+            raise CannotCheck("nested expansion in ${...}")
+        return s[i : end + 1], inner if NAME.fullmatch(inner) else "?", end + 1
+    match = NAME.match(s, i + 1)
+    if match:
+        return s[i : match.end()], match.group(), match.end()
+    if nxt and nxt in "0123456789@*#?$!-":
+        return s[i : i + 2], "?", i + 2
+    return "$", "", i + 1  # a lone $ is itself
+
+
+@dataclass
+class _WordBuilder:
+    chars: list[str] = field(default_factory=list)
+    expansions: list[str] = field(default_factory=list)
+    unquoted: list[str] = field(default_factory=list)
+    pattern: bool = False
+    plain: bool = True  # nothing quoted or expanded yet (an assignment's name must be plain)
+    assign: int = -1
+
+    def add(self, text: str, quoted: bool) -> None:
+        if not quoted and text == "=" and self.plain and self.assign < 0:
+            if NAME.fullmatch("".join(self.chars)):
+                self.assign = len("".join(self.chars))
+        if quoted:
+            self.plain = False
+        elif text in "*?[{}":
+            self.pattern = True
+        self.chars.append(text)
+
+    def expand(self, text: str, name: str, quoted: bool) -> None:
+        self.plain = False
+        self.chars.append(text)
+        if name:
+            self.expansions.append(name)
+            if not quoted:
+                self.unquoted.append(name)
+
+
+def _word(s: str, i: int) -> tuple[Word, int]:
+    """Read the word starting at ``s[i]``; returns it and the index after it."""
+    start, b = i, _WordBuilder()
+    while i < len(s) and s[i] not in METACHARS:
+        c = s[i]
+        if c == "\\":
+            if s[i + 1 : i + 2] == "\n":  # line continuation
+                i += 2
+                continue
+            b.add(s[i + 1 : i + 2] or "\\", quoted=True)
+            i += 2
+        elif c == "'":
+            end = s.find("'", i + 1)
+            if end < 0:
+                raise CannotCheck("unbalanced quotes")
+            b.add(s[i + 1 : end], quoted=True)
+            i = end + 1
+        elif c == '"':
+            i = _double_quoted(s, i + 1, b)
+        elif c == "`":
+            raise CannotCheck("command substitution `...`")
+        elif c == "$":
+            text, name, i = _expansion(s, i)
+            if name:
+                b.expand(text, name, quoted=False)
+            else:
+                b.add(text, quoted=False)
+        else:
+            b.add(c, quoted=False)
+            i += 1
+    word = Word(
+        raw=s[start:i], text="".join(b.chars), expansions=tuple(b.expansions),
+        unquoted=tuple(b.unquoted), pattern=b.pattern, assign=b.assign,
+    )  # fmt: skip
+    return word, i
+
+
+def _double_quoted(s: str, i: int, b: _WordBuilder) -> int:
+    """Add the inside of a double-quoted string starting at ``s[i]``; returns the index after
+    its closing quote."""
+    while i < len(s):
+        c = s[i]
+        if c == '"':
+            b.add("", quoted=True)
+            return i + 1
+        if c == "\\" and s[i + 1 : i + 2] in ("$", "`", '"', "\\", "\n"):
+            if s[i + 1] != "\n":
+                b.add(s[i + 1], quoted=True)
+            i += 2
+        elif c == "`":
+            raise CannotCheck("command substitution `...`")
+        elif c == "$":
+            text, name, i = _expansion(s, i)
+            if name:
+                b.expand(text, name, quoted=True)
+            else:
+                b.add(text, quoted=True)
+        else:
+            b.add(c, quoted=True)
+            i += 1
+    raise CannotCheck("unbalanced quotes")
+
+
+_SEPARATORS = ("&&", "||", "|&", ";", "&", "|", "\n")
+_REDIRECTS = ("&>>", "&>", "<<<", "<>", "<&", ">>", ">&", ">|", "<", ">")
+
+
+def split(s: str) -> list[tuple[list[Word], str]]:
+    """The simple commands of ``s`` in order: each its words (redirections left out) and the
+    text it was written as."""
+    commands: list[tuple[list[Word], str]] = []
+    words: list[Word] = []
+    begin, i = 0, 0
+
+    def finish(end: int) -> None:
+        nonlocal words
+        if words:
+            commands.append((words, " ".join(s[begin:end].split())))
+        words = []
+
+    while i < len(s):
+        c = s[i]
+        if c in " \t" or s.startswith("\\\n", i):
+            i += 1 if c in " \t" else 2
+        elif c == "#":  # a comment runs to the end of the line
+            end = s.find("\n", i)
+            finish(i)
+            i = len(s) if end < 0 else end
+        elif s.startswith("<<", i) and not s.startswith("<<<", i):
+            raise CannotCheck("here-document")
+        elif op := next((r for r in _REDIRECTS if s.startswith(r, i)), None):
+            i += len(op)
+            while i < len(s) and s[i] in " \t":
+                i += 1
+            if i >= len(s) or s[i] in METACHARS:
+                raise CannotCheck(f"redirection {op} without a target")
+            _, i = _word(s, i)  # the target is not an argument
+        elif op := next((o for o in _SEPARATORS if s.startswith(o, i)), None):
+            if s.startswith(";;", i):
+                raise CannotCheck("case syntax ;;")
+            finish(i)
+            i += len(op)
+        elif c in "()":
+            raise CannotCheck("subshell or function ( )")
+        else:
+            if not words:
+                begin = i
+            word, i = _word(s, i)
+            if word.text.isdigit() and word.raw.isdigit() and s[i : i + 1] in ("<", ">"):
+                continue  # a file-descriptor number: 2>&1
+            if not words and word.raw in KEYWORDS:
+                raise CannotCheck(f"shell keyword {word.raw}")
+            words.append(word)
+    finish(len(s))
+    return commands
+
+
+def _basename(word: Word) -> str:
+    return word.text.rsplit("/", 1)[-1]
+
+
+def simple_commands(s: str) -> list[Run]:
+    """Every simple command of ``s`` with the environment it runs with. Each command string is
+    its own shell: nothing carries over from one string to the next."""
+    shell: dict[str, tuple[Value, bool | None]] = {}  # name -> (value, exported; None=unknown)
+    tainted = False
+    runs: list[Run] = []
+    for words, raw in split(s):
+        prefix: dict[str, Value] = {}
+        while words and words[0].assign >= 0:
+            prefix[words[0].text[: words[0].assign]] = _value(words[0])
+            words = words[1:]
+        if not words:  # bare assignments set shell variables, exported only if already so
+            for name, value in prefix.items():
+                shell[name] = (value, shell.get(name, (None, None))[1] if not tainted else None)
+            continue
+        cleared, argv = False, words
+        while argv and _basename(argv[0]) == "env" and argv[0].literal:
+            cleared, argv = _env(argv[1:], prefix, cleared)
+        environ = {n: _exported(v, e) for n, (v, e) in shell.items()}
+        if cleared:
+            environ = {}
+        environ.update(prefix)
+        runs.append(
+            Run(tuple(argv), raw, environ, cleared, frozenset(shell) | frozenset(prefix), tainted)
+        )
+        if argv and _builtin(argv, shell):
+            tainted = True
+            shell.clear()
+    return runs
+
+
+def _value(word: Word) -> Value:
+    value = word.text[word.assign + 1 :]
+    return UNKNOWN if word.expansions else value
+
+
+def _exported(value: Value, exported: bool | None) -> Value:
+    if value is None or exported is True:
+        return value
+    return None if exported is False else UNKNOWN
+
+
+def _env(args: list[Word], prefix: dict[str, Value], cleared: bool) -> tuple[bool, list[Word]]:
+    """``env [-i] [-u NAME] [NAME=value]... command``: fills ``prefix``, returns the command."""
+    i = 0
+    while i < len(args) and args[i].text.startswith("-") and args[i].literal:
+        opt = args[i].text
+        if opt in ("-i", "-", "--ignore-environment"):
+            cleared = True
+            prefix.clear()
+        elif opt in ("-u", "--unset") and i + 1 < len(args):
+            i += 1
+            prefix[args[i].text] = None
+        elif opt.startswith(("-u", "--unset=")):
+            prefix[opt.removeprefix("--unset=").removeprefix("-u")] = None
+        elif opt == "--":
+            i += 1
+            break
+        else:
+            raise CannotCheck(f"env option {opt}")
+        i += 1
+    while i < len(args) and args[i].assign >= 0:
+        prefix[args[i].text[: args[i].assign]] = _value(args[i])
+        i += 1
+    return cleared, args[i:]
+
+
+def _builtin(argv: list[Word], shell: dict[str, tuple[Value, bool | None]]) -> bool:
+    """Apply what a builtin does to the shell's variables; True when afterwards any variable
+    may hold anything (``source``, ``eval``, ``set -a``)."""
+    name, args = argv[0].text, argv[1:]
+    if name == "export":
+        for arg in args:
+            if arg.text == "-n" or not arg.literal and arg.assign < 0:
+                return True
+            if arg.assign >= 0:
+                shell[arg.text[: arg.assign]] = (_value(arg), True)
+            elif not arg.text.startswith("-"):
+                shell[arg.text] = (shell.get(arg.text, (UNKNOWN, None))[0], True)
+    elif name == "unset":
+        for arg in args:
+            if not arg.literal:
+                return True
+            if not arg.text.startswith("-"):
+                shell[arg.text] = (None, False)
+    elif name in ("declare", "typeset", "local", "readonly"):
+        for arg in args:
+            key = arg.text[: arg.assign] if arg.assign >= 0 else arg.text
+            shell[key] = (UNKNOWN, None)
+            if not arg.literal:
+                return True
+    elif name in ("source", ".", "eval"):
+        return True
+    elif name == "set":
+        return any(a.text == "allexport" or a.text[:1] in "-+" and "a" in a.text for a in args)
+    elif name == "alias":
+        raise CannotCheck("alias (it can rename any command)")
+    return False
