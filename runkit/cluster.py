@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 
+from runkit import secrets
 from runkit.errors import UserError, first_line
 
 GPU_CHOICES = ("auto", "yes", "no")
@@ -19,9 +20,11 @@ GPU_CHOICES = ("auto", "yes", "no")
 
 def connect() -> None:
     """Join the running cluster (``RAY_ADDRESS``, or the started head), else start one here;
-    say which on stderr (its GCS address, nodes, CPUs and GPUs)."""
+    say which on stderr (its GCS address, nodes, CPUs and GPUs). Before any job makes its
+    actors, secrets in the environment are kept out of the runtime envs Ray logs."""
     import ray
 
+    secrets.keep_out_of_runtime_envs()
     if ray.is_initialized():
         return
     check_address()
