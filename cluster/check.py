@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import io
 import ipaddress
 import logging
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,9 +39,15 @@ from typing import Any, Union
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:  # cluster/ is not a package: shellwords sits next to this file
     sys.path.insert(0, HERE)
-from shellwords import UNKNOWN, CannotCheck, Run, Value, Word, simple_commands  # noqa: E402
+from command_rules import (  # noqa: E402
+    TOKEN_FILE,
+    command_problems,
+    is_ray_start,
+    parse,
+    token_mode_problems,
+)
+from shellwords import CannotCheck  # noqa: E402
 
-TOKEN_FILE = "~/.ray/auth_token"
 SSH_PORT = 22
 # GCS, Ray client, dashboard, dashboard agent, metrics, object manager, node manager, runtime
 # env agent, and the default range of worker ports.
@@ -54,7 +58,6 @@ WORKER_PORTS = (10002, 19999)
 MAX_IPV4_ADDRESSES = 2**16
 MAX_IPV6_ADDRESSES = 2**80
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # IPv4 written as IPv6
-EXPANDED = "\x00"  # marks an argument that held a variable when handed to Ray's CLI parser
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 - python3 >= 3.9
 
@@ -217,157 +220,6 @@ def provider_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _short(command: str) -> str:
-    return " ".join(command.replace(EXPANDED, "").split())[:70]
-
-
-def _cannot(run_or_text: Run | str, why: str) -> str:
-    text = run_or_text if isinstance(run_or_text, str) else run_or_text.raw
-    return f"cannot check `{_short(text)}`: {why}"
-
-
-@functools.cache
-def _start_parser() -> Any:
-    """Ray's own parser for ``ray start`` arguments (the last of a repeated option wins)."""
-    import click
-    from ray.scripts.scripts import start
-
-    return start.make_parser(click.Context(start))
-
-
-def _is_ray_start(argv: tuple[Word, ...]) -> bool:
-    return (
-        len(argv) >= 2
-        and argv[0].literal
-        and argv[0].text.rsplit("/", 1)[-1] == "ray"
-        and argv[1].text == "start"
-    )
-
-
-def _said(mode: Value) -> str:
-    if mode is None:
-        return "it is unset"
-    return "it is not set by this command" if mode is UNKNOWN else f"it is {mode!r}"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _ray_start_problems(run: Run) -> list[str]:
-    import click
-
-    for word in run.argv[2:]:
-        if word.pattern:
-            return [_cannot(run, f"unquoted pattern in {word.raw} (expands to file names)")]
-        risky = [n for n in word.unquoted if n != "RAY_HEAD_IP" or run.assigned(n)]
-        if risky:
-            return [_cannot(run, f"unquoted ${risky[0]} may expand to several arguments")]
-    args = [w.text + EXPANDED if w.expansions else w.text for w in run.argv[2:]]
-    try:
-        opts, rest, _ = _start_parser().parse_args(args)
-    except click.ClickException as exc:
-        return [f"`{_short(run.raw)}`: ray start would refuse it ({exc.format_message()})"]
-    if rest:
-        return [f"`{_short(run.raw)}`: ray start takes no argument {_short(rest[0])!r}"]
-    problems = []
-    mode = run.env("RAY_AUTH_MODE")
-    if mode != "token":
-        problems.append(f"`{_short(run.raw)}` runs without RAY_AUTH_MODE=token ({_said(mode)})")
-    host = opts.get("dashboard_host")
-    if opts.get("head") and host is not None and EXPANDED in host:
-        problems.append(_cannot(run, "the dashboard host comes from a variable"))
-    elif opts.get("head") and (host is None or not _loopback(host)):
-        problems.append(
-            f"the dashboard listens on {host or 'Ray' + chr(39) + 's default'}; use "
-            "--dashboard-host=127.0.0.1 and `ray dashboard`"
-        )
-    return problems
-
-
-@functools.cache
-def _parse(command: str) -> tuple[Run, ...]:
-    return tuple(simple_commands(command))
-
-
-def command_problems(command: str) -> list[str]:
-    """Every ``ray start`` in one command string runs with token auth (and, on the head, a
-    loopback dashboard); a ``ray start`` the parser cannot see clearly is refused."""
-    try:
-        runs = _parse(command)
-    except CannotCheck as exc:
-        return [_cannot(command, str(exc))]
-    problems = []
-    for run in runs:
-        words = [w.text.lower() for w in run.argv]
-        if _is_ray_start(run.argv):
-            problems += _ray_start_problems(run)
-        elif "ray" in run.raw.lower() and "start" in run.raw.lower():
-            problems.append(_cannot(run, "`ray start` run through another command"))
-        elif run.argv and not run.argv[0].literal and any("start" in w for w in words):
-            problems.append(_cannot(run, f"the command {run.argv[0].raw} is a variable"))
-    return problems
-
-
-def _home(word: Word) -> str | None:
-    """The path a chmod operand names, ``~/``-relative where it is under $HOME; None when the
-    shell decides it (variables, patterns)."""
-    text = word.text
-    if word.expansions == ("HOME",) and text.startswith(("$HOME/", "${HOME}/")):
-        return "~/" + text.split("/", 1)[1]
-    if not word.literal:
-        return None
-    return text if word.raw.startswith("~") or not text.startswith("~") else "./" + text
-
-
-CHMOD_OPTION = re.compile(
-    r"-[RvcfHLP]+|--(recursive|verbose|changes|silent|quiet|(no-)?dereference|(no-)?preserve-root)"
-)
-OWNER_ONLY = re.compile(r"[0-7]?[0-7]00|go-rwx|og-rwx|go=|og=")
-
-
-def _chmod(args: tuple[Word, ...]) -> bool | None:
-    """What ``chmod args`` does to the token: True owner-only, False maybe more, None nothing."""
-    options = [w.text for w in args if w.literal and CHMOD_OPTION.fullmatch(w.text)]
-    words = [w for w in args if not (w.literal and CHMOD_OPTION.fullmatch(w.text))]
-    if not words:
-        return None
-    recursive = any("R" in o or o == "--recursive" for o in options)
-    mode, files = words[0], words[1:]
-    good = mode.literal and OWNER_ONLY.fullmatch(mode.text) is not None
-    paths = [_home(f) for f in files]
-    unknown = any(p is None or recursive and p.startswith("/") for p in paths)
-    token = any(
-        p is not None
-        and (
-            p.rstrip("/") == TOKEN_FILE or recursive and TOKEN_FILE.startswith(p.rstrip("/") + "/")
-        )
-        for p in paths
-    )
-    if token:
-        return good
-    return False if unknown and not good else None
-
-
-def token_mode_problems(node: str, setup: list[str]) -> list[str]:
-    """On one node, the last chmod that reaches the token leaves it owner-only."""
-    state: bool | None = None
-    for command in setup:
-        with contextlib.suppress(CannotCheck):  # reported by command_problems
-            for run in _parse(command):
-                argv = run.argv
-                if argv and argv[0].literal and argv[0].text.rsplit("/", 1)[-1] == "chmod":
-                    effect = _chmod(argv[1:])
-                    state = state if effect is None else effect
-    if state is True:
-        return []
-    later = " (a later chmod may undo it)" if state is False else ""
-    return [f"{node}: no setup command makes {TOKEN_FILE} readable by its owner only{later}"]
-
-
 def _lists(config: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
     """(node, key, commands) for each command list a node runs, node types' own lists too."""
     for key in ("initialization_commands", "head_setup_commands", "head_start_ray_commands"):
@@ -389,9 +241,9 @@ def token_problems(config: dict[str, Any]) -> list[str]:
         starts = []
         for command in config[key]:
             with contextlib.suppress(CannotCheck):
-                starts += [r for r in _parse(str(command)) if _is_ray_start(r.argv)]
+                starts += [r for r in parse(str(command)) if is_ray_start(r.argv)]
         if not starts:
-            problems.append(f"no `ray start` in {key}: cannot check token authentication")
+            problems.append(f"no `ray start` in {key}: token authentication unseen")
     if TOKEN_FILE not in config["file_mounts"]:
         problems.append(f"the token {TOKEN_FILE} is not among file_mounts (nodes would lack it)")
     return problems

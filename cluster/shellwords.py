@@ -196,17 +196,33 @@ _SEPARATORS = ("&&", "||", "|&", ";", "&", "|", "\n")
 _REDIRECTS = ("&>>", "&>", "<<<", "<>", "<&", ">>", ">&", ">|", "<", ">")
 
 
-def split(s: str) -> list[tuple[list[Word], str]]:
-    """The simple commands of ``s`` in order: each its words (redirections left out) and the
-    text it was written as."""
-    commands: list[tuple[list[Word], str]] = []
-    words: list[Word] = []
-    begin, i = 0, 0
+@dataclass(frozen=True)
+class Simple:
+    """A simple command as written: its words (redirections left out), its text, and the
+    operators before and after it ("" at either end of the string)."""
 
-    def finish(end: int) -> None:
-        nonlocal words
+    words: list[Word]
+    raw: str
+    before: str
+    after: str
+
+
+_CONTINUED = ("|", "|&", "&&", "||")  # a newline after these does not end the list
+
+
+def split(s: str) -> list[Simple]:
+    """The simple commands of ``s`` in order."""
+    commands: list[Simple] = []
+    words: list[Word] = []
+    begin, i, before = 0, 0, ""
+
+    def finish(end: int, op: str) -> None:
+        nonlocal words, before
         if words:
-            commands.append((words, " ".join(s[begin:end].split())))
+            commands.append(Simple(words, " ".join(s[begin:end].split()), before, op))
+            before = op
+        elif not (op == "\n" and before in _CONTINUED):
+            before = op
         words = []
 
     while i < len(s):
@@ -215,8 +231,8 @@ def split(s: str) -> list[tuple[list[Word], str]]:
             i += 1 if c in " \t" else 2
         elif c == "#":  # a comment runs to the end of the line
             end = s.find("\n", i)
-            finish(i)
-            i = len(s) if end < 0 else end
+            finish(i, "\n")
+            i = len(s) if end < 0 else end + 1
         elif s.startswith("<<", i) and not s.startswith("<<<", i):
             raise CannotCheck("here-document")
         elif op := next((r for r in _REDIRECTS if s.startswith(r, i)), None):
@@ -229,7 +245,7 @@ def split(s: str) -> list[tuple[list[Word], str]]:
         elif op := next((o for o in _SEPARATORS if s.startswith(o, i)), None):
             if s.startswith(";;", i):
                 raise CannotCheck("case syntax ;;")
-            finish(i)
+            finish(i, op)
             i += len(op)
         elif c in "()":
             raise CannotCheck("subshell or function ( )")
@@ -242,7 +258,7 @@ def split(s: str) -> list[tuple[list[Word], str]]:
             if not words and word.raw in KEYWORDS:
                 raise CannotCheck(f"shell keyword {word.raw}")
             words.append(word)
-    finish(len(s))
+    finish(len(s), "")
     return commands
 
 
@@ -250,34 +266,43 @@ def _basename(word: Word) -> str:
     return word.text.rsplit("/", 1)[-1]
 
 
+Shell = dict[str, tuple[Value, bool | None]]  # name -> (value, exported or unknown)
+
+
 def simple_commands(s: str) -> list[Run]:
     """Every simple command of ``s`` with the environment it runs with. Each command string is
-    its own shell: nothing carries over from one string to the next."""
-    shell: dict[str, tuple[Value, bool | None]] = {}  # name -> (value, exported; None=unknown)
+    its own shell: nothing carries over from one string to the next. What a command does to
+    the shell's variables lasts only outside pipelines and background jobs, and after ``&&``
+    or ``||`` (it may not run) leaves each variable it changes unknown."""
+    shell: Shell = {}
     tainted = False
     runs: list[Run] = []
-    for words, raw in split(s):
-        prefix: dict[str, Value] = {}
+    for simple in split(s):
+        words, prefix = simple.words, {}
         while words and words[0].assign >= 0:
             prefix[words[0].text[: words[0].assign]] = _value(words[0])
             words = words[1:]
-        if not words:  # bare assignments set shell variables, exported only if already so
-            for name, value in prefix.items():
-                shell[name] = (value, shell.get(name, (None, None))[1] if not tainted else None)
-            continue
         cleared, argv = False, words
         while argv and _basename(argv[0]) == "env" and argv[0].literal:
             cleared, argv = _env(argv[1:], prefix, cleared)
-        environ = {n: _exported(v, e) for n, (v, e) in shell.items()}
-        if cleared:
-            environ = {}
-        environ.update(prefix)
-        runs.append(
-            Run(tuple(argv), raw, environ, cleared, frozenset(shell) | frozenset(prefix), tainted)
-        )
-        if argv and _builtin(argv, shell):
+        if words:
+            environ = {} if cleared else {n: _exported(v, e) for n, (v, e) in shell.items()}
+            environ.update(prefix)
+            touched = frozenset(shell) | frozenset(prefix)
+            runs.append(Run(tuple(argv), simple.raw, environ, cleared, touched, tainted))
+        if simple.before in ("|", "|&") or simple.after in ("|", "|&", "&"):
+            continue  # a subshell: its assignments vanish with it
+        after = dict(shell)
+        if not words:  # bare assignments set shell variables, exported only if already so
+            for name, value in prefix.items():
+                after[name] = (value, None if tainted else shell.get(name, (None, None))[1])
+        elif argv and _builtin(argv, after):
             tainted = True
-            shell.clear()
+            after = {}
+        if simple.before in ("&&", "||"):  # it may not have run
+            after = {n: v if shell.get(n) == v else (UNKNOWN, None) for n, v in after.items()}
+            after.update({n: (UNKNOWN, None) for n in shell if n not in after})
+        shell = after
     return runs
 
 
@@ -317,7 +342,7 @@ def _env(args: list[Word], prefix: dict[str, Value], cleared: bool) -> tuple[boo
     return cleared, args[i:]
 
 
-def _builtin(argv: list[Word], shell: dict[str, tuple[Value, bool | None]]) -> bool:
+def _builtin(argv: list[Word], shell: Shell) -> bool:
     """Apply what a builtin does to the shell's variables; True when afterwards any variable
     may hold anything (``source``, ``eval``, ``set -a``)."""
     name, args = argv[0].text, argv[1:]
