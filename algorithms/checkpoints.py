@@ -11,12 +11,13 @@ spec in ``rlgen_state.json``: a checkpoint handed to rlgen cannot run code."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 
 from runkit.checkpoints import latest_checkpoint
 from runkit.errors import RunFailed, UserError
+from runkit.paths import make_private_dirs, remove_entry
 from runkit.rundir import write_json_atomic
 
 STATE_FILE = "rlgen_state.json"
@@ -34,22 +35,23 @@ def find_checkpoint(path: Path | str) -> Path:
 
 def save_checkpoint(algo: Any, run_dir: Path, spec: Any, state: dict) -> Path:
     ckpt_root = run_dir / CHECKPOINTS
-    ckpt_root.mkdir(exist_ok=True)
+    make_private_dirs(ckpt_root)
     target = ckpt_root / f"iter_{state['iteration']:06d}"
     tmp = ckpt_root / f".tmp_{target.name}"
     for partial in ckpt_root.glob(".tmp_*"):  # this one, or one a killed run left behind
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_entry(partial)  # a symlink is unlinked, never followed
     try:
-        algo.save_to_path(str(tmp.resolve()))
+        make_private_dirs(tmp)
+        algo.save_to_path(os.path.abspath(tmp))
         save_policy_weights(algo, tmp / WEIGHTS_FILE)
         write_json_atomic(tmp / STATE_FILE, {"spec": dataclasses.asdict(spec), "state": state})
     except OSError as exc:  # a full disk or quota: give the space back, keep the last one
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_entry(tmp)
         raise write_failed(exc, target, run_dir) from None
-    shutil.rmtree(target, ignore_errors=True)
+    remove_entry(target)
     tmp.rename(target)
     for old in sorted(ckpt_root.glob("iter_*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_entry(old)
     return target
 
 

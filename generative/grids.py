@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runkit.paths import create_new
+
 
 def image_grid(images: torch.Tensor, *, columns: int | None = None, pad: int = 2) -> np.ndarray:
     """(N, C, H, W) floats in [0, 1] -> one uint8 (rows*H, cols*W, 3) grid with a gray border."""
@@ -26,10 +28,12 @@ def image_grid(images: torch.Tensor, *, columns: int | None = None, pad: int = 2
 
 
 def save_png(grid_HWC: np.ndarray, path: Path) -> None:
-    """Write through a temporary file and a rename: a reader never sees half a PNG."""
+    """Write through a temporary file and a rename: a reader never sees half a PNG. The
+    temporary file is created new (never written through a symlink of its name)."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(grid_HWC).save(tmp)
+    with create_new(tmp) as f:
+        Image.fromarray(grid_HWC).save(f, format="PNG")
     tmp.replace(path)

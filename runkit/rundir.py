@@ -2,7 +2,9 @@
 
 A run directory holds ``run.json`` (what was asked for, so ``--resume`` can rebuild the job),
 ``result.json`` (the DESIGN contract), ``checkpoints/`` and ``tensorboard/``. An existing run
-directory is never reused unless the user asks for ``--resume``.
+directory is never reused unless the user asks for ``--resume``. Run directories, and the
+parents rlgen creates for them, are mode 0700 whatever the umask: what RLlib, Ray and rlgen
+write inside (the pickles ``--resume`` loads among them) is the user's alone.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runkit.errors import UserError
+from runkit.paths import create_new, make_private_dirs
 
 RUN_FILE = "run.json"
 RESULT_FILE = "result.json"
 
 
 def new_run_dir(output: str | None, *, prefix: str, resume: bool) -> Path:
-    """Return the run directory, created if new.
+    """Return the run directory, created (mode 0700, as are the parents it needs) if new.
 
     ``output=None`` makes a fresh ``runs/<prefix>-<timestamp>``. An existing non-empty directory
-    is refused unless ``resume``; ``resume`` on a directory without ``run.json`` is refused.
+    is refused unless ``resume``; ``resume`` on a directory without ``run.json`` is refused. An
+    existing empty directory becomes the run directory and is made private (0700).
     """
     if output is None:
         if resume:
@@ -48,14 +52,21 @@ def new_run_dir(output: str | None, *, prefix: str, resume: bool) -> Path:
             f"--output {path}: already exists and is not empty; pass --resume to continue that "
             "run or choose a new directory"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        try:
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            raise UserError(f"--output {path}: cannot be made private ({exc.strerror})") from None
+    make_private_dirs(path)
     return path.resolve()
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file.
+    The temporary file is created new (mode 0600, never through a symlink of its name)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with create_new(tmp) as f:
+        f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     os.replace(tmp, path)
 
 

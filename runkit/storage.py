@@ -1,11 +1,17 @@
 """Run directories on object storage: ``s3://`` and ``gs://`` outputs that outlive a cluster.
 
-A run whose output is a URI works in a local mirror directory
-(``$RLGEN_MIRROR_DIR``, default ``<tmp>/rlgen-mirror``, then ``<scheme>/<bucket>/<key>``) and
+A run whose output is a URI works in a local mirror directory (``$RLGEN_MIRROR_DIR``, default
+``$XDG_CACHE_HOME/rlgen/mirror`` or ``~/.cache/rlgen/mirror``, then ``<scheme>/<bucket>/<key>``)
+and
 copies it to the URI after every checkpoint, at most every ``PUSH_EVERY_S`` seconds between
 checkpoints, and at the end. ``--resume URI`` first copies the URI down into a fresh mirror.
 Ray Train writes its own checkpoints straight to ``<URI>/ray_train`` (multi-node Train needs
 storage every worker reaches), so the mirror leaves that folder to it.
+
+Object keys are data (``runkit.paths``): a key that is not a plain relative path (``..``, empty
+or ``.`` parts, a leading ``/``, backslashes, control characters) is refused before anything is
+written, and so is a mirror root that another user could change (a symlink, not the user's own,
+group- or world-writable). Nothing is written, copied up or deleted through a symlink.
 
 Filesystems come from pyarrow (``FileSystem.from_uri``), configured the way pyarrow reads the
 environment: for S3 the usual AWS credentials and region, and ``AWS_ENDPOINT_URL_S3`` (or
@@ -17,14 +23,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from runkit.errors import UserError, first_line
+from runkit.paths import (
+    check_relative,
+    create_new,
+    inside,
+    make_private_dirs,
+    private_root,
+    relative_problem,
+    remove_tree,
+)
 
 SCHEMES = ("s3://", "gs://")
 MIRROR_ENV = "RLGEN_MIRROR_DIR"
@@ -41,11 +56,15 @@ def is_uri(path: str | Path | None) -> bool:
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    """``("s3", "bucket/key")``; a UserError for a URI without a bucket."""
+    """``("s3", "bucket/key")``; a UserError for a URI without a bucket or whose path is not
+    plain names (it becomes the mirror's local path)."""
     scheme, _, rest = uri.partition("://")
     rest = rest.strip("/")
     if not rest or rest.startswith("/"):
         raise UserError(f"{uri}: a storage URI needs a bucket, as in {scheme}://BUCKET/PATH")
+    problem = relative_problem(rest)
+    if problem is not None:
+        raise UserError(f"{uri!r}: its path {problem}; use {scheme}://BUCKET/NAME/NAME...")
     return scheme, rest
 
 
@@ -61,12 +80,27 @@ def filesystem(uri: str) -> tuple[Any, str]:
     return fs, path.rstrip("/")
 
 
+def mirror_root() -> Path:
+    """The private directory holding every local copy: ``$RLGEN_MIRROR_DIR``, else
+    ``$XDG_CACHE_HOME/rlgen/mirror``, else ``~/.cache/rlgen/mirror``; created mode 0700, and
+    refused (UserError) when it is a symlink, another user's, or writable by others."""
+    given = os.environ.get(MIRROR_ENV)
+    if given:
+        root = Path(given).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
+        root = base / "rlgen" / "mirror"
+    return private_root(root, what=f"mirror directory (${MIRROR_ENV})")
+
+
 def mirror_dir(uri: str, *, purpose: str = "runs") -> Path:
     """The local working directory of the run at ``uri`` (``purpose="fetched"``: the copy that
-    eval and sample read, kept apart from the working copy of a run in progress)."""
+    eval and sample read, kept apart from the working copy of a run in progress). Built from
+    names only, never resolved: a symlink on the way is refused where the copy is made or
+    deleted."""
     scheme, rest = split_uri(uri)
-    root = Path(os.environ.get(MIRROR_ENV) or Path(tempfile.gettempdir()) / "rlgen-mirror")
-    return (root / purpose / scheme / rest).resolve()
+    return mirror_root() / purpose / scheme / rest
 
 
 def _why(exc: BaseException) -> str:
@@ -78,22 +112,37 @@ class Mirror:
     copy, markers last; files it copied before and that are gone locally (pruned checkpoints)
     are deleted there too."""
 
-    def __init__(self, uri: str, local: Path, *, skip: tuple[str, ...] = (TRAIN_STORAGE,)):
+    def __init__(
+        self,
+        uri: str,
+        local: Path,
+        *,
+        skip: tuple[str, ...] = (TRAIN_STORAGE,),
+        root: Path | None = None,
+    ):
+        """``root``: the directory ``local`` lies in and that ``pull`` may delete inside (the
+        mirror root for a run's copy; by default ``local``'s parent)."""
         self.uri = uri.rstrip("/")
         self.local = Path(local)
+        self.below = Path(root) if root is not None else self.local.parent
         self.skip = skip
         self.fs, self.root = filesystem(self.uri)
         self.sent: dict[str, tuple[int, int]] = {}
         self.last_push = 0.0
 
     def _local_files(self) -> dict[str, tuple[int, int]]:
+        """Regular files of the local copy, by relative path; symlinks are skipped and
+        symlinked directories never entered, so only the run's own files go up."""
         found: dict[str, tuple[int, int]] = {}
-        for path in self.local.rglob("*"):
-            rel = path.relative_to(self.local).as_posix()
-            if rel.split("/")[0] in self.skip or path.name.endswith(".tmp") or not path.is_file():
-                continue
-            st = path.stat()
-            found[rel] = (st.st_size, st.st_mtime_ns)
+        for top, dirs, files in os.walk(self.local, followlinks=False):
+            base = Path(top).relative_to(self.local)
+            if base == Path("."):
+                dirs[:] = [d for d in dirs if d not in self.skip]
+            for name in files:
+                st = os.lstat(Path(top) / name)
+                if name.endswith(".tmp") or not stat.S_ISREG(st.st_mode):
+                    continue
+                found[(base / name).as_posix()] = (st.st_size, st.st_mtime_ns)
         return found
 
     def remote_files(self) -> list[str]:
@@ -117,7 +166,8 @@ class Mirror:
         for rel in changed:
             target = f"{self.root}/{rel}"
             self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(target) as dst:
+            fd = os.open(self.local / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as src, self.fs.open_output_stream(target) as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
             self.sent[rel] = now[rel]
         for rel in sorted(set(self.sent) - set(now)):
@@ -131,18 +181,31 @@ class Mirror:
 
     def pull(self) -> int:
         """Replace the local directory by a copy of what is stored at the URI (less the skipped
-        folders); returns how many files were copied."""
+        folders); returns how many files were copied. Every key is checked before anything is
+        deleted or written: one that is not a plain relative path, or that names a file and a
+        folder at once, is refused (UserError naming it)."""
         files = [rel for rel in self.remote_files() if rel.split("/")[0] not in self.skip]
-        if self.local.exists():
-            shutil.rmtree(self.local)
-        self.local.mkdir(parents=True)
-        for rel in files:
-            dest = self.local / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with self.fs.open_input_stream(f"{self.root}/{rel}") as src, open(dest, "wb") as dst:
+        dests = self.destinations(files)
+        remove_tree(self.local, below=self.below)
+        make_private_dirs(self.local, below=self.below)
+        for rel, dest in zip(files, dests, strict=True):
+            make_private_dirs(dest.parent, below=self.below)
+            with self.fs.open_input_stream(f"{self.root}/{rel}") as src, create_new(dest) as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
         self.sent = self._local_files()
         return len(files)
+
+    def destinations(self, files: list[str]) -> list[Path]:
+        """The local path of each stored file, all checked to stay inside the local copy."""
+        what = f"object key under {self.uri}:"
+        dests = [inside(self.local, check_relative(rel, what=what), what=what) for rel in files]
+        folders = {
+            rel.rsplit("/", i)[0]: rel for rel in files for i in range(1, rel.count("/") + 1)
+        }
+        for rel in files:
+            if rel in folders:
+                raise UserError(f"{what} {folders[rel]!r}: has the file {rel!r} as a folder")
+        return dests
 
     def push_quietly(self) -> None:
         """A copy during the run: a storage hiccup is reported and retried at the next one."""
@@ -155,7 +218,7 @@ class Mirror:
 
 def fetch(uri: str) -> Path:
     """A local copy of the run or checkpoint stored at ``uri`` (for eval and sample)."""
-    mirror = Mirror(uri, mirror_dir(uri, purpose="fetched"), skip=())
+    mirror = Mirror(uri, mirror_dir(uri, purpose="fetched"), skip=(), root=mirror_root())
     if not mirror.remote_files():
         raise UserError(f"checkpoint {uri}: nothing stored there")
     mirror.pull()
@@ -163,12 +226,14 @@ def fetch(uri: str) -> Path:
 
 
 def local_to_uri(value: str | None, local: Path, uri: str) -> str | None:
-    """``value`` with the mirror directory (or, for Ray Train's checkpoint paths, the bucket
-    path without its scheme) replaced by ``uri``."""
+    """``value`` with the mirror directory (as given or with its symlinks resolved, as a run
+    directory is reported; or, for Ray Train's checkpoint paths, the bucket path without its
+    scheme) replaced by ``uri``."""
     if value is None:
         return None
-    if value.startswith(str(local)):
-        return uri.rstrip("/") + value[len(str(local)) :]
+    for base in dict.fromkeys((str(local), os.path.realpath(local))):
+        if value == base or value.startswith(base + "/"):
+            return uri.rstrip("/") + value[len(base) :]
     scheme, rest = split_uri(uri)
     if value.startswith(rest + "/"):
         return f"{scheme}://{value}"
@@ -191,7 +256,7 @@ def run_at_uri(
     from runkit.results import write_result
 
     local = mirror_dir(uri)
-    mirror = Mirror(uri, local)
+    mirror = Mirror(uri, local, root=mirror_root())
     stored = mirror.remote_files()
     if resume:
         if "run.json" not in stored:
@@ -204,8 +269,8 @@ def run_at_uri(
                 f"--output {uri}: already holds files; pass --resume to continue that run or "
                 "choose a new location"
             )
-        if local.exists():
-            shutil.rmtree(local)  # a stale working copy of a run that never reached the URI
+        remove_tree(local, below=mirror.below)  # a stale copy of a run that never got there
+        make_private_dirs(local, below=mirror.below)
 
     def sync(checkpointed: bool) -> None:
         if checkpointed or time.monotonic() - mirror.last_push >= PUSH_EVERY_S:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runkit.paths import make_private_dirs
 from runkit.rundir import RESULT_FILE, RUN_FILE, read_json, write_json_atomic
 
 TRIAL_LOG_SUFFIX = ".log"  # trials/<trial id>.log, beside the run directory
@@ -51,7 +52,7 @@ def trial_log(run_dir: Path) -> Path:
 
 
 def _log(run_dir: Path, line: str) -> None:
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(run_dir.parent)  # mode 0700, as every directory rlgen makes
     with open(trial_log(run_dir), "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
