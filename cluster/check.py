@@ -132,6 +132,8 @@ def _ports(rule: dict[str, Any]) -> list[tuple[int, int]]:
             for allowed in rule.get("allowed", [{"IPProtocol": "all"}]):
                 if allowed.get("IPProtocol") == "all" or "ports" not in allowed:
                     return [(0, 65535)]
+                if not isinstance(allowed["ports"], list):
+                    raise ValueError(f"ports {allowed['ports']!r} is not a list")
                 for port in allowed["ports"]:
                     first, _, last = str(port).partition("-")
                     spans.append((int(first), int(last or first)))
@@ -211,6 +213,9 @@ def provider_problems(config: dict[str, Any]) -> list[str]:
             )
         if kind == "gcp":
             nets = node_config.get("networkInterfaces", [])
+            if not isinstance(nets, list) or not all(isinstance(n, dict) for n in nets):
+                problems.append(f"node type {name}: networkInterfaces is not a list of mappings")
+                continue
             where = [n.get("subnetwork") or n.get("network", "") for n in nets]
             if not where or any(not w or w.rstrip("/").endswith("/default") for w in where):
                 problems.append(

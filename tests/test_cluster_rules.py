@@ -288,3 +288,44 @@ def test_setup_scripts_admit_a_narrow_range(tmp_path: Path, script: str) -> None
     assert out.returncode == 0, out.stderr
     assert ("--cidr 203.0.113.0/24" if script.startswith("aws") else
             "--source-ranges 203.0.113.0/24") in calls  # fmt: skip
+
+
+def _aws_rule(cfg: dict[str, Any], rule: Any) -> None:
+    cfg["provider"]["security_group"] = {"GroupName": "rlgen", "IpPermissions": [rule]}
+
+
+def _gcp_head(cfg: dict[str, Any], **node: Any) -> None:
+    cfg["available_node_types"]["head"]["node_config"].update(node)
+
+
+# A config of odd shapes is one problem line each, never a traceback.
+ODD_SHAPES: list[tuple[str, Any, str]] = [
+    ("aws.yaml", lambda c: _aws_rule(c, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                         "IpRanges": "0.0.0.0/0"}), "is not a list"),
+    ("aws.yaml", lambda c: _aws_rule(c, {"IpProtocol": "tcp", "FromPort": "ssh", "ToPort": 22,
+                                         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}),
+     "opens every port to the whole IPv4 internet"),
+    ("aws.yaml", lambda c: _aws_rule(c, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                         "PrefixListIds": [{"PrefixListId": "pl-1"}]}),
+     "prefix lists"),
+    ("aws.yaml", lambda c: c["available_node_types"]["head"]["node_config"].update(
+        SecurityGroupIds="sg-1"), "no SecurityGroupIds"),
+    ("gcp.yaml", lambda c: _gcp_head(c, networkInterfaces="default"), "not a list of mappings"),
+    ("gcp.yaml", lambda c: _gcp_head(c, x_fw={"sourceRanges": ["0.0.0.0/0"],
+                                              "allowed": [{"IPProtocol": "tcp", "ports": "22"}]}),
+     "opens every port"),
+    ("local.yaml", lambda c: c.update(provider="local"), "Ray cannot prepare"),
+    ("local.yaml", lambda c: c.update(provider={"type": "azure", "location": "westus2",
+                                                "resource_group": "rlgen"}), "check knows only"),
+    ("local.yaml", lambda c: c.update(provider={"type": "kuberay"}), "not a valid Ray cluster"),
+    ("local.yaml", lambda c: c.update(head_start_ray_commands="ray start --head"),
+     "not a valid Ray cluster config"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "mutate", "expected"), ODD_SHAPES, ids=lambda v: str(v)[:40])
+def test_odd_shapes_are_problem_lines(name: str, mutate: Any, expected: str) -> None:
+    cfg = config(name)
+    mutate(cfg)
+    found = check.problems(cfg)
+    assert any(expected in p for p in found), found
