@@ -84,9 +84,9 @@ def _ray_start_problems(run: Run) -> list[str]:
     if opts.get("head") and host is not None and EXPANDED in host:
         problems.append(_cannot(run, "the dashboard host comes from a variable"))
     elif opts.get("head") and (host is None or not _loopback(host)):
+        shown = "Ray's default" if host is None else host or "''"
         problems.append(
-            f"the dashboard listens on {host or 'Ray' + chr(39) + 's default'}; use "
-            "--dashboard-host=127.0.0.1 and `ray dashboard`"
+            f"the dashboard listens on {shown}; use --dashboard-host=127.0.0.1 and `ray dashboard`"
         )
     return problems
 
@@ -105,14 +105,38 @@ def command_problems(command: str) -> list[str]:
         return [_cannot(command, str(exc))]
     problems = []
     for run in runs:
-        words = [w.text.lower() for w in run.argv]
         if is_ray_start(run.argv):
             problems += _ray_start_problems(run)
+        elif why := _opaque(run):
+            problems.append(_cannot(run, why))
         elif "ray" in run.raw.lower() and "start" in run.raw.lower():
             problems.append(_cannot(run, "`ray start` run through another command"))
-        elif run.argv and not run.argv[0].literal and any("start" in w for w in words):
-            problems.append(_cannot(run, f"the command {run.argv[0].raw} is a variable"))
     return problems
+
+
+# Commands that run another command made of their arguments.
+WRAPPERS = frozenset(
+    "exec command builtin nohup sudo doas su runuser xargs timeout nice ionice stdbuf setsid "
+    "chroot watch flock taskset numactl time env sh bash dash zsh ksh eval source . python "
+    "python3 script parallel tmux screen".split()
+)
+
+
+def _opaque(run: Run) -> str | None:
+    """Why the command may run something other than what is written (None when it cannot):
+    its name or a wrapped command comes from a variable."""
+    if not run.argv:
+        return None
+    first = run.argv[0]
+    name = first.text.rsplit("/", 1)[-1]
+    if first.pattern or any(n != "HOME" for n in first.expansions):
+        return f"the command {first.raw} comes from a variable"
+    if name == "ray" and len(run.argv) > 1 and not run.argv[1].literal:
+        return f"ray's subcommand {run.argv[1].raw} comes from a variable"
+    risky = [n for w in run.argv for n in w.unquoted if n != "HOME"]
+    if name in WRAPPERS and risky:
+        return f"{name} runs a command that may be built from ${risky[0]}"
+    return None
 
 
 def _home(word: Word) -> str | None:

@@ -180,6 +180,9 @@ BAD_STARTS: list[tuple[str, str, str]] = [
     ("if", f"if true; then RAY_AUTH_MODE=token ray start --head {H}; fi", "cannot check `"),
     ("here-document", "bash <<EOF\nRAY_AUTH_MODE=token ray start --head\nEOF", "cannot check `"),
     ("variable command", f"RAY_AUTH_MODE=token $RAY start --head {H}", "cannot check `"),
+    ("variable subcommand", f"RAY_AUTH_MODE=token ray $DO --head {H}", "cannot check `"),
+    ("whole command a variable", "export RAY_AUTH_MODE=token; $CMD", "cannot check `"),
+    ("wrapped variable", "export RAY_AUTH_MODE=token; nohup $CMD", "cannot check `"),
 ]  # fmt: skip
 GOOD_STARTS: list[str] = [
     f"RAY_AUTH_MODE=token ray start --head {H} --port=6379",
@@ -323,7 +326,9 @@ ODD_SHAPES: list[tuple[str, Any, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "mutate", "expected"), ODD_SHAPES, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    ("name", "mutate", "expected"), ODD_SHAPES, ids=[f"{n}: {e}" for n, _, e in ODD_SHAPES]
+)
 def test_odd_shapes_are_problem_lines(name: str, mutate: Any, expected: str) -> None:
     cfg = config(name)
     mutate(cfg)
