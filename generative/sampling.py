@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from generative.checkpoints import find_checkpoint, load_model
+from generative.config import MAX_GRID, shown
 from generative.grids import image_grid, save_png
 from runkit.errors import UserError
 from runkit.results import SampleResult
@@ -25,13 +26,14 @@ def sample_grid(
     """A grid of ``n`` samples written to ``out`` (a new .png), or with ``complete_from`` (a
     dataset) the first ``n`` test images each next to a completion of its bottom half.
     ``sampler`` (PixelCNN): ``cached`` layer activations, or ``naive``, one forward pass per
-    value (the reference); the same seed draws the same images with either."""
+    value (the reference); the same seed draws the same images with either. ``n`` is at most
+    MAX_GRID, checked before anything is read or allocated."""
     from generative.data.images import binarize, read_split, resolve, split_path
     from generative.pixelcnn.sampling import SAMPLERS
 
     target = Path(out)
-    if n < 1:
-        raise UserError(f"--n {n}: must be >= 1")
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_GRID:
+        raise UserError(f"--n {shown(n)}: must be an integer from 1 to {MAX_GRID}")
     if sampler not in SAMPLERS:
         raise UserError(f"--sampler {sampler}: one of {', '.join(SAMPLERS)}")
     if target.exists():
@@ -42,7 +44,7 @@ def sample_grid(
     if complete_from is None:
         images = job.sample(model, n, cfg, seed=seed, sampler=sampler)
     else:
-        originals, _ = read_split(split_path(resolve(complete_from), "test"))
+        originals, _ = read_split(split_path(resolve(complete_from), "test"), limit=n)
         trained_on = tuple(getattr(model, "shape", ()))
         if tuple(originals.shape[1:]) != trained_on:
             raise UserError(

@@ -16,6 +16,9 @@ COLUMNS = ("image", "height", "width", "channels", "label")
 BINARIZE = ("none", "threshold", "dynamic")
 MNIST5K = "mnist5k"
 MNIST5K_TRAIN = 4_000  # fixed split of the 5,000 digits: 4,000 train, 1,000 test
+MAX_SIDE = 256  # image height and width, in a dataset and in a checkpoint's shape
+MAX_ROWS = 10_000_000  # images in one split
+MAX_SPLIT_BYTES = 4 * 2**30  # one split's pixels (N x H x W x C uint8): it is held in memory
 
 
 @dataclass(frozen=True)
@@ -64,57 +67,168 @@ def split_path(dataset: str, split: str) -> str:
     return f"{dataset.rstrip('/')}/{split}.parquet"
 
 
-def check_split(uri: str) -> ImageSpec:
-    """Read a split's shape columns and check every row; a UserError names the file and the
-    problem: unreadable, missing columns, empty, mixed sizes, wrong byte counts, NaN."""
+def _schema_problem(schema: Any) -> str | None:
+    """What is wrong with a split file's columns, or None: ``height``, ``width``,
+    ``channels`` (and ``label`` if present) integers; ``image`` bytes or lists of numbers."""
+    import pyarrow as pa
+
+    names = list(schema.names)
+    missing = [c for c in COLUMNS[:4] if c not in names]
+    if missing:
+        return f"missing column(s) {', '.join(missing)}"
+    twice = sorted({c for c in COLUMNS if names.count(c) > 1})
+    if twice:
+        return f"column(s) {', '.join(twice)} appear more than once"
+    for name in (*COLUMNS[1:4], *(["label"] if "label" in names else [])):
+        kind = schema.field(name).type
+        if not pa.types.is_integer(kind):
+            return f"column {name} holds {kind}, not integers"
+    kind = schema.field("image").type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return None
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and (
+        pa.types.is_integer(kind.value_type) or pa.types.is_floating(kind.value_type)
+    ):
+        return None
+    return f"column image holds {kind}, not bytes (or lists of numbers)"
+
+
+def _image_declared(fragments: list[Any]) -> tuple[int, int]:
+    """What the files' metadata says of the ``image`` column: its uncompressed bytes (what
+    reading it inflates to, dictionary pages included) and its count of stored values (a
+    list column's numbers)."""
+    size, values = 0, 0
+    for fragment in fragments:
+        meta = fragment.metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for i in range(group.num_columns):
+                chunk = group.column(i)
+                if chunk.path_in_schema.split(".")[0] == "image":
+                    size += chunk.total_uncompressed_size
+                    values += chunk.num_values
+    return size, values
+
+
+def _image_problem(batch: Any, first_row: int, shape: tuple[int, int, int]) -> str | None:
+    """What is wrong with the images of one batch of rows, or None."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    h, w, c = shape
+    column = batch.column("image")
+    if column.null_count:
+        row = first_row + int(np.flatnonzero(np.asarray(column.is_null()))[0])
+        return f"row {row} has no image (null)"
+    lengths = None
+    if pa.types.is_dictionary(column.type):  # bytes, each distinct value held once
+        lengths_of = pc.fill_null(pc.binary_length(column.dictionary), -1)
+        lengths = pc.take(lengths_of, column.indices)
+    elif pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        lengths = pc.binary_length(column)
+    if lengths is not None:
+        lengths = np.asarray(lengths.to_numpy(zero_copy_only=False))
+        bad = np.flatnonzero(lengths != h * w * c)
+        if len(bad):
+            return (
+                f"row {first_row + int(bad[0])} holds {int(lengths[bad[0]])} bytes, "
+                f"not {h * w * c} (= {h}x{w}x{c} uint8)"
+            )
+        return None
+    # a list of numbers per image: must be finite integers in 0..255
+    lengths = np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False))
+    if np.any(lengths != h * w * c):
+        return f"image lists do not all hold {h}x{w}x{c} values"
+    flat = pc.list_flatten(column)
+    values = np.asarray(flat.to_numpy(zero_copy_only=False), float)
+    if flat.null_count or np.isnan(values).any():
+        return "image values contain NaN or nulls"
+    if len(values) and (values.min() < 0 or values.max() > 255):
+        return "image values must be integers in 0..255"
+    if not np.all(values == np.round(values)):
+        return "image values must be integers in 0..255"
+    return None
+
+
+def check_split(uri: str) -> ImageSpec:
+    """Check a split before anything reads its images: its files' columns and types, the row
+    count (<= MAX_ROWS), one image shape (H, W <= MAX_SIDE, C = 1 or 3), no nulls, the decoded
+    size (<= MAX_SPLIT_BYTES, and what the metadata says the image column inflates to), then
+    every image's byte count, a batch of rows at a time. A UserError names the file and the
+    problem in one line."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
 
     fs, path = _filesystem(uri)
     try:
         info = fs.get_file_info(path)
         if info.type == 0:  # pyarrow.fs.FileType.NotFound
             raise UserError(f"dataset {uri}: no such file or folder")
-        table = pq.read_table(path, filesystem=fs)
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+        fragments = list(dataset.get_fragments())
+        for fragment in fragments:
+            problem = _schema_problem(fragment.physical_schema)
+            if problem is not None:
+                where = "" if fragment.path == path else f" ({Path(fragment.path).name})"
+                raise UserError(f"dataset {uri}{where}: {problem}")
+        rows = sum(fragment.metadata.num_rows for fragment in fragments)
+        if rows == 0:
+            raise UserError(f"dataset {uri}: empty (no images)")
+        if rows > MAX_ROWS:
+            raise UserError(f"dataset {uri}: {rows} images; at most {MAX_ROWS} per split")
+        labels = ["label"] if "label" in dataset.schema.names else []
+        table = dataset.to_table(columns=[*COLUMNS[1:4], *labels])
     except UserError:
         raise
     except (OSError, pa.ArrowException) as exc:
-        raise UserError(f"dataset {uri}: unreadable Parquet ({first_line(exc)})") from None
-    missing = [c for c in COLUMNS[:4] if c not in table.column_names]
-    if missing:
-        raise UserError(f"dataset {uri}: missing column(s) {', '.join(missing)}")
-    if table.num_rows == 0:
-        raise UserError(f"dataset {uri}: empty (no images)")
-    dims = np.stack(
-        [np.asarray(table.column(c).to_numpy(zero_copy_only=False)) for c in COLUMNS[1:4]], axis=1
-    )
+        raise UserError(f"dataset {uri}: unreadable Parquet ({first_line(exc)[:200]})") from None
+    for name in table.column_names:
+        if table.column(name).null_count:
+            raise UserError(f"dataset {uri}: column {name} has null values")
+    dims = np.stack([table.column(c).to_numpy() for c in COLUMNS[1:4]], axis=1)
     shapes = {tuple(int(v) for v in row) for row in np.unique(dims, axis=0)}
     if len(shapes) > 1:
         listed = ", ".join("x".join(map(str, s)) for s in sorted(shapes)[:3])
         raise UserError(f"dataset {uri}: mixed image sizes ({listed}); all must be the same")
     (shape,) = shapes
     h, w, c = shape
-    if min(shape) < 1 or c not in (1, 3):
-        raise UserError(f"dataset {uri}: image shape {h}x{w}x{c} (need H, W >= 1, C = 1 or 3)")
-    column = table.column("image")
-    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        lengths = np.asarray(pc.binary_length(column).to_numpy(zero_copy_only=False))
-        bad = np.flatnonzero(lengths != h * w * c)
-        if len(bad):
-            raise UserError(
-                f"dataset {uri}: row {int(bad[0])} holds {int(lengths[bad[0]])} bytes, "
-                f"not {h * w * c} (= {h}x{w}x{c} uint8)"
-            )
-    else:  # a list of numbers per image: must be finite integers in 0..255
-        values = np.asarray(pc.list_flatten(column).to_numpy(zero_copy_only=False), float)
-        if np.isnan(values).any():
-            raise UserError(f"dataset {uri}: image values contain NaN")
-        if values.size != table.num_rows * h * w * c:
-            raise UserError(f"dataset {uri}: image lists do not all hold {h}x{w}x{c} values")
-        if values.min() < 0 or values.max() > 255 or not np.all(values == np.round(values)):
-            raise UserError(f"dataset {uri}: image values must be integers in 0..255")
-    return ImageSpec(shape=(h, w, c), rows=table.num_rows)
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and c in (1, 3)):
+        raise UserError(
+            f"dataset {uri}: image shape {h}x{w}x{c} (need 1 <= H, W <= {MAX_SIDE}, C = 1 or 3)"
+        )
+    size = rows * h * w * c
+    if size > MAX_SPLIT_BYTES:
+        raise UserError(
+            f"dataset {uri}: {rows} images of {h}x{w}x{c} are {size} bytes; a split holds at "
+            f"most {MAX_SPLIT_BYTES}"
+        )
+    kind = dataset.schema.field("image").type
+    is_bytes = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+    declared, values = _image_declared(fragments)
+    if declared > 2 * (1 if is_bytes else 8) * size + 64 * rows + 2**20 or (
+        not is_bytes and values > size + rows
+    ):
+        raise UserError(
+            f"dataset {uri}: the image column inflates to {declared} bytes ({values} values), "
+            f"far more than {rows} images of {h}x{w}x{c}"
+        )
+    # Bytes are read as a dictionary: a file whose rows all name one large value (a few bytes
+    # each, dictionary-encoded) is not copied out once per row before its lengths are seen.
+    options = pads.ParquetReadOptions(dictionary_columns={"image"})
+    first = 0
+    try:
+        parquet = pads.ParquetFileFormat(read_options=options)
+        images = pads.dataset(path, filesystem=fs, format=parquet)
+        for batch in images.to_batches(columns=["image"], batch_size=max(1, 2**24 // (h * w * c))):
+            problem = _image_problem(batch, first, (h, w, c))
+            if problem is not None:
+                raise UserError(f"dataset {uri}: {problem}")
+            first += batch.num_rows
+    except UserError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"dataset {uri}: unreadable Parquet ({first_line(exc)[:200]})") from None
+    return ImageSpec(shape=(h, w, c), rows=rows)
 
 
 def check_dataset(dataset: str) -> dict[str, ImageSpec]:
@@ -128,27 +242,40 @@ def check_dataset(dataset: str) -> dict[str, ImageSpec]:
     return specs
 
 
-def decode(column: Any, shape: tuple[int, int, int]) -> np.ndarray:
-    """Rows of the ``image`` column (bytes, or lists of numbers) -> uint8 (N, C, H, W)."""
+def decode(column: Any, shape: tuple[int, int, int], *, source: str = "dataset") -> np.ndarray:
+    """Rows of the ``image`` column (bytes, or lists of numbers) -> uint8 (N, C, H, W); a row
+    that is null or of another size is a UserError naming ``source``."""
     h, w, c = shape
-    if len(column) and isinstance(column[0], (bytes, bytearray, np.bytes_)):
-        flat = np.frombuffer(b"".join(bytes(x) for x in column), dtype=np.uint8)
+    size = h * w * c
+    rows = list(column)
+    for i, x in enumerate(rows):
+        if x is None or len(x) != size:
+            held = "nothing" if x is None else f"{len(x)} values"
+            raise UserError(f"{source}: image row {i} holds {held}, not {h}x{w}x{c}")
+    if not rows:
+        return np.zeros((0, c, h, w), np.uint8)
+    if isinstance(rows[0], (bytes, bytearray, np.bytes_)):
+        flat = np.frombuffer(b"".join(bytes(x) for x in rows), dtype=np.uint8)
     else:
-        flat = np.concatenate([np.asarray(x, dtype=np.float64) for x in column]).astype(np.uint8)
-    return flat.reshape(len(column), h, w, c).transpose(0, 3, 1, 2)
+        flat = np.concatenate([np.asarray(x, dtype=np.float64) for x in rows]).astype(np.uint8)
+    return flat.reshape(len(rows), h, w, c).transpose(0, 3, 1, 2)
 
 
-def read_split(uri: str) -> tuple[np.ndarray, np.ndarray]:
-    """A whole split into memory (evaluation, tests): uint8 (N, C, H, W) and labels (N,)."""
-    import pyarrow.parquet as pq
+def read_split(uri: str, *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A whole split (or its first ``limit`` rows) into memory, checked first
+    (``check_split``): uint8 (N, C, H, W) and labels (N,)."""
+    import pyarrow.dataset as pads
 
     spec = check_split(uri)
     fs, path = _filesystem(uri)
-    table = pq.read_table(path, filesystem=fs, columns=["image", "label"])
-    images = decode(table.column("image").to_pylist(), spec.shape)
+    dataset = pads.dataset(path, filesystem=fs, format="parquet")
+    labels_held = "label" in dataset.schema.names
+    columns = ["image", "label"] if labels_held else ["image"]
+    table = dataset.to_table(columns=columns) if limit is None else dataset.head(limit, columns)
+    images = decode(table.column("image").to_pylist(), spec.shape, source=f"dataset {uri}")
     labels = (
         np.asarray(table.column("label").to_numpy(), np.int64)
-        if "label" in table.column_names
+        if labels_held
         else np.full(len(images), -1, np.int64)
     )
     return images, labels

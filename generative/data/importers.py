@@ -11,43 +11,80 @@
 
 from __future__ import annotations
 
-import gzip
+import math
 import pickle
 import struct
+import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from generative.data.images import SPLITS, write_images
+from generative.data.images import MAX_SIDE, MAX_SPLIT_BYTES, SPLITS, write_images
 from runkit.errors import UserError
 
 KINDS = ("mnist-idx", "cifar10", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_IDX_BYTES = MAX_SPLIT_BYTES + 64  # one IDX file, after gunzip: a split's pixels + header
+MAX_IDX_DIMS = 4  # MNIST's are 1 (labels) and 3 (images)
+MAX_CIFAR_BATCH_BYTES = 64 * 2**20  # one CIFAR-10 python batch (a real one is 31 MB)
+CIFAR_CLASSES = 10
+MAX_IMAGE_FILE_BYTES = 16 * 2**20  # one PNG / JPEG file of at most MAX_SIDE x MAX_SIDE
+MAX_IMAGE_FILES = 1_000_000  # images in one folder import
 
 
-def _open(path: Path) -> bytes:
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """A file's bytes, gunzipped if it is gzip; refused when the file or what it inflates to
+    is over ``limit`` bytes (counted as it inflates: a small .gz never fills the memory)."""
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise UserError(f"{path}: {size} bytes; at most {limit} are read")
         raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except OSError as exc:
         raise UserError(f"{path}: unreadable ({type(exc).__name__})") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    parts, total, rest = [], 0, raw
+    try:
+        while rest:  # one gzip member per turn (gzip files may be concatenated)
+            member = zlib.decompressobj(wbits=31)
+            part = member.decompress(rest, limit + 1 - total)
+            total += len(part)
+            if total > limit:
+                raise UserError(f"{path}: inflates to over {limit} bytes (the most read)")
+            if not member.eof:
+                raise UserError(f"{path}: unreadable (gzip data cut short)")
+            parts.append(part)
+            rest = member.unused_data
+    except zlib.error as exc:
+        raise UserError(f"{path}: unreadable gzip ({exc})") from None
+    return b"".join(parts)
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (big-endian header: 0, 0, type 0x08 = uint8, ndim; then the dims)."""
-    data = _open(path)
+    """An IDX file (big-endian header: 0, 0, type 0x08 = uint8, ndim; then ndim uint32 dims,
+    each >= 1, whose product is the body's length), read whole (<= MAX_IDX_BYTES)."""
+    data = _read_bounded(path, MAX_IDX_BYTES)
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
         raise UserError(f"{path}: not an IDX file of uint8 (bad magic number)")
     ndim = data[3]
+    if not 1 <= ndim <= MAX_IDX_DIMS:
+        raise UserError(f"{path}: IDX header gives {ndim} dimensions; 1 to {MAX_IDX_DIMS} allowed")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise UserError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    body = np.frombuffer(data, dtype=np.uint8, offset=header)
-    if body.size != int(np.prod(dims)):
-        raise UserError(f"{path}: IDX body holds {body.size} bytes, header says {dims}")
-    return body.reshape(dims)
+    dims = struct.unpack(f">{ndim}I", data[4:header])  # Python ints: the product cannot wrap
+    body = len(data) - header
+    if min(dims) < 1:
+        raise UserError(f"{path}: IDX header dims {list(dims)}; each must be >= 1")
+    if math.prod(dims) != body:
+        raise UserError(
+            f"{path}: IDX header dims {list(dims)} make {math.prod(dims)} bytes, the body "
+            f"holds {body}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _find(src: Path, stem: str) -> Path:
@@ -65,6 +102,11 @@ def import_mnist_idx(src: Path, dest: Path) -> dict[str, int]:
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise UserError(
                 f"{src}: {prefix} images {images.shape} and labels {labels.shape} do not match"
+            )
+        if max(images.shape[1:]) > MAX_SIDE:
+            raise UserError(
+                f"{src}: {prefix} images are {images.shape[1]}x{images.shape[2]}; at most "
+                f"{MAX_SIDE}x{MAX_SIDE}"
             )
         write_images(dest / f"{split}.parquet", images[..., None], labels)
         counts[split] = len(images)
@@ -99,20 +141,34 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch (<= MAX_CIFAR_BATCH_BYTES): ``data`` a uint8 array N x 3072, ``labels`` N
+    integers in 0..9."""
     try:
+        size = path.stat().st_size
+        if size > MAX_CIFAR_BATCH_BYTES:
+            raise UserError(
+                f"{path}: {size} bytes; a CIFAR-10 batch is at most {MAX_CIFAR_BATCH_BYTES}"
+            )
         with open(path, "rb") as f:
             batch = _ArraysOnly(f, encoding="bytes").load()
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        data, labels = batch[b"data"], np.asarray(batch[b"labels"])
     except pickle.UnpicklingError as exc:
         raise UserError(
             f"{path}: not a CIFAR-10 python batch ({exc}; nothing in it was run)"
         ) from None
     except (OSError, EOFError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise UserError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__})") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        held = getattr(data, "dtype", type(data).__name__)
+        raise UserError(f"{path}: data holds {held}, not a uint8 array")
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (len(data),):
         raise UserError(f"{path}: data {data.shape} is not N x 3072 with N labels")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # -> N, H, W, C
+    if labels.dtype.kind not in "iu" or (
+        len(labels) and not 0 <= labels.min() <= labels.max() < CIFAR_CLASSES
+    ):
+        raise UserError(f"{path}: labels must be integers in 0..{CIFAR_CLASSES - 1}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # -> N, H, W, C
+    return images, labels.astype(np.int64)
 
 
 def import_cifar10(src: Path, dest: Path) -> dict[str, int]:
@@ -129,17 +185,48 @@ def import_cifar10(src: Path, dest: Path) -> dict[str, int]:
     return counts
 
 
-def _load_images(files: list[Path]) -> np.ndarray:
+def _load_image(f: Path, first: tuple[int, int] | None) -> np.ndarray:
+    """One image file as uint8 (H, W) or (H, W, 3). Its size is read from its header and
+    checked (<= MAX_SIDE x MAX_SIDE, the same as ``first``'s) before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    arrays = []
-    for f in files:
-        try:
-            with Image.open(f) as img:
+    try:
+        if not f.is_file():
+            raise UserError(f"{f}: not a regular file")
+        size = f.stat().st_size
+        if size > MAX_IMAGE_FILE_BYTES:
+            raise UserError(f"{f}: {size} bytes; an image file is at most {MAX_IMAGE_FILE_BYTES}")
+        with warnings.catch_warnings():
+            # Pillow warns (then refuses) past its own pixel limit: refused here either way
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as img:  # reads the header only
+                w, h = img.size
+                if w > MAX_SIDE or h > MAX_SIDE:
+                    raise UserError(f"{f}: {w}x{h} pixels; at most {MAX_SIDE}x{MAX_SIDE}")
+                if first is not None and (w, h) != first:
+                    raise UserError(
+                        f"{f}: size {w}x{h} differs from the first image's {first[0]}x{first[1]}"
+                    )
                 mode = "L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-                arrays.append(np.asarray(img.convert(mode), dtype=np.uint8))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise UserError(f"{f}: unreadable image ({type(exc).__name__})") from None
+                return np.asarray(img.convert(mode), dtype=np.uint8)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UserError(f"{f}: declares more pixels than {MAX_SIDE}x{MAX_SIDE}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise UserError(f"{f}: unreadable image ({type(exc).__name__})") from None
+
+
+def _load_images(files: list[Path], src: Path) -> np.ndarray:
+    """The images of one split: all the size of the first, and together at most
+    MAX_SPLIT_BYTES (known from the first one's header, before the rest are read)."""
+    first = _load_image(files[0], None)
+    total = len(files) * first.size
+    if total > MAX_SPLIT_BYTES:
+        raise UserError(
+            f"{src}: {len(files)} images of {first.shape} are {total} bytes; a "
+            f"split holds at most {MAX_SPLIT_BYTES}"
+        )
+    size = (first.shape[1], first.shape[0])
+    arrays = [first, *(_load_image(f, size) for f in files[1:])]
     for f, a in zip(files, arrays, strict=True):
         if a.shape != arrays[0].shape:
             raise UserError(f"{f}: size {a.shape} differs from {files[0].name}'s {arrays[0].shape}")
@@ -149,7 +236,13 @@ def _load_images(files: list[Path]) -> np.ndarray:
 
 def import_folder(src: Path, dest: Path) -> dict[str, int]:
     def images_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = []
+        for p in folder.rglob("*"):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(p)
+                if len(found) > MAX_IMAGE_FILES:
+                    raise UserError(f"{folder}: over {MAX_IMAGE_FILES} images; at most that many")
+        return sorted(found)
 
     if all((src / s).is_dir() for s in SPLITS):
         files = {s: images_in(src / s) for s in SPLITS}
@@ -162,7 +255,7 @@ def import_folder(src: Path, dest: Path) -> dict[str, int]:
     for split, found in files.items():
         if not found:
             raise UserError(f"{src}: no PNG or JPEG images for the {split} split")
-    loaded = {split: _load_images(found) for split, found in files.items()}
+    loaded = {split: _load_images(found, src) for split, found in files.items()}
     if loaded["train"].shape[1:] != loaded["test"].shape[1:]:
         raise UserError(
             f"{src}: train images are {loaded['train'].shape[1:]}, test images "
