@@ -19,6 +19,7 @@ from tests.conftest import run_cli
 
 # Random-policy CartPole episodes last ~10-40 steps: a limit of 20 truncates some of them.
 SHORT_CARTPOLE = {"max_episode_steps": 20}
+RANDOM_ACTIONS_SEED = 0
 
 
 def _with_learners(config, num_learners):
@@ -85,16 +86,21 @@ def test_whole_episode_shards_cover_every_episode_once():
         shard_whole_episodes(episodes[:2], 3)
 
 
-@pytest.mark.parametrize("baseline", ["value", "batch_mean"])
-def test_reinforce_two_learners_equal_one(ray_local, baseline):
+@pytest.mark.parametrize(
+    "baseline,normalization", [("value", "centre_and_scale"), ("batch_mean", "scale")]
+)
+def test_reinforce_two_learners_equal_one(ray_local, baseline, normalization):
     config = (
         ReinforceConfig()
         .environment("CartPole-v1", env_config=SHORT_CARTPOLE)
-        .training(episodes_per_batch=7, baseline=baseline, normalize_advantages=True)
+        .training(episodes_per_batch=7, baseline=baseline, advantage_normalization=normalization)
         .debugging(seed=0)
     )
     one, two = _one_and_two(config)
     try:
+        # Seeded random actions (the envs are seeded by the config): the same episodes, with
+        # unequal lengths and shards, every run.
+        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
         episodes = one.env_runner.sample(num_episodes=7, random_actions=True)
         lengths = sorted(len(e) for e in episodes)
         assert any(e.is_truncated for e in episodes) and lengths[0] != lengths[-1]
@@ -109,12 +115,13 @@ def test_a2c_two_learners_equal_one(ray_local):
         A2CConfig()
         .environment("CartPole-v1", env_config=SHORT_CARTPOLE)
         .env_runners(num_envs_per_env_runner=3, rollout_fragment_length=15)
-        .training(normalize_advantages=True, lambda_=0.9)
+        .training(advantage_normalization="centre_and_scale", lambda_=0.9)
         .debugging(seed=0)
     )
     one, two = _one_and_two(config)
     try:
         # Chunks cut by the rollout length, ended by termination and by truncation.
+        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
         episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
         assert len(episodes) >= 3
         _compare_updates(one, two, episodes)

@@ -46,21 +46,22 @@ def test_baseline_gets_no_gradient_from_policy_term():
 
 
 def test_value_loss_value_and_gradient():
-    # L_V = 1/2 mean((V - G)^2) = 1/2 * (1 + 4) / 2 = 1.25; dL/dV = (V - G) / B
+    # L_V = mean((V - G)^2) = (1 + 4) / 2 = 2.5 (no 1/2: vf_coeff = 0.5 is the A2C baselines'
+    # 0.5 * MSE); dL/dV = 2 (V - G) / B = [1, -2]
     values = torch.tensor([1.0, 0.0], requires_grad=True)
     loss = losses.value_loss(values_B=values, returns_B=torch.tensor([0.0, 2.0]))
-    assert loss.item() == pytest.approx(1.25)
+    assert loss.item() == pytest.approx(2.5)
     loss.backward()
-    torch.testing.assert_close(values.grad, torch.tensor([0.5, -1.0]))
+    torch.testing.assert_close(values.grad, torch.tensor([1.0, -2.0]))
 
 
 def test_scaling_advantages_keeps_their_mean_and_total_loss():
-    # std([1, 2, 3, 6]) = sqrt(((-2)^2 + 1 + 0 + 9) / 3) = sqrt(14 / 3); scaled, never centred,
-    # so a baseline that moved the mean still moves it.
+    # rms([1, 2, 3, 6]) = sqrt((1 + 4 + 9 + 36) / 4) = sqrt(12.5); scaled, never centred, so a
+    # baseline that moved the mean still moves it.
     raw = torch.tensor([1.0, 2.0, 3.0, 6.0])
-    adv = losses.scale_advantages(raw, raw.std())
-    torch.testing.assert_close(adv, raw / (14 / 3) ** 0.5)
-    assert adv.mean().item() == pytest.approx(3.0 / (14 / 3) ** 0.5, rel=1e-5)
+    adv = losses.scale_advantages(raw, rms=raw.pow(2).mean().sqrt())
+    torch.testing.assert_close(adv, raw / 12.5**0.5)
+    assert adv.mean().item() == pytest.approx(3.0 / 12.5**0.5, rel=1e-5)
     total = losses.total_loss(
         policy_loss=torch.tensor(1.0),
         value_loss=torch.tensor(2.0),
@@ -71,11 +72,11 @@ def test_scaling_advantages_keeps_their_mean_and_total_loss():
     assert total.item() == pytest.approx(1.0 + 0.25 * 2.0 - 0.1 * 0.5)
 
 
-def _learner_and_batch(baseline: str, vf_coeff: float, normalize: bool = False):
+def _learner_and_batch(baseline: str, vf_coeff: float, normalization: str = "none"):
     config = (
         ReinforceConfig()
         .environment("CartPole-v1")
-        .training(baseline=baseline, vf_coeff=vf_coeff, normalize_advantages=normalize)
+        .training(baseline=baseline, vf_coeff=vf_coeff, advantage_normalization=normalization)
     )
     learner = config.build_learner(env=gym.make("CartPole-v1"))
     rng = np.random.default_rng(0)
@@ -123,15 +124,17 @@ def test_learner_moving_average_baseline_is_subtracted():
     assert any(torch.count_nonzero(p.grad) > 0 for p in module.pi.parameters())
 
 
-@pytest.mark.parametrize("normalize", [True, False])
-def test_every_constant_baseline_keeps_its_meaning_with_normalization(normalize):
+@pytest.mark.parametrize("normalization", ["scale", "none", "auto"])
+def test_every_constant_baseline_keeps_its_meaning_with_normalization(normalization):
     # One learner (one set of weights), the loss read under different baseline settings.
     # Normalization only scales G - b, so b = 5 and b = 0 give different gradients, and the
     # batch-mean baseline equals the constant b = mean(G) of the same batch.
-    _, learner, batch = _learner_and_batch("moving_average", vf_coeff=1.0, normalize=normalize)
+    _, learner, batch = _learner_and_batch("moving_average", 1.0, normalization)
 
     def policy_grads(baseline, b=0.0):
-        config = ReinforceConfig().training(baseline=baseline, normalize_advantages=normalize)
+        config = ReinforceConfig().training(
+            baseline=baseline, advantage_normalization=normalization
+        )
         learner.set_moving_average_baseline(b)
         module = _loss_grads(config, learner, batch)
         return [p.grad.clone() for p in module.pi.parameters()]

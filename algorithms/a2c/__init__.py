@@ -12,14 +12,19 @@ episode terminated there (time-limit truncation and the rollout cut both bootstr
 lambda = 1 is the n-step estimator A_t = sum_{k<T-t} gamma^k r_{t+k} + gamma^(T-t) V(s_T) -
 V(s_t) of the lecture's actor-critic. The value head regresses on A_t + V(s_t).
 
-Loss: L = -mean[log pi(a|s) A] + vf_coeff * 1/2 mean[(V(s) - target)^2] - entropy_coeff * H[pi],
-with A detached (it is computed outside autograd, from a separate forward pass).
+Loss: L = -mean[log pi(a|s) A] + vf_coeff * mean[(V(s) - target)^2] - entropy_coeff * H[pi],
+with A detached (it is computed outside autograd, from a separate forward pass). The value term
+is the plain mean squared error, as in the A2C baselines, so their vf_coeff = 0.5 weighs it as
+there: 0.5 * MSE (with a 1/2 inside the loss it was 0.25 * MSE, half their weight).
 
 Differences from the lecture's pseudo-code and the paper:
 - Synchronous: every actor waits for the same weights (no stale, asynchronous gradients).
 - One gradient step per round on the batch of all actors, averaged over its steps.
-- Optional advantage normalization, off by default: it divides A by its batch std and never
-  centres it (centring would add a batch-mean baseline on top of V(s)).
+- Optional advantage normalization (``advantage_normalization``), off by default as in the
+  A2C baselines: ``scale`` divides A by its batch root mean square, ``centre_and_scale`` also
+  subtracts its batch mean (a batch-mean baseline on top of V(s)).
+- A round where lost rollout actors left fewer chunks than Learners samples again with the
+  same weights before the update (each Learner trains on whole chunks).
 - The CartPole defaults are the A2C baselines' settings (8 envs x 5 steps, RMSprop 7e-4, n-step
   advantages, clip 0.5, no entropy bonus): they solve CartPole on every seed of bench/a2c.py,
   where larger Adam batches with a decaying lr fell back on some seeds.

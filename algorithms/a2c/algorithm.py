@@ -16,6 +16,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config import RlgenConfig, check_cnn_observations
+from algorithms.common.pg_losses import ADVANTAGE_NORMALIZATIONS
 from runkit.checks import check_bool, check_choice, check_range, check_schedule, check_widths
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -29,7 +30,7 @@ ATARI_DEFAULTS: dict[str, Any] = {
     "rollout_fragment_length": 5,
     "num_envs_per_env_runner": 16,
     "lambda_": 1.0,
-    "normalize_advantages": False,
+    "advantage_normalization": "none",
     "vf_coeff": 0.5,
     "entropy_coeff": 0.01,
     "grad_clip": 0.5,
@@ -55,7 +56,7 @@ class A2CConfig(RlgenConfig):
         # larger batches with Adam and a decaying lr were faster on most seeds but fell back
         # from ~300-450 on some.
         self.lambda_ = 1.0
-        self.normalize_advantages = False
+        self.advantage_normalization = "none"
         self.vf_coeff = 0.5
         self.entropy_coeff: float | list[list[float]] = 0.0
         # Not RLlib's old-stack ``optimizer`` dict, which the new API stack does not read.
@@ -82,7 +83,7 @@ class A2CConfig(RlgenConfig):
         self,
         *,
         lambda_: float | Any = NotProvided,
-        normalize_advantages: bool | Any = NotProvided,
+        advantage_normalization: str | Any = NotProvided,
         vf_coeff: float | Any = NotProvided,
         entropy_coeff: float | list[list[float]] | Any = NotProvided,
         optimizer: str | Any = NotProvided,
@@ -101,8 +102,11 @@ class A2CConfig(RlgenConfig):
 
         Args:
             lambda_: GAE lambda in [0, 1]; 1 = n-step returns bootstrapped at the chunk's end.
-            normalize_advantages: divide A by its batch std (never centred).
-            vf_coeff: weight of the value loss.
+            advantage_normalization: ``none``, ``scale`` (divide A by its root mean square
+                over the batch) or ``centre_and_scale`` (subtract its batch mean, divide by
+                its batch std).
+            vf_coeff: weight of the value loss mean_t (V(s_t) - target_t)^2 (0.5: the A2C
+                baselines' value weight, 0.5 times the plain mean squared error).
             entropy_coeff: a number or a schedule ``[[env_step, value], ...]``, linear between.
             optimizer: ``adam`` or ``rmsprop``.
             shared_torso: one torso under both heads (True) or two.
@@ -136,7 +140,9 @@ class A2CConfig(RlgenConfig):
         check_schedule("entropy_coeff", self.entropy_coeff)
         check_range("initial_log_std", self.initial_log_std)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_bool("normalize_advantages", self.normalize_advantages)
+        check_choice(
+            "advantage_normalization", self.advantage_normalization, ADVANTAGE_NORMALIZATIONS
+        )
         check_bool("shared_torso", self.shared_torso)
         check_widths("model_hiddens", self.model_hiddens)
         check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
@@ -196,9 +202,21 @@ class A2C(RlgenAlgorithm):
         results = self.sample_remote(lambda _: _sample_round)
         return [e for eps, _ in results for e in eps], [stats for _, stats in results]
 
+    def _sample_for_learners(self) -> tuple[list, list]:
+        """One round's chunks, enough for every Learner to get a whole one. A rollout actor lost
+        mid-round returns no chunks; when fewer than ``num_learners`` came back, the healthy
+        actors sample another round with the same weights (still on-policy, the batch only
+        larger) rather than cut a chunk, whose advantages would then stop at the cut."""
+        episodes, runner_metrics = self._sample()
+        while len(episodes) < self.config.num_learners:
+            more, more_metrics = self._sample()
+            episodes += more
+            runner_metrics += more_metrics
+        return episodes, runner_metrics
+
     def training_step(self) -> None:
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_metrics = self._sample()
+            episodes, runner_metrics = self._sample_for_learners()
         self.record_sampling(episodes, runner_metrics)
         self.update_learners(episodes)
         self.broadcast_weights()

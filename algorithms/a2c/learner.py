@@ -107,13 +107,13 @@ class A2CTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
         value_loss = losses.value_loss(
             values_B=values_B, returns_B=batch[VALUE_TARGETS], mean=stats.share_of_mean
         )
-        adv_std = stats.std(raw_adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
             entropy_B=entropy_B,
-            advantages_B=raw_adv_B,
+            advantages_B=losses.normalize_advantages(
+                raw_adv_B, config.advantage_normalization, batch_mean=stats.mean
+            ),
             value_loss=value_loss,
-            advantage_std=adv_std if config.normalize_advantages else None,
             vf_coeff=config.vf_coeff,
             entropy_coeff=self.entropy_coeff,
             mean=stats.share_of_mean,
@@ -125,7 +125,7 @@ class A2CTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
                 M.ENTROPY: entropy.detach(),
                 M.ENTROPY_COEFF: self.entropy_coeff,
                 M.BASELINE_MEAN: stats.mean(values_B),
-                M.ADVANTAGE_STD: adv_std,
+                M.ADVANTAGE_STD: stats.std(raw_adv_B),
             },
             key=module_id,
             window=1,

@@ -41,13 +41,62 @@ def advantages(*, returns_B: torch.Tensor, baseline_B: torch.Tensor) -> torch.Te
     return (returns_B - baseline_B).detach()
 
 
-def scale_advantages(advantages_B: torch.Tensor, std: torch.Tensor | float, eps: float = 1e-8):
-    """A_t / (std(A) + eps), with ``std`` the batch standard deviation of A.
+ADVANTAGE_NORMALIZATIONS = ("none", "scale", "centre_and_scale")
+
+
+def scale_advantages(
+    advantages_B: torch.Tensor, *, rms: torch.Tensor | float, eps: float = 1e-8
+) -> torch.Tensor:
+    """A_t / (rms(A) + eps), with rms(A) = sqrt(mean_t A_t^2) over the batch.
 
     Scale only, never centred: subtracting the batch mean would itself be a baseline (a
-    constant per batch) and would wipe out whatever constant baseline was chosen; the batch
-    mean is its own baseline choice instead (``baseline=batch_mean``)."""
-    return advantages_B / (std + eps)
+    constant per batch) and would wipe out whatever constant baseline was chosen. The root mean
+    square, not the standard deviation: a batch of equal advantages (every episode cut by the
+    time limit with whole-episode returns and a constant b, or one episode per batch) has std 0
+    and would be multiplied by 1/eps; its rms is |A|, so each A_t becomes +-1. All-zero
+    advantages stay 0."""
+    return advantages_B / (rms + eps)
+
+
+def centre_and_scale_advantages(
+    advantages_B: torch.Tensor,
+    *,
+    mean: torch.Tensor | float,
+    std: torch.Tensor | float,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """(A_t - mean(A)) / (std(A) + eps), the mean and the (divided by N) standard deviation
+    taken over the batch.
+
+    Centring is one more baseline, the batch's mean advantage, on top of b(s_t): after a
+    learned V(s) it only removes what V has not yet caught up with (standard practice, and
+    harmless); after a constant b it would replace b by the batch mean, so the constant
+    baselines use ``scale_advantages``. Equal advantages become exactly 0 (no update)."""
+    return (advantages_B - mean) / (std + eps)
+
+
+def normalize_advantages(
+    advantages_B: torch.Tensor, mode: str, *, batch_mean: Mean = torch.mean
+) -> torch.Tensor:
+    """The advantages under ``mode`` (one of ``ADVANTAGE_NORMALIZATIONS``): as they are,
+    ``scale_advantages`` or ``centre_and_scale_advantages``.
+
+    ``batch_mean`` is the (detached) mean over the whole batch, however many Learners share it
+    (``BatchStats.mean``). The statistics are taken in float64, so equal advantages have a mean
+    equal to each of them and centre to exactly 0; the std in two passes (the mean, then the
+    mean squared deviation from it), which stays exact where E[A^2] - E[A]^2 would cancel."""
+    if mode == "none":
+        return advantages_B
+    x_B = advantages_B.detach().double()
+    if mode == "scale":
+        rms = batch_mean(x_B.pow(2)).sqrt()
+        return scale_advantages(advantages_B, rms=rms.to(advantages_B.dtype))
+    if mode == "centre_and_scale":
+        mean = batch_mean(x_B)
+        std = batch_mean((x_B - mean).pow(2)).sqrt()
+        dtype = advantages_B.dtype
+        return centre_and_scale_advantages(advantages_B, mean=mean.to(dtype), std=std.to(dtype))
+    raise ValueError(f"advantage normalization {mode!r}: must be one of {ADVANTAGE_NORMALIZATIONS}")
 
 
 def policy_gradient_loss(
@@ -66,11 +115,15 @@ def policy_gradient_loss(
 def value_loss(
     *, values_B: torch.Tensor, returns_B: torch.Tensor, mean: Mean = torch.mean
 ) -> torch.Tensor:
-    """Regression of the learned baseline on the Monte-Carlo returns:
+    """Regression of the value function on its targets G_t (REINFORCE: the Monte-Carlo
+    returns; A2C: A_t + V(s_t)), the plain mean squared error:
 
-    L_V = 1/2 mean_t[ (V(s_t) - G_t)^2 ]
+        L_V = mean_t[ (V(s_t) - G_t)^2 ]
+
+    Without a factor 1/2, as in the A2C baselines (and Stable-Baselines3), so that ``vf_coeff``
+    weighs the same term there and here: their vf_coef = 0.5 is a value weight of 0.5 * MSE.
     """
-    return 0.5 * mean((values_B - returns_B.detach()).pow(2))
+    return mean((values_B - returns_B.detach()).pow(2))
 
 
 def total_loss(
@@ -91,16 +144,14 @@ def policy_gradient_objective(
     entropy_B: torch.Tensor,
     advantages_B: torch.Tensor,
     value_loss: torch.Tensor,
-    advantage_std: torch.Tensor | float | None,
     vf_coeff: float,
     entropy_coeff: float,
     mean: Mean = torch.mean,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The whole loss of REINFORCE and A2C from per-step terms: the advantages (divided by
-    ``advantage_std`` when given) into the policy gradient, plus the weighted value loss,
-    minus the entropy bonus. Returns (total, policy loss, mean entropy)."""
-    adv_B = advantages_B if advantage_std is None else scale_advantages(advantages_B, advantage_std)
-    policy_loss = policy_gradient_loss(logp_B=logp_B, advantages_B=adv_B, mean=mean)
+    """The whole loss of REINFORCE and A2C from per-step terms: the (normalized) advantages
+    into the policy gradient, plus the weighted value loss, minus the entropy bonus. Returns
+    (total, policy loss, mean entropy)."""
+    policy_loss = policy_gradient_loss(logp_B=logp_B, advantages_B=advantages_B, mean=mean)
     entropy = mean(entropy_B)
     total = total_loss(
         policy_loss=policy_loss,

@@ -21,9 +21,12 @@ Differences from the lecture's pseudo-code (Sutton & Barto's episodic REINFORCE)
   the batch, not one SGD step per time step.
 - Truncated episodes (time limits) bootstrap G with gamma^(T-t) V(s_T) when the value baseline
   exists (``bootstrap_truncated``); terminated episodes never bootstrap.
-- Optional advantage normalization (on by default), entropy bonus and gradient clipping.
-  Normalization divides G - b by its batch standard deviation and never centres it, so each
-  baseline keeps its meaning; ``batch_mean`` is the baseline that centres on the batch.
+- Optional advantage normalization, entropy bonus and gradient clipping. Normalization
+  (``advantage_normalization``) by default centres and scales G - V(s) with the value baseline
+  (the batch's mean advantage as a second baseline on top of V: standard practice, about twice
+  as fast on CartPole) and only scales G - b, by its batch root mean square, with the
+  constant baselines, which centring would replace by the batch mean.
+- The value regression is the plain mean squared error, weighted by ``vf_coeff``.
 - With several vectorized envs per rollout actor, a batch holds the episodes that finish first,
   which slightly favours short episodes; one env per actor (the default) has no such bias.
 """

@@ -14,10 +14,21 @@ from algorithms.common import metrics as M
 from algorithms.common import returns as mc
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config import RlgenConfig
+from algorithms.common.pg_losses import ADVANTAGE_NORMALIZATIONS
 from runkit.checks import check_bool, check_choice, check_range, check_widths
 
 BASELINES = ("none", "moving_average", "batch_mean", "value")
 MA_STATE_KEY = "rlgen_moving_average_baseline"
+# What ``advantage_normalization=auto`` means for each baseline: centring after a learned V(s)
+# adds the batch's mean advantage as a second baseline (standard practice; it roughly halved
+# the env steps to 475, bench/reinforce_default.py); after a constant b it would replace b by
+# the batch mean, so the constant baselines are scaled only and keep their meaning.
+AUTO_NORMALIZATION = {
+    "none": "scale",
+    "moving_average": "scale",
+    "batch_mean": "scale",
+    "value": "centre_and_scale",
+}
 
 
 class ReinforceConfig(RlgenConfig):
@@ -30,7 +41,7 @@ class ReinforceConfig(RlgenConfig):
         self.reward_to_go = True
         self.baseline_decay = 0.9
         self.bootstrap_truncated = True
-        self.normalize_advantages = True
+        self.advantage_normalization = "auto"
         self.vf_coeff = 1.0
         self.entropy_coeff = 0.0
         # AlgorithmConfig fields with REINFORCE defaults.
@@ -51,7 +62,7 @@ class ReinforceConfig(RlgenConfig):
         reward_to_go: bool | Any = NotProvided,
         baseline_decay: float | Any = NotProvided,
         bootstrap_truncated: bool | Any = NotProvided,
-        normalize_advantages: bool | Any = NotProvided,
+        advantage_normalization: str | Any = NotProvided,
         vf_coeff: float | Any = NotProvided,
         entropy_coeff: float | Any = NotProvided,
         model_hiddens: list[int] | Any = NotProvided,
@@ -71,9 +82,12 @@ class ReinforceConfig(RlgenConfig):
             baseline_decay: the moving average's decay, in [0, 1).
             bootstrap_truncated: add gamma^(T-t) V(s_T) to the returns of truncated episodes
                 (value baseline only).
-            normalize_advantages: divide G_t - b by its standard deviation over the batch
-                (scale only: it never subtracts a mean, so the baseline keeps its meaning).
-            vf_coeff: weight of the value regression loss in the total loss.
+            advantage_normalization: ``none``; ``scale`` (divide G_t - b by its root mean
+                square over the batch: never centred, so every baseline keeps its meaning);
+                ``centre_and_scale`` (subtract the batch mean of G_t - b, divide by the batch
+                std: one more baseline on top of b); ``auto`` (the default):
+                ``centre_and_scale`` with the value baseline, ``scale`` with the others.
+            vf_coeff: weight of the value regression loss, mean_t (V(s_t) - G_t)^2.
             entropy_coeff: weight of the entropy bonus (subtracted from the loss).
             model_hiddens: hidden layer widths of the policy and value MLPs.
             model_activation: ``tanh`` or ``relu``.
@@ -93,10 +107,21 @@ class ReinforceConfig(RlgenConfig):
         check_range("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
         check_range("vf_coeff", self.vf_coeff, low=0.0)
         check_range("entropy_coeff", self.entropy_coeff, low=0.0)
-        for name in ("reward_to_go", "bootstrap_truncated", "normalize_advantages"):
+        check_choice(
+            "advantage_normalization",
+            self.advantage_normalization,
+            ("auto", *ADVANTAGE_NORMALIZATIONS),
+        )
+        for name in ("reward_to_go", "bootstrap_truncated"):
             check_bool(name, getattr(self, name))
         check_widths("model_hiddens", self.model_hiddens)
         check_choice("model_activation", self.model_activation, ("tanh", "relu"))
+
+    def normalization(self) -> str:
+        """The advantage normalization the Learner applies (``auto`` resolved by baseline)."""
+        if self.advantage_normalization == "auto":
+            return AUTO_NORMALIZATION[self.baseline]
+        return self.advantage_normalization
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from algorithms.reinforce.module import ReinforceTorchRLModule

@@ -55,7 +55,9 @@ class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner
         if config.baseline == "moving_average":
             return torch.full_like(returns_B, self.moving_average_baseline)
         if config.baseline == "batch_mean":
-            return torch.full_like(returns_B, float(stats.mean(returns_B)))
+            # The mean in float64: equal returns give b equal to each of them, so G - b = 0
+            # exactly (a float32 sum would leave rounding noise, which scaling would inflate).
+            return torch.full_like(returns_B, float(stats.mean(returns_B.double())))
         return torch.zeros_like(returns_B)
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
@@ -75,13 +77,13 @@ class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner
                 values_B=baseline_B, returns_B=returns_B, mean=stats.share_of_mean
             )
         adv_B = losses.advantages(returns_B=returns_B, baseline_B=baseline_B)
-        adv_std = stats.std(adv_B)
         total, policy_loss, entropy = losses.policy_gradient_objective(
             logp_B=logp_B,
             entropy_B=entropy_B,
-            advantages_B=adv_B,
+            advantages_B=losses.normalize_advantages(
+                adv_B, config.normalization(), batch_mean=stats.mean
+            ),
             value_loss=value_loss,
-            advantage_std=adv_std if config.normalize_advantages else None,
             vf_coeff=config.vf_coeff,
             entropy_coeff=config.entropy_coeff,
             mean=stats.share_of_mean,
@@ -92,7 +94,7 @@ class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner
                 M.VALUE_LOSS: value_loss.detach(),
                 M.ENTROPY: entropy.detach(),
                 M.BASELINE_MEAN: stats.mean(baseline_B),
-                M.ADVANTAGE_STD: adv_std,
+                M.ADVANTAGE_STD: stats.std(adv_B),
             },
             key=module_id,
             window=1,
