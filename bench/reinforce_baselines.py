@@ -1,9 +1,12 @@
 """Benchmark: REINFORCE's baselines on CartPole-v1, in one run on this machine.
 
 1. Learning: for each baseline (none, moving_average, batch_mean, value) and 3 seeds, train with
-   the default config (advantages divided by their batch std, never centred, so each baseline
-   keeps its meaning) until episode_return_mean >= 475 or a step budget; record env steps and
-   wall time to 475 and the learning curve.
+   the default config until episode_return_mean >= 475 or a step budget; record env steps and
+   wall time to 475 and the learning curve. Each baseline runs with the advantage normalization
+   that keeps its meaning (``AUTO_NORMALIZATION``, the default's choice, written into the JSON):
+   the constant baselines are scaled by the batch RMS and never centred, since centring would
+   replace b by the batch mean; G - V(s) is centred and scaled, the batch mean being only a
+   second baseline on top of the learned V.
 2. Variance: at one fixed checkpoint (a value-baseline policy part-way trained), estimate the
    policy gradient many times from independent batches of fresh episodes and measure the spread
    of the estimates for each estimator of the lecture: r(tau) with no baseline, reward-to-go,
@@ -32,7 +35,7 @@ from algorithms.checkpoints import STATE_FILE
 from algorithms.common import pg_losses as losses
 from algorithms.common import returns as mc
 from algorithms.evaluate import policy_action
-from algorithms.reinforce.algorithm import BASELINES, ReinforceConfig
+from algorithms.reinforce.algorithm import AUTO_NORMALIZATION, BASELINES, ReinforceConfig
 from envs.ids import CARTPOLE_SOLVED_RETURN
 
 ENV = "CartPole-v1"
@@ -40,7 +43,13 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 def train_run(baseline: str, seed: int, max_env_steps: int) -> dict:
-    config = ReinforceConfig().environment(ENV).training(baseline=baseline).debugging(seed=seed)
+    normalization = AUTO_NORMALIZATION[baseline]
+    config = (
+        ReinforceConfig()
+        .environment(ENV)
+        .training(baseline=baseline, advantage_normalization=normalization)
+        .debugging(seed=seed)
+    )
     algo = config.build_algo()
     curve, t0, solved_at = [], time.monotonic(), None
     try:
@@ -57,12 +66,14 @@ def train_run(baseline: str, seed: int, max_env_steps: int) -> dict:
     finally:
         algo.stop()
     print(
-        f"  {baseline:15s} seed {seed}: {'solved' if solved_at else 'not solved'} at "
+        f"  {baseline:15s} ({normalization}) seed {seed}: "
+        f"{'solved' if solved_at else 'not solved'} at "
         f"{curve[-1][0]:,} steps, {curve[-1][2]:.0f} s",
         flush=True,
     )
     return {
         "baseline": baseline,
+        "advantage_normalization": normalization,
         "seed": seed,
         "solved": solved_at is not None,
         "env_steps_to_475": solved_at[0] if solved_at else None,
@@ -230,6 +241,7 @@ def main() -> None:
         mine = [r for r in runs if r["baseline"] == b]
         solved = [r for r in mine if r["solved"]]
         summary[b] = {
+            "advantage_normalization": AUTO_NORMALIZATION[b],
             "runs": len(mine),
             "solved": len(solved),
             "env_steps_to_475": [r["env_steps_to_475"] for r in mine],
