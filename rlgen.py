@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from algorithms import ALGORITHMS
 from generative import MODELS
 from runkit import cluster, storage
+from runkit.checks import MAX_SEED
 from runkit.errors import RunFailed, UserError
 from runkit.results import (
     EvalResult,
@@ -54,6 +55,7 @@ RL_ONLY = (
     "num_envs_per_env_runner", "checkpoint_every", "video_frames",
 )  # fmt: skip
 GENERATIVE_ONLY = ("dataset", "epochs", "num_workers", "use_gpu", "max_failures")
+MAX_TUNE_SAMPLES = 10_000  # trials of one experiment
 
 
 def _quiet() -> None:
@@ -122,6 +124,8 @@ def train(
         raise UserError(f"train {job}: --{wrong[0].replace('_', '-')} is for {what}")
     if isinstance(resume, (str, Path)):
         output, resume = resume, True
+    if seed is not None:
+        _check("--seed", seed, high=MAX_SEED)
     cluster.join_if_addressed()
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
@@ -158,19 +162,29 @@ def train(
 
 
 def evaluate(
-    checkpoint: str | Path, *, episodes: int = 10, seed: int = 0, video: str | Path | None = None
+    checkpoint: str | Path,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    video: str | Path | None = None,
+    env_module: str | None = None,
 ) -> EvalResult:
     """Greedy and sampling returns of an RL checkpoint (or a run directory's newest) over
-    ``episodes`` fresh episodes each; ``video`` records one greedy episode (.gif or .mp4)."""
+    ``episodes`` fresh episodes each; ``video`` records one greedy episode (.gif or .mp4).
+    A checkpoint whose env is registered by a module of its own (``package.module:EnvId``) is
+    refused unless ``env_module`` names that module: a checkpoint never makes rlgen import
+    anything by itself."""
     from algorithms.evaluate import evaluate as evaluate_rl
 
     _quiet()
+    _check("--seed", seed, high=MAX_SEED)
     return _read_from_storage(
         checkpoint,
         lambda ckpt: evaluate_rl(
-            ckpt, episodes=episodes, seed=seed, video=None if video is None else str(video)
+            ckpt, episodes=episodes, seed=seed, video=None if video is None else str(video),
+            env_module=env_module,
         ),
-    )
+    )  # fmt: skip
 
 
 def sample(
@@ -185,9 +199,11 @@ def sample(
     """A PNG grid of ``n`` samples from a generative checkpoint (or a run directory's newest);
     with ``complete_from`` (a dataset, PixelCNN) test images next to completions. ``sampler``
     (PixelCNN): ``cached`` (default) or ``naive``, the reference; both draw the same images."""
-    from generative.sampling import sample_grid
+    from generative.sampling import check_grid_size, sample_grid
 
     _quiet()
+    _check("--seed", seed, high=MAX_SEED)
+    check_grid_size(n)  # before a checkpoint at a URI is copied here
     return _read_from_storage(
         checkpoint,
         lambda ckpt: sample_grid(
@@ -237,6 +253,12 @@ def tune(
     from tune_configs.run import tune as run_experiment
 
     _quiet()
+    if num_samples is not None:
+        _check("--num-samples", num_samples, low=1, high=MAX_TUNE_SAMPLES)
+    if max_concurrent is not None:
+        _check("--max-concurrent", max_concurrent, low=1, high=MAX_TUNE_SAMPLES)
+    if seed is not None:
+        _check("--seed", seed, high=MAX_SEED)
     cluster.join_if_addressed()
     if storage.is_uri(output):
         raise UserError(f"tune --output {output}: an experiment directory must be local")
@@ -250,6 +272,16 @@ def tune(
         dataset=dataset, overrides=fixed or None, space=space, seed=seed,
         max_concurrent=max_concurrent,
     )  # fmt: skip
+
+
+def _check(name: str, value: Any, *, low: int = 0, high: int) -> None:
+    """An integer argument in low..high, or a UserError naming it."""
+    from runkit.checks import check_range
+
+    try:
+        check_range(name, value, low=low, high=high, integer=True)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -379,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--video", metavar="FILE", help="record one greedy episode to FILE (.gif or .mp4)"
     )
+    ev.add_argument(
+        "--env-module",
+        metavar="MODULE",
+        help="for a checkpoint whose env id is MODULE:EnvId: the module to import (only if you "
+        "trust it; rlgen never imports a module a checkpoint names)",
+    )
 
     sample = sub.add_parser("sample", help="image grid from a generative checkpoint")
     sample.add_argument("checkpoint", help="checkpoint directory or run directory")
@@ -478,7 +516,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    result = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video)
+    result = evaluate(
+        args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video,
+        env_module=args.env_module,
+    )  # fmt: skip
     print(json.dumps(to_dict(result), indent=2))
     return 0
 

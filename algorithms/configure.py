@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import logging
 from typing import Any
 
 from algorithms import ALGORITHMS
+from runkit.checks import check_finite, check_seed
 from runkit.errors import UserError, first_line
+
+# The largest observation the policies take (an Atari stack is 4 x 84 x 84 = 28,224 values).
+MAX_OBSERVATION_SIZE = 1 << 20
 
 DEFAULT_MAX_ENV_STEPS = 1_000_000
 
@@ -59,19 +64,51 @@ def config_class(algorithm: str) -> type:
     return cls
 
 
+# RLlib's own keys a run may set (``--set``, ``--config``, a stored run spec): the numbers and
+# flags of training, sampling and fault tolerance. Every other RLlib attribute is refused:
+# several name code that RLlib imports or calls (``callbacks_class``, ``*_class``, the ``type``
+# of ``replay_buffer_config`` or ``model``), files it reads or writes (``input_``, ``output``),
+# or environment variables of the processes it starts (``extra_python_environs_for_*``).
+RLLIB_KEYS = frozenset(
+    {
+        "gamma", "lr", "grad_clip", "grad_clip_by", "train_batch_size_per_learner",
+        "train_batch_size", "minibatch_size", "num_epochs", "shuffle_batch_per_epoch",
+        "num_learners", "num_cpus_per_learner", "num_gpus_per_learner", "num_env_runners",
+        "num_envs_per_env_runner", "num_cpus_per_env_runner", "num_gpus_per_env_runner",
+        "num_cpus_for_main_process", "rollout_fragment_length", "batch_mode", "explore",
+        "metrics_num_episodes_for_smoothing", "min_sample_timesteps_per_iteration",
+        "min_train_timesteps_per_iteration", "min_time_s_per_iteration", "sample_timeout_s",
+        "num_consecutive_env_runner_failures_tolerance", "restart_failed_env_runners",
+        "delay_between_env_runner_restarts_s", "max_num_env_runner_restarts", "seed",
+    }
+)  # fmt: skip
+_PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
+
+
 def settable_keys(config: Any) -> set[str]:
-    """The config's plain data fields, plus properties with a setter (such as
-    ``train_batch_size_per_learner``); deprecated names raise when read and are left out."""
-    keys = {k for k, v in vars(config).items() if not k.startswith("_") and not callable(v)}
-    for cls in type(config).__mro__:
-        for name, attr in vars(cls).items():
-            if isinstance(attr, property) and attr.fset is not None and not name.startswith("_"):
-                try:
-                    getattr(config, name)
-                except Exception:  # noqa: BLE001 - a deprecated property raises on access
-                    continue
-                keys.add(name)
-    return keys
+    """The keys a run may set: the algorithm's own fields (those rlgen's config classes add to
+    RLlib's ``AlgorithmConfig``, and the RLlib names they reuse, ``REUSED_RLLIB_KEYS``) that
+    hold plain data, and ``RLLIB_KEYS``."""
+    cls: type = type(config)
+    return set(_own_keys(cls)) | RLLIB_KEYS
+
+
+def _rllib_attribute(config: Any, key: str) -> bool:
+    """Whether ``key`` names an attribute or property of the config (deprecated properties,
+    which raise when read, included)."""
+    return key in vars(config) or any(key in vars(cls) for cls in type(config).__mro__)
+
+
+@functools.cache
+def _own_keys(cls: type) -> frozenset[str]:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    base = set(vars(AlgorithmConfig())) - set(getattr(cls, "REUSED_RLLIB_KEYS", ()))
+    return frozenset(
+        k
+        for k, v in vars(cls()).items()
+        if k not in base and not k.startswith("_") and isinstance(v, _PLAIN)
+    )
 
 
 def build_config(spec: RLRunSpec) -> Any:
@@ -81,6 +118,11 @@ def build_config(spec: RLRunSpec) -> Any:
     from envs import check_env_id, make_env, rllib_env_name
 
     check_env_id(spec.env)
+    if spec.seed is not None:
+        try:
+            check_seed("--seed", spec.seed)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     config = config_class(spec.algorithm)()
     if spec.env.startswith("ALE/"):
         config.atari_defaults()
@@ -92,10 +134,19 @@ def build_config(spec: RLRunSpec) -> Any:
         config.debugging(seed=spec.seed)
     allowed = settable_keys(config)
     for key, value in spec.overrides.items():
+        if key not in allowed and _rllib_attribute(config, key):
+            raise UserError(
+                f"--set {key}: an RLlib setting that rlgen does not let a run set (it can name "
+                "code, files or process environments)"
+            )
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UserError(f"--set {key}: unknown {spec.algorithm} config key{hint}")
+        try:
+            check_finite(f"--set {key}", value)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         try:
             setattr(config, key, value)
         except (AttributeError, TypeError, ValueError) as exc:
@@ -112,6 +163,7 @@ def build_config(spec: RLRunSpec) -> Any:
     env.close()
     if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise UserError(f"--env {spec.env}: action space {act_space} is not Discrete or Box")
+    check_observations(spec.env, obs_space)
     try:
         config.check_spaces(obs_space, act_space)
     except ValueError as exc:
@@ -121,3 +173,21 @@ def build_config(spec: RLRunSpec) -> Any:
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError(f"invalid {spec.algorithm} config: {str(exc).splitlines()[0]}") from None
     return config
+
+
+def check_observations(env_id: str, space: Any) -> None:
+    """The policies take one array per observation: a Box of numbers, at most
+    ``MAX_OBSERVATION_SIZE`` values (Dict, Tuple, Discrete and text spaces are refused)."""
+    import gymnasium as gym
+    import numpy as np
+
+    if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.number):
+        raise UserError(
+            f"--env {env_id}: observation space {str(space)[:80]} is not supported: rlgen's "
+            "policies take a Box of numbers"
+        )
+    size = int(np.prod(space.shape, dtype=np.int64))
+    if size > MAX_OBSERVATION_SIZE:
+        raise UserError(
+            f"--env {env_id}: observations of {size:,} values, more than {MAX_OBSERVATION_SIZE:,}"
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -9,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from algorithms.checkpoints import STATE_FILE, WEIGHTS_FILE, find_checkpoint
-from runkit.errors import UserError, first_line
+from runkit.errors import UserError
 from runkit.results import EvalResult
 from runkit.rundir import read_json
 
@@ -17,23 +19,35 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 
-def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
+def load_policy(checkpoint: str | Path, *, env_module: str | None = None) -> tuple[Any, dict]:
     """The policy module and the run spec of a checkpoint (or a run directory's newest).
 
-    The module is rebuilt from the run spec (rlgen's JSON) and its weights read with
-    ``torch.load(weights_only=True)``: RLlib's pickled files in the checkpoint are not read."""
+    The module is rebuilt from the run spec (rlgen's JSON, every key and value checked as for a
+    new run) and its weights read with ``runkit.weights.load_checked``: sizes bounded before
+    reading, ``torch.load(weights_only=True)``, names and shapes compared with the module.
+    RLlib's pickled files in the checkpoint are not read. A spec whose env id names a module
+    (``package.module:EnvId``) is refused unless ``env_module`` names that module: rlgen never
+    imports what a file names."""
     import logging
 
-    import torch
-
     from algorithms.configure import RLRunSpec, build_config
-    from envs import make_env
+    from envs import make_env, module_permitted, permit_env_module
+    from runkit.weights import BadWeights, load_checked
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     ckpt = find_checkpoint(checkpoint).resolve()
     spec = read_json(ckpt / STATE_FILE).get("spec")
-    if not isinstance(spec, dict) or "env" not in spec:
+    if not isinstance(spec, dict) or not isinstance(spec.get("env"), str):
         raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")
+    if env_module:
+        permit_env_module(env_module)
+    if not module_permitted(spec["env"]):
+        module = spec["env"].rpartition(":")[0]
+        raise UserError(
+            f"checkpoint {ckpt}: its env {spec['env'][:80]} is registered by importing "
+            f"{module[:60]}, and rlgen never imports a module a file names; if you trust it, "
+            f"pass --env-module {module[:60]} (rlgen.evaluate(..., env_module=...))"
+        )
     if not (ckpt / WEIGHTS_FILE).is_file():
         raise UserError(
             f"checkpoint {ckpt}: no {WEIGHTS_FILE} (written by an older rlgen); continue the run "
@@ -45,7 +59,12 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
         raise UserError(
             f"checkpoint {ckpt}: {STATE_FILE} does not fit this rlgen ({exc})"
         ) from None
-    config = build_config(run_spec)
+    if not isinstance(run_spec.overrides, dict):
+        raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has overrides that are not a mapping")
+    try:
+        config = build_config(run_spec)
+    except UserError as exc:
+        raise UserError(f"checkpoint {ckpt}: its run spec is refused: {exc}") from None
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)  # RLlib's import sets it again
     env = make_env({"env_id": run_spec.env, **config.env_config})
     try:
@@ -53,12 +72,10 @@ def load_policy(checkpoint: str | Path) -> tuple[Any, dict]:
     finally:
         env.close()
     try:
-        weights = torch.load(ckpt / WEIGHTS_FILE, weights_only=True, map_location="cpu")
-        module.load_state_dict(weights)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint
+        module.load_state_dict(load_checked(ckpt / WEIGHTS_FILE, module.state_dict()))
+    except BadWeights as exc:
         raise UserError(
-            f"checkpoint {ckpt}: {WEIGHTS_FILE} is not this policy's weights "
-            f"({type(exc).__name__}: {first_line(exc)[:120]})"
+            f"checkpoint {ckpt}: {WEIGHTS_FILE} is not this policy's weights ({exc})"
         ) from None
     module.eval()
     return module, spec
@@ -154,12 +171,18 @@ def record_video(module: Any, env_id: str, path: Path, *, seed: int, env_options
     frames = greedy_episode_frames(module, env_id, seed=seed, env_options=env_options)
     # imageio's stub asks for List[ArrayLike], and list is invariant: the same list, retyped.
     ims = cast("list[npt.ArrayLike]", frames)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if path.suffix == ".gif":
-        imageio.mimsave(tmp, ims, duration=1000 / VIDEO_FPS, loop=0)
-    else:
-        imageio.mimsave(tmp, ims, fps=VIDEO_FPS, macro_block_size=1)
-    tmp.replace(path)
+    # Written inside a fresh private directory beside the target (no name another user could
+    # have planted a symlink at), then moved into place.
+    work = Path(tempfile.mkdtemp(prefix=".video-", dir=path.parent))
+    tmp = work / f"video{path.suffix}"
+    try:
+        if path.suffix == ".gif":
+            imageio.mimsave(tmp, ims, duration=1000 / VIDEO_FPS, loop=0)
+        else:
+            imageio.mimsave(tmp, ims, fps=VIDEO_FPS, macro_block_size=1)
+        tmp.replace(path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return len(frames)
 
 
@@ -188,13 +211,27 @@ def tensorboard_video(checkpoint: Path, writer: Any, *, step: int, max_frames: i
     return len(frames)
 
 
+MAX_EPISODES = 100_000
+
+
 def evaluate(
-    checkpoint: str | Path, *, episodes: int = 10, seed: int = 0, video: str | None = None
+    checkpoint: str | Path,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    video: str | None = None,
+    env_module: str | None = None,
 ) -> EvalResult:
     """Greedy and sampling returns of the checkpoint's policy over ``episodes`` fresh episodes
-    each, and with ``video`` one greedy episode recorded to that file (.gif or .mp4)."""
-    if episodes < 1:
-        raise UserError(f"--episodes {episodes}: must be >= 1")
+    each, and with ``video`` one greedy episode recorded to that file (.gif or .mp4).
+    ``env_module``: the module to import for a checkpoint whose env id names one."""
+    from runkit.checks import MAX_SEED, check_range
+
+    try:
+        check_range("--episodes", episodes, low=1, high=MAX_EPISODES, integer=True)
+        check_range("--seed", seed, low=0, high=MAX_SEED - 2 * episodes, integer=True)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     video_path = Path(video) if video else None
     if video_path is not None:
         if video_path.suffix not in VIDEO_SUFFIXES:
@@ -203,7 +240,7 @@ def evaluate(
             raise UserError(f"--video {video}: already exists; choose a new file")
         if not video_path.parent.is_dir():
             raise UserError(f"--video {video}: directory {video_path.parent} does not exist")
-    module, spec = load_policy(checkpoint)
+    module, spec = load_policy(checkpoint, env_module=env_module)
     env_options = env_options_of(spec)
     stats: dict[str, float] = {}
     for mode, greedy in (("greedy", True), ("sampling", False)):

@@ -18,6 +18,7 @@ from typing import Any
 from algorithms.checkpoints import STATE_FILE, find_checkpoint, save_checkpoint
 from algorithms.common import metrics as M
 from algorithms.configure import RLRunSpec, build_config
+from envs import permit_env_module
 from runkit import cluster
 from runkit.errors import RunFailed, UserError, first_line
 from runkit.progress import ProgressLine
@@ -55,6 +56,9 @@ def train(
     built: list[Any] = []
 
     def prepare(spec: RLRunSpec) -> None:
+        # The env the user gave, or the one of a run directory of their own being resumed (which
+        # --resume trusts as it trusts RLlib's pickles in it): its module may be imported.
+        permit_env_module(spec.env)
         spec.fill_defaults()
         built.append(build_config(spec))  # every key and value checked before anything is written
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.ids import check_env_id, register_ale
+from envs.ids import check_env_id, module_permitted, permit_env_module, register_ale
 from envs.statistics import GameStatistics, VectorGameStatistics
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "check_env_id",
     "has_vector_backend",
     "make_env",
+    "module_permitted",
+    "permit_env_module",
     "register_ale",
     "rllib_env_name",
 ]

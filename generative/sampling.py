@@ -4,6 +4,7 @@ completions of their bottom halves."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,6 +13,12 @@ from generative.config import MAX_GRID, shown
 from generative.grids import image_grid, save_png
 from runkit.errors import UserError
 from runkit.results import SampleResult
+
+
+def check_grid_size(n: Any) -> None:
+    """``--n``: an integer from 1 to MAX_GRID, or a UserError."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_GRID:
+        raise UserError(f"--n {shown(n)}: must be an integer from 1 to {MAX_GRID}")
 
 
 def sample_grid(
@@ -32,8 +39,7 @@ def sample_grid(
     from generative.pixelcnn.sampling import SAMPLERS
 
     target = Path(out)
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_GRID:
-        raise UserError(f"--n {shown(n)}: must be an integer from 1 to {MAX_GRID}")
+    check_grid_size(n)
     if sampler not in SAMPLERS:
         raise UserError(f"--sampler {sampler}: one of {', '.join(SAMPLERS)}")
     if target.exists():

@@ -3,7 +3,17 @@ raises ``ValueError`` with a message that names the key, the value and what is a
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+# Bounds on the sizes a config (or a stored run spec) may ask for, so that a few bytes of JSON
+# cannot make a process allocate gigabytes: hidden widths, hidden layers, and the weights of one
+# MLP's hidden layers (the sum of products of consecutive widths).
+MAX_WIDTH = 4096
+MAX_LAYERS = 8
+MAX_HIDDEN_WEIGHTS = 2**24
+# Seeds are what numpy's and Ray's generators accept: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 def check_range(
@@ -22,6 +32,8 @@ def check_range(
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
         raise ValueError(f"{name}={value!r} must be {kind}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be a finite number")
     lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
     hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
     rule = " and ".join(part for part in (lo, hi) if part)
@@ -55,10 +67,52 @@ def check_bool(name: str, value: Any) -> None:
 
 
 def check_widths(name: str, value: Any) -> None:
-    """Hidden layer widths: a non-empty list of positive integers."""
-    ok = isinstance(value, (list, tuple)) and len(value) > 0
+    """Hidden layer widths: a non-empty list of at most ``MAX_LAYERS`` positive integers, each
+    at most ``MAX_WIDTH``, with at most ``MAX_HIDDEN_WEIGHTS`` weights between them."""
+    ok = isinstance(value, (list, tuple)) and 0 < len(value) <= MAX_LAYERS
     if not ok or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value):
-        raise ValueError(f"{name}={value!r} must be a list of positive integers, e.g. [64, 64]")
+        raise ValueError(
+            f"{name}={_short(value)} must be a list of positive integers (1 to {MAX_LAYERS} "
+            "of them), e.g. [64, 64]"
+        )
+    if max(value) > MAX_WIDTH:
+        raise ValueError(f"{name}={_short(value)}: each width must be <= {MAX_WIDTH}")
+    weights = sum(a * b for a, b in zip(value, value[1:], strict=False))
+    if weights > MAX_HIDDEN_WEIGHTS:
+        raise ValueError(
+            f"{name}={_short(value)}: {weights:,} weights between hidden layers, more than "
+            f"{MAX_HIDDEN_WEIGHTS:,}"
+        )
+
+
+def check_seed(name: str, value: Any) -> None:
+    """A seed: an integer in 0 .. 2**32 - 1 (what numpy's and Ray's generators take)."""
+    check_range(name, value, low=0, high=MAX_SEED, integer=True)
+
+
+def check_finite(name: str, value: Any, *, max_items: int = 100_000) -> None:
+    """Every number inside ``value`` (nested lists and dicts) is finite, and the structure has
+    at most ``max_items`` items, counting every visit (a YAML file's aliases may repeat one
+    list many times over)."""
+    seen = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > max_items:
+            raise ValueError(f"{name}: more than {max_items:,} values")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{name}={item!r} must be a finite number")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_list(name: str, value: Any, rule: str, length: int) -> list:

@@ -8,7 +8,11 @@ from typing import Any
 
 import yaml
 
+from runkit.checks import check_finite
 from runkit.errors import UserError, first_line
+
+# A config file is a few lines of keys; anything larger is not one (and is not read).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def parse_value(text: str) -> Any:
@@ -32,10 +36,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"--config {path}: larger than {MAX_CONFIG_BYTES:,} bytes")
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
         raise UserError(f"--config {path}: cannot parse ({first_line(exc)})") from None
     if data is None:
         return {}
@@ -43,6 +49,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"--config {path}: expected a mapping of KEY: VALUE, got {type(data).__name__}"
         )
+    try:
+        check_finite(f"--config {path}", data)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     return dict(data)
 
 
@@ -53,5 +63,10 @@ def merge_overrides(config_file: str | None, sets: list[str] | None) -> dict[str
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        merged[key.strip()] = parse_value(raw.strip())
+        value = parse_value(raw.strip())
+        try:
+            check_finite(f"--set {key.strip()}", value)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        merged[key.strip()] = value
     return merged

@@ -70,14 +70,29 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# run.json, result.json, a checkpoint's rlgen_state.json: a few KB each. A larger file (or one
+# nested deeper than the parser's recursion limit) is not one of them and is not parsed.
+MAX_JSON_BYTES = 16 << 20
+
+
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from one of rlgen's own small files (which may come from elsewhere:
+    bounded in size, a symlink not followed, anything else a one-line UserError)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        with open(path, "rb", opener=_no_follow) as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise UserError(f"{path}: larger than {MAX_JSON_BYTES:,} bytes")
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"{path}: unreadable ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 S = TypeVar("S")

@@ -78,6 +78,7 @@ class A2CConfig(RlgenConfig):
         self.min_sample_timesteps_per_iteration = 1000
 
     ATARI_DEFAULTS = ATARI_DEFAULTS
+    REUSED_RLLIB_KEYS = ("optimizer",)
 
     def training(
         self,

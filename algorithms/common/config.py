@@ -21,11 +21,18 @@ from envs import PRESET_OPTIONS, has_vector_backend
 from runkit.checks import check_choice, check_range
 
 ROLLOUT_BACKENDS = ("python", "vector")
+# Upper bounds on counts a config may ask for (a config or a run spec is a file from elsewhere:
+# a few bytes must not start a million processes or allocate a million frames per env).
+MAX_RUNNERS = 1024  # rollout actors, envs per actor, Learners
+MAX_FRAME_STACK = 16
+MAX_BATCH = 1 << 22  # env steps in one train batch
 ENV_RUNNERS = ("rlgen", "rllib")  # rlgen's lean rollout engine, or RLlib's own
 
 
 class RlgenConfig(AlgorithmConfig):
     ATARI_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    # RLlib attribute names the algorithm gives a meaning of its own (settable like its own).
+    REUSED_RLLIB_KEYS: ClassVar[tuple[str, ...]] = ()
     # AlgorithmConfig sets ``env_runner_cls = None`` unannotated, so mypy takes its type as None.
     env_runner_cls: type | None  # type: ignore[assignment]
 
@@ -78,13 +85,21 @@ class RlgenConfig(AlgorithmConfig):
         if not isinstance(self.lr, list):  # a list is an lr schedule, checked by RLlib
             check_range("lr", self.lr, low=0.0, low_open=True)
         check_range("gamma", self.gamma, low=0.0, high=1.0, low_open=True)
-        check_range("num_env_runners", self.num_env_runners, low=0, integer=True)
-        check_range("num_envs_per_env_runner", self.num_envs_per_env_runner, low=1, integer=True)
-        check_range("num_learners", self.num_learners, low=0, integer=True)
+        check_range("num_env_runners", self.num_env_runners, low=0, high=MAX_RUNNERS, integer=True)
+        check_range(
+            "num_envs_per_env_runner", self.num_envs_per_env_runner, low=1, high=MAX_RUNNERS,
+            integer=True,
+        )  # fmt: skip
+        check_range("num_learners", self.num_learners, low=0, high=MAX_RUNNERS, integer=True)
+        if isinstance(self.train_batch_size_per_learner, int):
+            check_range(
+                "train_batch_size_per_learner", self.train_batch_size_per_learner, low=1,
+                high=MAX_BATCH, integer=True,
+            )  # fmt: skip
         if self.grad_clip is not None:
             check_range("grad_clip", self.grad_clip, low=0.0, low_open=True)
         check_range("max_nonfinite_updates", self.max_nonfinite_updates, low=1, integer=True)
-        check_range("frame_stack", self.frame_stack, low=1, integer=True)
+        check_range("frame_stack", self.frame_stack, low=1, high=MAX_FRAME_STACK, integer=True)
         check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
         check_choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
         check_choice("env_runner", self.env_runner, ENV_RUNNERS)

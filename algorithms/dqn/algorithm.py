@@ -90,6 +90,7 @@ class DQNConfig(RlgenConfig):
         self.num_env_runners = 0
 
     ATARI_DEFAULTS = ATARI_DEFAULTS
+    REUSED_RLLIB_KEYS = ("learning_starts", "prioritized_replay")
 
     def training(
         self,
