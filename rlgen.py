@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -126,6 +127,9 @@ def train(
         output, resume = resume, True
     if seed is not None:
         _check("--seed", seed, high=MAX_SEED)
+    for name, value in (("stop_reward", stop_reward), ("time_budget_s", time_budget_s)):
+        if value is not None and not _is_finite(value):
+            raise UserError(f"--{name.replace('_', '-')} {value!r}: must be a finite number")
     cluster.join_if_addressed()
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
@@ -259,6 +263,8 @@ def tune(
         _check("--max-concurrent", max_concurrent, low=1, high=MAX_TUNE_SAMPLES)
     if seed is not None:
         _check("--seed", seed, high=MAX_SEED)
+    if time_budget_s is not None and not _is_finite(time_budget_s):
+        raise UserError(f"--time-budget-s {time_budget_s!r}: must be a finite number")
     cluster.join_if_addressed()
     if storage.is_uri(output):
         raise UserError(f"tune --output {output}: an experiment directory must be local")
@@ -272,6 +278,10 @@ def tune(
         dataset=dataset, overrides=fixed or None, space=space, seed=seed,
         max_concurrent=max_concurrent,
     )  # fmt: skip
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(name: str, value: Any, *, low: int = 0, high: int) -> None:
@@ -306,8 +316,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} must be > 0")
     return value
@@ -356,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--stop-reward",
-        type=float,
+        type=_finite_float,
         help="stop once episode_return_mean reaches this (default: the env's reward_threshold)",
     )
     train.add_argument("--max-env-steps", type=_positive_int)

@@ -42,6 +42,9 @@ CLI_CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("generative nan", (*VAE, "--set", "lr=nan"), "lr=nan must be a finite number"),
     ("nan in an RLlib key", (*RL, "--set", "min_time_s_per_iteration=.nan"), "finite number"),
     ("json NaN file", (*RL, "--config", "{tmp}/nan.json"), "must be a finite number"),
+    ("stop reward nan", (*RL, "--stop-reward", "nan"), "nan must be a finite number"),
+    ("time budget inf", (*A2C, "--time-budget-s", "inf"), "inf must be a finite number"),
+    ("tune time budget inf", ("tune", "reinforce_cartpole", "--time-budget-s", "inf"), "finite"),
     ("yaml .inf file", (*RL, "--config", "{tmp}/inf.yaml"), "must be a finite number"),
     ("yaml alias bomb", (*RL, "--config", "{tmp}/bomb.yaml"), "more than 100,000 values"),
     ("config over 1 MB", (*RL, "--config", "{tmp}/huge.yaml"), "larger than"),
@@ -349,3 +352,42 @@ def test_shared_checks_accept_what_is_sound():
     checks.check_seed("s", 2**32 - 1)
     checks.check_widths("w", [4096, 4096])  # 16.8M weights: at the bound
     checks.check_widths("w", [64] * 8)
+
+
+# The same classes through the Python API: a UserError with one line, nothing written.
+API_CASES: list[tuple[str, Any, str]] = [
+    ("stop reward nan", lambda r, t: r.train("reinforce", env="CartPole-v1",
+                                             stop_reward=float("nan")), "finite"),
+    ("time budget inf", lambda r, t: r.train("a2c", env="CartPole-v1",
+                                             time_budget_s=float("inf")), "finite"),
+    ("lr inf", lambda r, t: r.train("dqn", env="CartPole-v1", overrides={"lr": float("inf")}),
+     "finite"),
+    ("nan in an RLlib key", lambda r, t: r.train(
+        "reinforce", env="CartPole-v1", overrides={"min_time_s_per_iteration": float("nan")}),
+     "finite"),
+    ("seed 2**64", lambda r, t: r.train("vae", seed=2**64), "out of range"),
+    ("callbacks class", lambda r, t: r.train(
+        "a2c", env="CartPole-v1", overrides={"callbacks_class": "os.system"}), "does not let"),
+    ("eval seed -1", lambda r, t: r.evaluate(t / "rl-ckpt", seed=-1), "out of range"),
+    ("sample 10**9", lambda r, t: r.sample(t / "vae-ckpt", n=10**9), "from 1 to 1024"),
+    ("tune 10**9 trials", lambda r, t: r.tune("reinforce_cartpole", num_samples=10**9),
+     "out of range"),
+    ("tune time budget inf", lambda r, t: r.tune("reinforce_cartpole",
+                                                 time_budget_s=float("inf")), "finite"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "call", "needle"), API_CASES, ids=[c[0] for c in API_CASES])
+def test_hostile_value_through_the_python_api(tmp_path, monkeypatch, case, call, needle):
+    import rlgen
+    from tests.test_bad_inputs import _setup
+
+    _setup(tmp_path)
+    before = _files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(rlgen.UserError) as caught:
+        call(rlgen, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and needle in message, (case, message)
+    assert _files(tmp_path) == before
+    assert not (tmp_path / "runs").exists()
