@@ -56,7 +56,6 @@ RL_ONLY = (
     "num_envs_per_env_runner", "checkpoint_every", "video_frames",
 )  # fmt: skip
 GENERATIVE_ONLY = ("dataset", "epochs", "num_workers", "use_gpu", "max_failures")
-MAX_TUNE_SAMPLES = 10_000  # trials of one experiment
 
 
 def _quiet() -> None:
@@ -257,10 +256,6 @@ def tune(
     from tune_configs.run import tune as run_experiment
 
     _quiet()
-    if num_samples is not None:
-        _check("--num-samples", num_samples, low=1, high=MAX_TUNE_SAMPLES)
-    if max_concurrent is not None:
-        _check("--max-concurrent", max_concurrent, low=1, high=MAX_TUNE_SAMPLES)
     if seed is not None:
         _check("--seed", seed, high=MAX_SEED)
     if time_budget_s is not None and not _is_finite(time_budget_s):

@@ -49,6 +49,14 @@ KEEP_TUNE_CHECKPOINTS = 2
 TRIAL_MEMORY_BYTES = 64 * 2**20  # what a generative trial (waiting on its Train job) reserves
 
 
+# Trials of one experiment (and trials at once): a bound, so that a typo cannot queue 10**9.
+MAX_TRIALS = 10_000
+
+
+def _count_ok(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TRIALS
+
+
 def customize(
     exp: Experiment,
     *,
@@ -62,8 +70,8 @@ def customize(
     seed: int | None,
 ) -> Experiment:
     """The experiment with the caller's changes, each checked (UserError)."""
-    if num_samples is not None and (isinstance(num_samples, bool) or num_samples < 1):
-        raise UserError(f"--num-samples {num_samples}: must be at least 1")
+    if num_samples is not None and not _count_ok(num_samples):
+        raise UserError(f"--num-samples {num_samples}: must be from 1 to {MAX_TRIALS:,}")
     rl_args = {"--max-env-steps": max_env_steps, "--time-budget-s": time_budget_s}
     gen_args = {"--epochs": epochs, "--dataset": dataset}
     for flag, value in (gen_args if exp.is_rl else rl_args).items():
@@ -306,8 +314,8 @@ def tune(
             f"--search optuna: {exp.name} uses Population Based Training, which draws its own "
             "configs; use --search random"
         )
-    if max_concurrent is not None and max_concurrent < 1:
-        raise UserError(f"--max-concurrent {max_concurrent}: must be at least 1")
+    if max_concurrent is not None and not _count_ok(max_concurrent):
+        raise UserError(f"--max-concurrent {max_concurrent}: must be from 1 to {MAX_TRIALS:,}")
     if resume:
         out = _resumable(exp, output)
         given = [max_env_steps, time_budget_s, epochs, dataset, overrides, space, seed, num_samples]
