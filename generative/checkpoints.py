@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +23,7 @@ from generative.configure import Job, load_job
 from generative.data.images import MAX_SIDE
 from runkit.checkpoints import is_checkpoint, latest_checkpoint
 from runkit.errors import UserError, first_line
+from runkit.weights import BadWeights, check_torch_archive
 
 STATE_FILE = "state.pt"
 TRAIN_DIR = "ray_train"
@@ -83,31 +83,15 @@ def _refuse(ckpt: Path, verb: str, why: str) -> NoReturn:
 
 
 def check_archive(ckpt: Path, *, verb: str = "loaded") -> None:
-    """``state.pt`` as ``torch.save`` writes it: a zip archive of at most MAX_STATE_BYTES,
-    its entries stored (never compressed: a small file cannot inflate), their sizes adding up
-    to at most MAX_STATE_BYTES and the pickle at most MAX_PICKLE_BYTES."""
-    path = ckpt / STATE_FILE
+    """``state.pt`` as ``torch.save`` writes it (``runkit.weights.check_torch_archive``): at
+    most MAX_STATE_BYTES on disk and unpacked, its entries stored, never compressed (a small
+    file cannot inflate), the pickle at most MAX_PICKLE_BYTES."""
     try:
-        size = path.stat().st_size
-        if size > MAX_STATE_BYTES:
-            _refuse(ckpt, verb, f"{STATE_FILE} is {size} bytes; at most {MAX_STATE_BYTES}")
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-    except UserError:
-        raise
-    except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile) as exc:
-        why = f"{type(exc).__name__}: {first_line(exc)[:120]}"
-        _refuse(ckpt, verb, f"{STATE_FILE} is not a whole torch zip archive ({why})")
-    total = 0
-    for entry in entries:
-        name = shown_name(entry.filename)
-        if entry.compress_type != zipfile.ZIP_STORED:
-            _refuse(ckpt, verb, f"{STATE_FILE} entry {name} is compressed; torch.save stores")
-        if entry.filename.endswith("data.pkl") and entry.file_size > MAX_PICKLE_BYTES:
-            _refuse(ckpt, verb, f"{name} is {entry.file_size} bytes; at most {MAX_PICKLE_BYTES}")
-        total += entry.file_size
-    if total > MAX_STATE_BYTES:
-        _refuse(ckpt, verb, f"{STATE_FILE} unpacks to {total} bytes; at most {MAX_STATE_BYTES}")
+        check_torch_archive(
+            ckpt / STATE_FILE, max_bytes=MAX_STATE_BYTES, max_pickle_bytes=MAX_PICKLE_BYTES
+        )
+    except BadWeights as exc:
+        _refuse(ckpt, verb, f"{STATE_FILE} {exc}")
 
 
 def _check_shape(ckpt: Path, verb: str, shape: Any) -> tuple[int, int, int]:

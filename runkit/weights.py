@@ -3,11 +3,12 @@ letting it run code or allocate more than the network it claims to hold.
 
 ``torch.save`` writes a zip archive: ``<name>/data.pkl`` (the pickled structure, with
 persistent ids for the tensors), ``<name>/data/<i>`` (one entry per tensor storage) and a few
-small records. Before ``torch.load`` reads anything, the archive's central directory is checked:
-the entries' uncompressed sizes (what reading them allocates, whatever a deflated entry's size
-on disk) must fit the tensors expected, with a little slack, and the number of entries the
-tensor count. ``torch.load(weights_only=True)`` then unpickles tensors and plain containers
-only; the caller compares names and shapes with the network before loading them.
+small records, all stored uncompressed. Before ``torch.load`` reads anything, the archive's
+central directory is checked (``check_torch_archive``, for RL policy weights and generative
+checkpoints alike): no compressed entry (so nothing inflates), the entries' sizes within a bound
+(for RL weights, the tensors expected with a little slack), and the number of entries.
+``torch.load(weights_only=True)`` then unpickles tensors and plain containers only; the caller
+compares names and shapes with the network before loading them.
 """
 
 from __future__ import annotations
@@ -31,27 +32,53 @@ def expected_bytes(state: dict[str, Any]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
-def check_archive(path: Path, *, tensors: int, data_bytes: int) -> None:
-    """Raise BadWeights unless ``path`` is a torch zip archive whose storages together
-    uncompress to at most ``2 * data_bytes + 64 KiB`` (float64 copies of float32 weights are
-    still accepted), its pickle to at most ``MAX_PICKLE_BYTES``, with at most
-    ``tensors + EXTRA_ENTRIES`` entries."""
+def check_torch_archive(
+    path: Path,
+    *,
+    max_bytes: int,
+    max_pickle_bytes: int = MAX_PICKLE_BYTES,
+    max_entries: int | None = None,
+) -> None:
+    """Raise BadWeights unless ``path`` is a zip archive as ``torch.save`` writes it: at most
+    ``max_bytes`` on disk and unpacked, every entry stored (``torch.save`` never compresses, so a
+    small file cannot inflate), its pickle at most ``max_pickle_bytes``, at most ``max_entries``
+    entries. Each message completes a sentence that starts with the file's name."""
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BadWeights(f"is {size} bytes; at most {max_bytes}")
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise BadWeights(f"not a torch weights archive ({type(exc).__name__})") from None
-    if len(infos) > tensors + EXTRA_ENTRIES:
-        raise BadWeights(f"{len(infos)} entries for {tensors} tensors")
-    budget = 2 * data_bytes + (64 << 10)
-    storages = sum(i.file_size for i in infos if "/data/" in i.filename)
-    pickles = sum(i.file_size for i in infos if i.filename.endswith(".pkl"))
-    others = sum(i.file_size for i in infos) - storages - pickles
-    if storages > budget or pickles > MAX_PICKLE_BYTES or others > MAX_PICKLE_BYTES:
-        total = storages + pickles + others
-        raise BadWeights(
-            f"unpacks to {total:,} bytes, more than the {data_bytes:,} bytes of this network"
-        )
+    except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, BadWeights):
+            raise
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        raise BadWeights(f"is not a whole torch zip archive ({why})") from None
+    if max_entries is not None and len(infos) > max_entries:
+        raise BadWeights(f"has {len(infos)} entries; at most {max_entries}")
+    total = 0
+    for info in infos:
+        name = info.filename if info.filename.isprintable() else repr(info.filename)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise BadWeights(f"entry {name[:60]} is compressed; torch.save stores")
+        if name.endswith(".pkl") and info.file_size > max_pickle_bytes:
+            raise BadWeights(
+                f"entry {name[:60]} is {info.file_size} bytes; at most {max_pickle_bytes}"
+            )
+        total += info.file_size
+    if total > max_bytes:
+        raise BadWeights(f"unpacks to {total} bytes; at most {max_bytes}")
+
+
+def check_archive(path: Path, *, tensors: int, data_bytes: int) -> None:
+    """``check_torch_archive`` with bounds from the network the file should hold: its storages
+    at most ``2 * data_bytes`` (float64 copies of float32 weights are still accepted) plus
+    64 KiB and the pickle, at most ``tensors + EXTRA_ENTRIES`` entries."""
+    check_torch_archive(
+        path,
+        max_bytes=2 * data_bytes + (64 << 10) + MAX_PICKLE_BYTES,
+        max_entries=tensors + EXTRA_ENTRIES,
+    )
 
 
 def check_state(loaded: Any, expected: dict[str, Any]) -> None:
