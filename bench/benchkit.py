@@ -119,9 +119,11 @@ def open_report(path: Path) -> tuple[dict[str, Any], Callable[[], None]]:
     return report, save
 
 
-def cartpole_run(algorithm: str, seed: int, max_env_steps: int) -> dict:
-    """One of our algorithms on CartPole-v1 through ``rlgen.train`` (default config, stop at the
-    env's 475, no evaluation video), in a scratch run directory."""
+def cartpole_run(
+    algorithm: str, seed: int, max_env_steps: int, overrides: dict[str, Any] | None = None
+) -> dict:
+    """One of our algorithms on CartPole-v1 through ``rlgen.train`` (default config unless
+    ``overrides``, stop at the env's 475, no evaluation video), in a scratch run directory."""
     import tempfile
 
     import rlgen
@@ -130,7 +132,7 @@ def cartpole_run(algorithm: str, seed: int, max_env_steps: int) -> dict:
         t0 = time.monotonic()
         result = rlgen.train(
             algorithm, env="CartPole-v1", seed=seed, max_env_steps=max_env_steps,
-            video_frames=0, output=Path(tmp) / "run",
+            overrides=overrides, video_frames=0, output=Path(tmp) / "run",
         )  # fmt: skip
         wall = time.monotonic() - t0
     assert isinstance(result, rlgen.RLResult)

@@ -20,12 +20,10 @@ import argparse
 import json
 import math
 import statistics
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import open_report
+from benchkit import cartpole_run, open_report
 
 from algorithms.reinforce.expected import CARTPOLE_DEFAULT_MEDIAN_ENV_STEPS
 
@@ -37,24 +35,9 @@ def log(msg: str) -> None:
 
 
 def run_seed(seed: int, max_env_steps: int, overrides: dict[str, Any]) -> dict:
-    import rlgen
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.monotonic()
-        result = rlgen.train(
-            "reinforce", env="CartPole-v1", seed=seed, max_env_steps=max_env_steps,
-            overrides=overrides, video_frames=0, output=Path(tmp) / "run",
-        )  # fmt: skip
-        wall = time.monotonic() - t0
-    assert isinstance(result, rlgen.RLResult)
-    return {
-        "seed": seed,
-        "solved": result.solved,
-        "env_steps": result.env_steps,
-        "env_steps_to_475": result.env_steps if result.solved else None,
-        "training_wall_time_s": result.wall_time_s,
-        "wall_time_s_with_setup": round(wall, 1),
-    }
+    run = cartpole_run("reinforce", seed, max_env_steps, overrides)
+    run["env_steps_to_475"] = run["env_steps"] if run["solved"] else None
+    return run
 
 
 def median_env_steps(runs: list[dict]) -> float | None:
