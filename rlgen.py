@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from algorithms import ALGORITHMS
 from generative import MODELS
 from runkit import cluster, storage
-from runkit.checks import MAX_SEED
+from runkit.checks import check_range, check_seed
 from runkit.errors import RunFailed, UserError
 from runkit.results import (
     EvalResult,
@@ -125,10 +125,10 @@ def train(
     if isinstance(resume, (str, Path)):
         output, resume = resume, True
     if seed is not None:
-        _check("--seed", seed, high=MAX_SEED)
-    for name, value in (("stop_reward", stop_reward), ("time_budget_s", time_budget_s)):
-        if value is not None and not _is_finite(value):
-            raise UserError(f"--{name.replace('_', '-')} {value!r}: must be a finite number")
+        _as_user_error(check_seed, "--seed", seed)
+    for name, value in (("--stop-reward", stop_reward), ("--time-budget-s", time_budget_s)):
+        if value is not None:
+            _as_user_error(check_range, name, value)  # a finite number
     cluster.join_if_addressed()
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
@@ -180,7 +180,7 @@ def evaluate(
     from algorithms.evaluate import evaluate as evaluate_rl
 
     _quiet()
-    _check("--seed", seed, high=MAX_SEED)
+    _as_user_error(check_seed, "--seed", seed)
     return _read_from_storage(
         checkpoint,
         lambda ckpt: evaluate_rl(
@@ -205,7 +205,7 @@ def sample(
     from generative.sampling import check_grid_size, sample_grid
 
     _quiet()
-    _check("--seed", seed, high=MAX_SEED)
+    _as_user_error(check_seed, "--seed", seed)
     check_grid_size(n)  # before a checkpoint at a URI is copied here
     return _read_from_storage(
         checkpoint,
@@ -257,9 +257,9 @@ def tune(
 
     _quiet()
     if seed is not None:
-        _check("--seed", seed, high=MAX_SEED)
-    if time_budget_s is not None and not _is_finite(time_budget_s):
-        raise UserError(f"--time-budget-s {time_budget_s!r}: must be a finite number")
+        _as_user_error(check_seed, "--seed", seed)
+    if time_budget_s is not None:
+        _as_user_error(check_range, "--time-budget-s", time_budget_s)  # a finite number
     cluster.join_if_addressed()
     if storage.is_uri(output):
         raise UserError(f"tune --output {output}: an experiment directory must be local")
@@ -275,16 +275,10 @@ def tune(
     )  # fmt: skip
 
 
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check(name: str, value: Any, *, low: int = 0, high: int) -> None:
-    """An integer argument in low..high, or a UserError naming it."""
-    from runkit.checks import check_range
-
+def _as_user_error(check: Callable[..., None], *args: Any) -> None:
+    """Run one of ``runkit.checks``' checks; its ValueError becomes the UserError of bad input."""
     try:
-        check_range(name, value, low=low, high=high, integer=True)
+        check(*args)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

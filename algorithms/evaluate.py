@@ -32,6 +32,7 @@ def load_policy(checkpoint: str | Path, *, env_module: str | None = None) -> tup
 
     from algorithms.configure import RLRunSpec, build_config
     from envs import make_env, module_permitted, permit_env_module
+    from envs.ids import env_module as env_module_of
     from runkit.weights import BadWeights, load_checked
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
@@ -42,7 +43,7 @@ def load_policy(checkpoint: str | Path, *, env_module: str | None = None) -> tup
     if env_module:
         permit_env_module(env_module)
     if not module_permitted(spec["env"]):
-        module = spec["env"].rpartition(":")[0]
+        module = str(env_module_of(spec["env"]))
         raise UserError(
             f"checkpoint {ckpt}: its env {spec['env'][:80]} is registered by importing "
             f"{module[:60]}, and rlgen never imports a module a file names; if you trust it, "
