@@ -151,11 +151,7 @@ def _word(s: str, i: int) -> tuple[Word, int]:
         elif c == "`":
             raise CannotCheck("command substitution `...`")
         elif c == "$":
-            text, name, i = _expansion(s, i)
-            if name:
-                b.expand(text, name, quoted=False)
-            else:
-                b.add(text, quoted=False)
+            i = _dollar(s, i, b, quoted=False)
         else:
             b.add(c, quoted=False)
             i += 1
@@ -164,6 +160,17 @@ def _word(s: str, i: int) -> tuple[Word, int]:
         unquoted=tuple(b.unquoted), pattern=b.pattern, assign=b.assign,
     )  # fmt: skip
     return word, i
+
+
+def _dollar(s: str, i: int, b: _WordBuilder, *, quoted: bool) -> int:
+    """Add the ``$...`` at ``s[i]`` (an expansion of a variable, or a literal ``$``); returns
+    the index after it."""
+    text, name, i = _expansion(s, i)
+    if name:
+        b.expand(text, name, quoted=quoted)
+    else:
+        b.add(text, quoted=quoted)
+    return i
 
 
 def _double_quoted(s: str, i: int, b: _WordBuilder) -> int:
@@ -181,11 +188,7 @@ def _double_quoted(s: str, i: int, b: _WordBuilder) -> int:
         elif c == "`":
             raise CannotCheck("command substitution `...`")
         elif c == "$":
-            text, name, i = _expansion(s, i)
-            if name:
-                b.expand(text, name, quoted=True)
-            else:
-                b.add(text, quoted=True)
+            i = _dollar(s, i, b, quoted=True)
         else:
             b.add(c, quoted=True)
             i += 1
