@@ -198,3 +198,20 @@ def plain_generative_loop(model: str, epochs: int, threads: int = 1, **overrides
             seen += len(x)
         rates.append(seen / (time.monotonic() - t0))
     return {"threads": threads, "train_images_per_s_per_epoch": [round(r, 1) for r in rates]}
+
+
+def set_headline(
+    report: dict[str, Any], rows: list[dict[str, Any]], date: str | None = None
+) -> None:
+    """Name the report's headline figures, which bench/summary.py puts into docs/benchmarks.md:
+    each row ``{"what", "ours", "unit", "peer", "peer_name", "command"}`` (``peer`` and
+    ``peer_name`` None where no peer was measured; ``command`` reproduces the figure), checked
+    here; ``date`` (YYYY-MM-DD) defaults to today, UTC."""
+    from datetime import UTC, datetime
+
+    from summary import check_row
+
+    for i, row in enumerate(rows):
+        check_row(row, f"headline[{i}]")
+    report["headline"] = rows
+    report["date"] = date or datetime.now(UTC).date().isoformat()
