@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from algorithms import ALGORITHMS
 from generative import MODELS
-from runkit import cluster, storage
+from runkit import cluster, keytable, storage
 from runkit.checks import check_range, check_seed
 from runkit.errors import RunFailed, UserError
 from runkit.results import (
@@ -129,9 +129,10 @@ def train(
     for name, value in (("--stop-reward", stop_reward), ("--time-budget-s", time_budget_s)):
         if value is not None:
             _as_user_error(check_range, name, value)  # a finite number
-    cluster.join_if_addressed()
     merged = merge_overrides(None if config is None else str(config), None)
     merged.update(overrides or {})
+    keytable.precheck(job, merged)  # bad keys and values, before RLlib, torch or Ray load
+    cluster.join_if_addressed()
 
     def run(out: str | Path | None, report: OnReport | None, storage: str | None = None) -> Any:
         if job in MODELS:
@@ -448,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("kind", choices=("mnist-idx", "cifar10", "folder"))
     imp.add_argument("src", help="folder holding the files to import")
     imp.add_argument("dest", help="new dataset folder (train.parquet, test.parquet)")
+
+    keys = sub.add_parser("keys", help="a job's config keys: defaults, allowed values, meaning")
+    keys.add_argument("job", nargs="?", choices=sorted(ALGORITHMS) + sorted(MODELS))
+    keys.add_argument(
+        "--write", action="store_true",
+        help="developers: regenerate the key tables and docs/keys.md from the config classes",
+    )  # fmt: skip
     return parser
 
 
@@ -553,13 +561,40 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    import signal
+
+    from runkit import keytable
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `rlgen keys dqn | head` ends quietly
+
+    if args.write:
+        keytable.PATH.write_text(json.dumps(key_tables(), indent=1) + "\n")
+        keytable.tables.cache_clear()
+        (Path(__file__).resolve().parent / "docs" / "keys.md").write_text(keytable.markdown())
+        return 0
+    for job in [args.job] if args.job else keytable.tables():
+        print(keytable.text(job))
+    return 0
+
+
+def key_tables() -> dict[str, Any]:
+    """Every job's key table, read from its config class (imports RLlib)."""
+    from algorithms.keys import describe as describe_algorithm
+    from generative.keys import describe as describe_model
+
+    tables = {name: describe_algorithm(name) for name in ALGORITHMS}
+    tables.update({name: describe_model(name) for name in MODELS})
+    return tables
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet()
     try:
         args = build_parser().parse_args(argv)
         handler = {
             "train": cmd_train, "tune": cmd_tune, "eval": cmd_eval, "sample": cmd_sample,
-            "data": cmd_data,
+            "data": cmd_data, "keys": cmd_keys,
         }[args.command]  # fmt: skip
         return handler(args)
     except UserError as exc:

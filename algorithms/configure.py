@@ -14,6 +14,7 @@ import difflib
 import functools
 import importlib
 import logging
+from collections.abc import Callable, Collection
 from typing import Any
 
 from algorithms import ALGORITHMS
@@ -93,6 +94,52 @@ def settable_keys(config: Any) -> set[str]:
     return set(_own_keys(cls)) | RLLIB_KEYS
 
 
+def check_key(
+    algorithm: str, key: str, value: Any, allowed: Collection[str], rllib: Callable[[str], bool]
+) -> None:
+    """One ``--set KEY=VALUE``: a settable key (``rllib(key)``: whether an unsettable key is
+    one of RLlib's own) holding finite numbers only; else the UserError naming it. Shared by
+    ``build_config`` and ``precheck``, so both refuse with the same words."""
+    if key not in allowed and rllib(key):
+        raise UserError(
+            f"--set {key}: an RLlib setting that rlgen does not let a run set (it can name "
+            "code, files or process environments)"
+        )
+    if key not in allowed:
+        close = difflib.get_close_matches(key, sorted(allowed), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"--set {key}: unknown {algorithm} config key{hint}")
+    try:
+        check_finite(f"--set {key}", value)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def precheck(algorithm: str, overrides: dict[str, Any], table: dict[str, Any]) -> None:
+    """``build_config``'s checks of each key on its own, from the algorithm's light key table
+    (``runkit.keytable``: settable keys, RLlib's other names, each key's rule) without
+    importing RLlib: bad input is refused in a fraction of a second, in the same words."""
+    from runkit.checks import Rule
+
+    keys, rllib_names = table["keys"], set(table["refused"])
+    for key, value in overrides.items():
+        check_key(algorithm, key, value, keys, rllib_names.__contains__)
+        rule = keys[key].get("rule")
+        if rule is not None:
+            try:
+                Rule.from_data(rule).check(key, value)
+            except ValueError as exc:
+                raise UserError(f"invalid {algorithm} config: {str(exc).splitlines()[0]}") from None
+
+
+def rllib_names(config: Any) -> set[str]:
+    """Every attribute and property name of the config's classes and of the config itself."""
+    names = set(vars(config))
+    for cls in type(config).__mro__:
+        names.update(vars(cls))
+    return names
+
+
 def _rllib_attribute(config: Any, key: str) -> bool:
     """Whether ``key`` names an attribute or property of the config (deprecated properties,
     which raise when read, included)."""
@@ -134,19 +181,7 @@ def build_config(spec: RLRunSpec) -> Any:
         config.debugging(seed=spec.seed)
     allowed = settable_keys(config)
     for key, value in spec.overrides.items():
-        if key not in allowed and _rllib_attribute(config, key):
-            raise UserError(
-                f"--set {key}: an RLlib setting that rlgen does not let a run set (it can name "
-                "code, files or process environments)"
-            )
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UserError(f"--set {key}: unknown {spec.algorithm} config key{hint}")
-        try:
-            check_finite(f"--set {key}", value)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        check_key(spec.algorithm, key, value, allowed, lambda k: _rllib_attribute(config, k))
         try:
             setattr(config, key, value)
         except (AttributeError, TypeError, ValueError) as exc:

@@ -9,26 +9,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from generative.data.images import BINARIZE
-from runkit.checks import check_choice, check_range
+from runkit.checks import Rule, check_rules, choice, integer, number
 from runkit.errors import UserError
 
 MAX_GRID = 1024  # images in one grid: grid_n and ``rlgen sample --n``
 MAX_WIDTH = 4096  # units or feature maps of any one layer
 MAX_LAYERS = 64  # layers (blocks) of a network
 MAX_IW_SAMPLES = 10_000  # importance samples per test image
-# The size keys of the model configs (a key a model does not have is skipped): a config from
-# --set or from a checkpoint someone else wrote is refused before a network is built.
-SIZE_LIMITS = {
-    "hidden": MAX_WIDTH,
-    "latent_dim": MAX_WIDTH,
-    "features": MAX_WIDTH,
-    "output_features": MAX_WIDTH,
-    "layers": MAX_LAYERS,
-    "iw_samples": MAX_IW_SAMPLES,
-}
 
 
 def shown(value: Any) -> str:
@@ -50,6 +40,26 @@ class GenConfig:
     binarize: str = "dynamic"  # none | threshold | dynamic (resampled every epoch)
     grid_n: int = 64  # images in the sample / completion grids
     max_nonfinite_steps: int = 20  # NaN/inf steps are skipped; this many in a row end the run
+
+    # Each key's rule, checked by ``validate()`` and by the light key tables
+    # (``runkit.keytable``); the size keys are bounded, so a config from --set or from a
+    # checkpoint someone else wrote is refused before a network is built.
+    RULES: ClassVar[dict[str, Rule]] = {
+        "lr": number(0.0, low_open=True),
+        "batch_size": integer(1),
+        "epochs": integer(1),
+        "grid_n": integer(1, MAX_GRID),
+        "max_nonfinite_steps": integer(1),
+        "binarize": choice(*BINARIZE),
+    }
+    KEY_DOCS: ClassVar[dict[str, str]] = {
+        "lr": "Adam's learning rate.",
+        "batch_size": "images per gradient step, per Train worker.",
+        "epochs": "passes over the training images.",
+        "binarize": "none (8-bit pixels), threshold, or dynamic (resampled every epoch).",
+        "grid_n": "images in the sample and completion grids.",
+        "max_nonfinite_steps": "non-finite steps are skipped; this many in a row end the run.",
+    }
 
     @classmethod
     def from_overrides(
@@ -93,15 +103,16 @@ class GenConfig:
         return config
 
     def validate(self) -> None:
-        check_range("lr", self.lr, low=0.0, low_open=True)
-        check_range("batch_size", self.batch_size, low=1, integer=True)
-        check_range("epochs", self.epochs, low=1, integer=True)
-        check_range("grid_n", self.grid_n, low=1, high=MAX_GRID, integer=True)
-        check_range("max_nonfinite_steps", self.max_nonfinite_steps, low=1, integer=True)
-        check_choice("binarize", self.binarize, BINARIZE)
-        for key, high in SIZE_LIMITS.items():
-            if hasattr(self, key):
-                check_range(key, getattr(self, key), low=1, high=high, integer=True)
+        check_rules(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def precheck(model: str, overrides: dict[str, Any], table: dict[str, Any]) -> None:
+    """The model's config checks (``from_overrides``), run before torch or Ray is imported: the
+    config classes import neither, so the light key table only names the class."""
+    import importlib
+
+    module, _, name = table["config"].partition(":")
+    getattr(importlib.import_module(module), name).from_overrides(model, overrides)

@@ -3,6 +3,7 @@ raises ``ValueError`` with a message that names the key, the value and what is a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -126,3 +127,131 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     """Raise ValueError("name='x' is not one of a, b, c") unless value is in ``allowed``."""
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What one config key takes, as data: ``check`` raises the ValueError of the check
+    functions above, ``describe`` says it in words (``rlgen keys``, docs/keys.md), and
+    ``to_data`` / ``from_data`` carry it into the light key tables (``runkit.keytable``).
+
+    ``kind``: number, integer, choice, bool, widths, schedule (a number or ``[[env_step,
+    value], ...]``) or items (a list of named ``parts``, e.g. ``[start, end, env steps]``).
+    ``optional``: None is allowed too; ``or_list``: a list is allowed too (RLlib's lr schedule,
+    checked by RLlib)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    or_list: bool = False
+    parts: tuple[tuple[str, Rule], ...] = ()
+    shape: str = ""
+
+    def check(self, name: str, value: Any) -> None:
+        if (value is None and self.optional) or (isinstance(value, list) and self.or_list):
+            return
+        if self.kind in ("number", "integer"):
+            check_range(
+                name, value, low=self.low, high=self.high, low_open=self.low_open,
+                high_open=self.high_open, integer=self.kind == "integer",
+            )  # fmt: skip
+        elif self.kind == "choice":
+            check_choice(name, value, self.choices)
+        elif self.kind == "bool":
+            check_bool(name, value)
+        elif self.kind == "widths":
+            check_widths(name, value)
+        elif self.kind == "schedule":
+            check_schedule(name, value, low=0.0 if self.low is None else self.low)
+        elif self.kind == "items":
+            items = check_list(name, value, self.shape, len(self.parts))
+            for (part, rule), item in zip(self.parts, items, strict=True):
+                rule.check(f"{name} {part}", item)
+        else:
+            raise AssertionError(f"unknown rule kind {self.kind!r}")
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``integer, >= 1 and <= 1024`` or ``one of adam, rmsprop``."""
+        if self.kind in ("number", "integer"):
+            lo = "" if self.low is None else (">" if self.low_open else ">=") + _num(self.low)
+            hi = "" if self.high is None else ("<" if self.high_open else "<=") + _num(self.high)
+            text = ", ".join(p for p in (self.kind, " and ".join(x for x in (lo, hi) if x)) if p)
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "widths":
+            text = f"list of 1 to {MAX_LAYERS} widths, each <= {MAX_WIDTH}"
+        elif self.kind == "schedule":
+            text = "number >= 0, or [[env_step, value], ...]"
+        else:
+            text = self.shape + ": " + "; ".join(f"{p} {r.describe()}" for p, r in self.parts)
+        if self.optional:
+            text += ", or null"
+        if self.or_list:
+            text += ", or a schedule list"
+        return text
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data (only the fields that differ from the defaults)."""
+        data: dict[str, Any] = {"kind": self.kind}
+        for field in dataclasses.fields(self)[1:]:
+            value = getattr(self, field.name)
+            if value != field.default:
+                data[field.name] = value
+        if self.parts:
+            data["parts"] = [[p, r.to_data()] for p, r in self.parts]
+        if self.choices:
+            data["choices"] = list(self.choices)
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Rule:
+        fields = dict(data)
+        fields["choices"] = tuple(fields.get("choices", ()))
+        fields["parts"] = tuple((p, cls.from_data(r)) for p, r in fields.get("parts", ()))
+        return cls(**fields)
+
+
+def _num(value: float) -> str:
+    """A bound for ``describe``: `` 1,000`` for whole numbers, `` 0.5`` otherwise."""
+    return f" {int(value):,}" if float(value).is_integer() else f" {value:g}"
+
+
+def number(low: float | None = None, high: float | None = None, **flags: Any) -> Rule:
+    return Rule("number", low=low, high=high, **flags)
+
+
+def integer(low: float | None = None, high: float | None = None, **flags: Any) -> Rule:
+    return Rule("integer", low=low, high=high, **flags)
+
+
+def choice(*choices: str) -> Rule:
+    return Rule("choice", choices=choices)
+
+
+BOOL = Rule("bool")
+WIDTHS = Rule("widths")
+
+
+def items(shape: str, *parts: tuple[str, Rule]) -> Rule:
+    return Rule("items", parts=tuple(parts), shape=shape)
+
+
+def class_rules(cls: type) -> dict[str, Rule]:
+    """The ``RULES`` of a config class and of its bases (a subclass's rule for a key replaces
+    its base's)."""
+    rules: dict[str, Rule] = {}
+    for klass in reversed(cls.__mro__):
+        rules.update(vars(klass).get("RULES", {}))
+    return rules
+
+
+def check_rules(config: Any) -> None:
+    """Check every key of ``config`` that its class's ``RULES`` name."""
+    for key, rule in class_rules(type(config)).items():
+        rule.check(key, getattr(config, key))

@@ -17,7 +17,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config import RlgenConfig, check_cnn_observations
 from algorithms.common.pg_losses import ADVANTAGE_NORMALIZATIONS
-from runkit.checks import check_bool, check_choice, check_range, check_schedule, check_widths
+from runkit.checks import BOOL, WIDTHS, Rule, choice, integer, number
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -79,6 +79,19 @@ class A2CConfig(RlgenConfig):
 
     ATARI_DEFAULTS = ATARI_DEFAULTS
     REUSED_RLLIB_KEYS = ("optimizer",)
+    RULES = {
+        "rollout_fragment_length": integer(1),
+        "lambda_": number(0.0, 1.0),
+        "vf_coeff": number(0.0),
+        "entropy_coeff": Rule("schedule"),
+        "initial_log_std": number(),
+        "optimizer": choice(*OPTIMIZERS),
+        "advantage_normalization": choice(*ADVANTAGE_NORMALIZATIONS),
+        "shared_torso": BOOL,
+        "model_hiddens": WIDTHS,
+        "model_torso": choice("auto", "cnn", "mlp"),
+        "model_activation": choice("tanh", "relu"),
+    }
 
     def training(
         self,
@@ -125,29 +138,16 @@ class A2CConfig(RlgenConfig):
 
     def derive(self) -> None:
         """The batch of one round is every actor's chunks: N x M x T env steps."""
-        check_range("rollout_fragment_length", self.rollout_fragment_length, low=1, integer=True)
         self.train_batch_size_per_learner = self.round_env_steps()
 
     def validate(self) -> None:
         super().validate()
-        check_range("lambda_", self.lambda_, low=0.0, high=1.0)
         chunks = max(1, self.num_env_runners) * self.num_envs_per_env_runner
         if chunks < self.num_learners:
             raise ValueError(
                 f"num_learners={self.num_learners} is out of range: must be <= rollout actors x "
                 f"envs per actor = {chunks} (each Learner trains on whole episode chunks)"
             )
-        check_range("vf_coeff", self.vf_coeff, low=0.0)
-        check_schedule("entropy_coeff", self.entropy_coeff)
-        check_range("initial_log_std", self.initial_log_std)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice(
-            "advantage_normalization", self.advantage_normalization, ADVANTAGE_NORMALIZATIONS
-        )
-        check_bool("shared_torso", self.shared_torso)
-        check_widths("model_hiddens", self.model_hiddens)
-        check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
-        check_choice("model_activation", self.model_activation, ("tanh", "relu"))
 
     def round_env_steps(self) -> int:
         """Env steps per round, all actors: N actors (1 when sampling locally) x M envs x T."""

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 
 from envs import PRESET_OPTIONS, has_vector_backend
-from runkit.checks import check_choice, check_range
+from runkit.checks import Rule, check_rules, choice, integer, number
 
 ROLLOUT_BACKENDS = ("python", "vector")
 # Upper bounds on counts a config may ask for (a config or a run spec is a file from elsewhere:
@@ -33,6 +33,35 @@ class RlgenConfig(AlgorithmConfig):
     ATARI_DEFAULTS: ClassVar[dict[str, Any]] = {}
     # RLlib attribute names the algorithm gives a meaning of its own (settable like its own).
     REUSED_RLLIB_KEYS: ClassVar[tuple[str, ...]] = ()
+    # Each key's rule (``runkit.checks.Rule``), checked by ``validate()`` and, before RLlib is
+    # imported, by the light key tables (``runkit.keytable``); subclasses add their own.
+    RULES: ClassVar[dict[str, Rule]] = {
+        "lr": number(0.0, low_open=True, or_list=True),
+        "gamma": number(0.0, 1.0, low_open=True),
+        "num_env_runners": integer(0, MAX_RUNNERS),
+        "num_envs_per_env_runner": integer(1, MAX_RUNNERS),
+        "num_learners": integer(0, MAX_RUNNERS),
+        "train_batch_size_per_learner": integer(1, MAX_BATCH, optional=True),
+        "grad_clip": number(0.0, low_open=True, optional=True),
+        "max_nonfinite_updates": integer(1),
+        "frame_stack": integer(1, MAX_FRAME_STACK),
+        "sticky_actions": number(0.0, 1.0, high_open=True),
+        "rollout_backend": choice(*ROLLOUT_BACKENDS),
+        "env_runner": choice(*ENV_RUNNERS),
+    }
+    # One line per key for ``rlgen keys`` and docs/keys.md (a subclass's ``training()``
+    # docstring documents its own keys).
+    KEY_DOCS: ClassVar[dict[str, str]] = {
+        "frame_stack": "Atari envs only: frames per observation.",
+        "sticky_actions": "Atari envs only: 0.0 DeepMind, 0.25 Machado.",
+        "rollout_backend": "python (one gymnasium env each) or vector: ale-py's C++ env for "
+        "ALE games, the gymnasium vector env for envs that have one (CartPole).",
+        "env_runner": "rlgen (the lean rollout engine) or rllib (RLlib's own EnvRunner).",
+        "max_nonfinite_updates": "non-finite gradient steps are skipped; this many in a row "
+        "end the run.",
+        "delay_between_env_runner_restarts_s": "seconds before a failed rollout actor is "
+        "restarted.",
+    }
     # AlgorithmConfig sets ``env_runner_cls = None`` unannotated, so mypy takes its type as None.
     env_runner_cls: type | None  # type: ignore[assignment]
 
@@ -82,27 +111,7 @@ class RlgenConfig(AlgorithmConfig):
         """Raise ValueError when the env's spaces do not fit this config."""
 
     def validate(self) -> None:
-        if not isinstance(self.lr, list):  # a list is an lr schedule, checked by RLlib
-            check_range("lr", self.lr, low=0.0, low_open=True)
-        check_range("gamma", self.gamma, low=0.0, high=1.0, low_open=True)
-        check_range("num_env_runners", self.num_env_runners, low=0, high=MAX_RUNNERS, integer=True)
-        check_range(
-            "num_envs_per_env_runner", self.num_envs_per_env_runner, low=1, high=MAX_RUNNERS,
-            integer=True,
-        )  # fmt: skip
-        check_range("num_learners", self.num_learners, low=0, high=MAX_RUNNERS, integer=True)
-        if isinstance(self.train_batch_size_per_learner, int):
-            check_range(
-                "train_batch_size_per_learner", self.train_batch_size_per_learner, low=1,
-                high=MAX_BATCH, integer=True,
-            )  # fmt: skip
-        if self.grad_clip is not None:
-            check_range("grad_clip", self.grad_clip, low=0.0, low_open=True)
-        check_range("max_nonfinite_updates", self.max_nonfinite_updates, low=1, integer=True)
-        check_range("frame_stack", self.frame_stack, low=1, high=MAX_FRAME_STACK, integer=True)
-        check_range("sticky_actions", self.sticky_actions, low=0.0, high=1.0, high_open=True)
-        check_choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
-        check_choice("env_runner", self.env_runner, ENV_RUNNERS)
+        check_rules(self)
         self.env_runner_cls = self.env_runner_class()
         self.derive()
         super().validate()

@@ -28,11 +28,11 @@ from ray.rllib.utils.metrics import (
 
 from algorithms.common import metrics as M
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config import RlgenConfig, check_cnn_observations
+from algorithms.common.config import MAX_BATCH, RlgenConfig, check_cnn_observations
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, TD_ERROR, WEIGHTS
 from algorithms.dqn.replay import FrameReplay
-from runkit.checks import check_bool, check_choice, check_list, check_range, check_widths
+from runkit.checks import BOOL, WIDTHS, choice, integer, items, number
 
 REPLAY_STATE_KEY = "rlgen_replay"
 
@@ -91,6 +91,34 @@ class DQNConfig(RlgenConfig):
 
     ATARI_DEFAULTS = ATARI_DEFAULTS
     REUSED_RLLIB_KEYS = ("learning_starts", "prioritized_replay")
+    RULES = {
+        "replay_ratio": number(0.0, low_open=True),
+        "n_step": integer(1),
+        "updates_per_learner_call": integer(1),
+        "replay_capacity": integer(100, 10**8),
+        "learning_starts": integer(0),
+        "target_update_period": integer(1),
+        "tau": number(0.0, 1.0, low_open=True),
+        "rollout_steps_per_iteration": integer(1),
+        "per_alpha": number(0.0),
+        "per_beta": items(
+            "[start, env steps to 1]", ("start", number(0.0, 1.0)), ("env steps", integer(0))
+        ),
+        "huber_delta": number(0.0, low_open=True),
+        "epsilon": items(
+            "[start, end, env steps]",
+            ("start", number(0.0, 1.0)),
+            ("end", number(0.0, 1.0)),
+            ("env steps", integer(0)),
+        ),
+        "train_batch_size_per_learner": integer(1, MAX_BATCH),
+        "double_q": BOOL,
+        "dueling": BOOL,
+        "prioritized_replay": BOOL,
+        "store_replay_in_checkpoint": BOOL,
+        "model_hiddens": WIDTHS,
+        "model_torso": choice("auto", "cnn", "mlp"),
+    }
 
     def training(
         self,
@@ -147,35 +175,6 @@ class DQNConfig(RlgenConfig):
         """
         self._set_given(dict(locals()))
         return self
-
-    def validate(self) -> None:
-        super().validate()
-        check_range("replay_ratio", self.replay_ratio, low=0.0, low_open=True)
-        check_range("n_step", self.n_step, low=1, integer=True)
-        check_range("updates_per_learner_call", self.updates_per_learner_call, low=1, integer=True)
-        check_range("replay_capacity", self.replay_capacity, low=100, high=10**8, integer=True)
-        check_range("learning_starts", self.learning_starts, low=0, integer=True)
-        check_range("target_update_period", self.target_update_period, low=1, integer=True)
-        check_range("tau", self.tau, low=0.0, high=1.0, low_open=True)
-        check_range(
-            "rollout_steps_per_iteration", self.rollout_steps_per_iteration, low=1, integer=True
-        )
-        check_range("per_alpha", self.per_alpha, low=0.0)
-        beta0, beta_steps = check_list("per_beta", self.per_beta, "[start, env steps to 1]", 2)
-        check_range("per_beta start", beta0, low=0.0, high=1.0)
-        check_range("per_beta env steps", beta_steps, low=0, integer=True)
-        check_range("huber_delta", self.huber_delta, low=0.0, low_open=True)
-        eps0, eps1, eps_steps = check_list("epsilon", self.epsilon, "[start, end, env steps]", 3)
-        check_range("epsilon start", eps0, low=0.0, high=1.0)
-        check_range("epsilon end", eps1, low=0.0, high=1.0)
-        check_range("epsilon env steps", eps_steps, low=0, integer=True)
-        check_range(
-            "train_batch_size_per_learner", self.train_batch_size_per_learner, low=1, integer=True
-        )
-        for name in ("double_q", "dueling", "prioritized_replay", "store_replay_in_checkpoint"):
-            check_bool(name, getattr(self, name))
-        check_widths("model_hiddens", self.model_hiddens)
-        check_choice("model_torso", self.model_torso, ("auto", "cnn", "mlp"))
 
     def check_spaces(self, observation_space: Any, action_space: Any) -> None:
         """DQN needs discrete actions; the CNN needs (C, 84, 84) frames."""

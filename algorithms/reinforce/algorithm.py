@@ -15,7 +15,7 @@ from algorithms.common import returns as mc
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config import RlgenConfig
 from algorithms.common.pg_losses import ADVANTAGE_NORMALIZATIONS
-from runkit.checks import check_bool, check_choice, check_range, check_widths
+from runkit.checks import BOOL, WIDTHS, choice, integer, number
 
 BASELINES = ("none", "moving_average", "batch_mean", "value")
 MA_STATE_KEY = "rlgen_moving_average_baseline"
@@ -34,6 +34,19 @@ AUTO_NORMALIZATION = {
 
 class ReinforceConfig(RlgenConfig):
     """Defaults solve CartPole-v1 (return >= 475) with the value baseline."""
+
+    RULES = {
+        "baseline": choice(*BASELINES),
+        "episodes_per_batch": integer(1),
+        "baseline_decay": number(0.0, 1.0, high_open=True),
+        "vf_coeff": number(0.0),
+        "entropy_coeff": number(0.0),
+        "advantage_normalization": choice("auto", *ADVANTAGE_NORMALIZATIONS),
+        "reward_to_go": BOOL,
+        "bootstrap_truncated": BOOL,
+        "model_hiddens": WIDTHS,
+        "model_activation": choice("tanh", "relu"),
+    }
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or Reinforce)
@@ -100,25 +113,11 @@ class ReinforceConfig(RlgenConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_choice("baseline", self.baseline, BASELINES)
-        check_range("episodes_per_batch", self.episodes_per_batch, low=1, integer=True)
         if self.episodes_per_batch < self.num_learners:
             raise ValueError(
                 f"episodes_per_batch={self.episodes_per_batch} is out of range: must be >= "
                 f"num_learners={self.num_learners} (each Learner trains on whole episodes)"
             )
-        check_range("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
-        check_range("vf_coeff", self.vf_coeff, low=0.0)
-        check_range("entropy_coeff", self.entropy_coeff, low=0.0)
-        check_choice(
-            "advantage_normalization",
-            self.advantage_normalization,
-            ("auto", *ADVANTAGE_NORMALIZATIONS),
-        )
-        for name in ("reward_to_go", "bootstrap_truncated"):
-            check_bool(name, getattr(self, name))
-        check_widths("model_hiddens", self.model_hiddens)
-        check_choice("model_activation", self.model_activation, ("tanh", "relu"))
 
     def normalization(self) -> str:
         """The advantage normalization the Learner applies (``auto`` resolved by baseline)."""

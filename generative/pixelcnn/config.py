@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
-from generative.config import GenConfig
-from runkit.checks import check_choice, check_range
+from generative.config import MAX_LAYERS, MAX_WIDTH, GenConfig
+from runkit.checks import Rule, choice, integer
 
 VARIANTS = ("plain", "gated")
 
@@ -21,11 +22,18 @@ class PixelCNNConfig(GenConfig):
     batch_size: int = 32
     lr: float = 1e-3
 
-    def validate(self) -> None:
-        super().validate()
-        check_choice("variant", self.variant, VARIANTS)
-        for key in ("features", "layers", "output_features"):
-            check_range(key, getattr(self, key), low=1, integer=True)
+    RULES: ClassVar[dict[str, Rule]] = {
+        "variant": choice(*VARIANTS),
+        "features": integer(1, MAX_WIDTH),
+        "layers": integer(1, MAX_LAYERS),
+        "output_features": integer(1, MAX_WIDTH),
+    }
+    KEY_DOCS: ClassVar[dict[str, str]] = {
+        "variant": "plain (mask A/B residual stack) or gated (no blind spot).",
+        "features": "feature maps per layer.",
+        "layers": "residual blocks (plain) or gated layers after the first.",
+        "output_features": "width of the 1x1 output layers.",
+    }
 
     @property
     def likelihood(self) -> str:
