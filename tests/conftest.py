@@ -1,7 +1,18 @@
-"""Shared fixtures: one real local Ray instance per test session, and the CLI as users run it."""
+"""Shared fixtures (one real local Ray instance per test session, the CLI as users run it) and
+the suite's tiers.
+
+Every test has a tier. A test that starts Ray (the ``ray_local`` fixture, a run through the API,
+a cluster) is marked ``ray``; one that starts a process (``run_cli``, a server, a linter) is
+marked ``subprocess``; ``cluster`` and ``learning`` mark the slowest of those. Tests with none
+of these marks are ``fast``: ``pytest -m fast`` runs them (unit tests and wiring that starts
+nothing), the tier to run on every change. Marks come from the fixtures a test uses
+(``TIER_FIXTURES``) or from its module's ``pytestmark``; a test that starts Ray or a process
+without the mark fails, whatever tier runs it, so the fast tier stays fast.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import subprocess
@@ -11,6 +22,108 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+SLOW_TIERS = ("ray", "subprocess", "cluster", "learning")
+# Fixtures that start something: a test using one is marked with its tier.
+TIER_FIXTURES = {"ray_local": "ray", "s3_server": "subprocess"}
+# Calls that start something, looked for in the source of a test and of its fixtures.
+TIER_CALLS = {
+    "ray": ("rlgen.train(", "rlgen.tune(", "ray.init(", "cluster.connect("),
+    "subprocess": ("run_cli", "ray_cli", "subprocess.", "Popen("),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for tier in _tiers(item):
+            item.add_marker(tier)
+        if not any(item.get_closest_marker(tier) for tier in SLOW_TIERS):
+            item.add_marker("fast")
+
+
+def _tiers(item: pytest.Item) -> set[str]:
+    """The tiers a test's fixtures and calls put it in: the source of the test, of its
+    fixtures, and of the test modules' functions these call, looked through for
+    ``TIER_CALLS``."""
+    names = set(getattr(item, "fixturenames", ()))
+    tiers = {TIER_FIXTURES[n] for n in names if n in TIER_FIXTURES}
+    functions = [getattr(item, "function", None)]
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions += [d.func for n in names for d in defs.get(n, ()) if n not in _PLAIN_FIXTURES]
+    seen: set[object] = set()
+    while functions:
+        function = inspect.unwrap(functions.pop()) if functions[-1] is not None else None
+        if function is None or function in seen or not _in_tests(function):
+            continue
+        seen.add(function)
+        source = inspect.getsource(function)
+        tiers.update(t for t, calls in TIER_CALLS.items() if any(c in source for c in calls))
+        scope = getattr(function, "__globals__", {})
+        functions += [scope[n] for n in _called_names(function.__code__) if callable(scope.get(n))]
+    return tiers
+
+
+def _in_tests(function: object) -> bool:
+    """A function of the test suite (not this file's run_cli, ray_cli, ...: their callers are
+    matched by name)."""
+    module = getattr(function, "__module__", "") or ""
+    return (
+        module.startswith("tests.") and module != "tests.conftest" and inspect.isfunction(function)
+    )
+
+
+def _called_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _called_names(const)
+    return names
+
+
+# This file's fixtures that start nothing though their source names such calls.
+_PLAIN_FIXTURES = {"rlgen_here", "ray_local", "_ray_session"}
+
+
+_current: list[pytest.Item] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _current.append(item)
+    try:
+        return (yield)
+    finally:
+        _current.pop()
+
+
+def _refuse_in_fast_tier(what: str, mark: str) -> None:
+    item = _current[-1] if _current else None
+    if item is not None and item.get_closest_marker("fast") is not None:
+        raise RuntimeError(
+            f"{item.nodeid} {what} but is in the fast tier: mark it "
+            f"@pytest.mark.{mark} (or use the fixture that does: {sorted(TIER_FIXTURES)})"
+        )
+
+
+def pytest_configure(config):
+    """Guard the fast tier: starting Ray or a process from a test marked ``fast`` raises."""
+    import ray
+    import ray._private.worker
+
+    real_init = ray.init
+    real_popen_init = subprocess.Popen.__init__
+
+    def init(*args, **kwargs):
+        _refuse_in_fast_tier("starts Ray", "ray")
+        return real_init(*args, **kwargs)
+
+    def popen_init(self, *args, **kwargs):
+        _refuse_in_fast_tier(f"starts a process ({str(args[0] if args else '')[:60]})",
+                             "subprocess")  # fmt: skip
+        return real_popen_init(self, *args, **kwargs)
+
+    ray.init = ray._private.worker.init = init
+    subprocess.Popen.__init__ = popen_init
 
 
 @pytest.fixture(scope="session")
