@@ -614,5 +614,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def cli() -> None:
+    """The ``rlgen`` command: ``main``, then the exit handlers a normal exit runs (Ray's
+    shutdown, temporary files, log handlers), then the process ends without Python's module
+    teardown, which with torch and RLlib loaded takes seconds and writes nothing."""
+    import atexit
+
+    code = main()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away, a stream already closed
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

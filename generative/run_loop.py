@@ -22,6 +22,7 @@ from generative.checkpoints import (
     registered_checkpoint,
 )
 from generative.configure import GenRunSpec, build_config
+from generative.shards import read_here
 from generative.worker_loop import IMAGES_DIR, progress_text, train_loop_per_worker
 from runkit import cluster
 from runkit.checks import check_range
@@ -216,6 +217,11 @@ def run(
     def show(report: Report) -> None:
         print(progress_text(spec.model, cfg.epochs, report.metrics), file=sys.stderr, flush=True)
 
+    train_split: str | None = split_path(dataset, "train")
+    datasets: dict[str, Any] = {}
+    if not read_here(str(train_split)):
+        datasets["train"] = ray.data.read_parquet(str(train_split)).select_columns(["image"])
+        train_split = None
     with Relay(show, on_report) as relay:
         trainer = TorchTrainer(
             train_loop_per_worker,
@@ -226,6 +232,7 @@ def run(
                 "shape": [c, h, w],
                 "run_dir": str(run_dir),
                 "test_split": split_path(dataset, "test"),
+                "train_split": train_split,  # None: Ray Data's shard (generative/shards.py)
                 "relay": relay.handle,
                 "wait_for_answers": relay.waits,
                 "storage": storage,
@@ -242,11 +249,7 @@ def run(
                 checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 callbacks=[train_events(relay.handle, spec.max_failures), *(train_callbacks or [])],
             ),
-            datasets={
-                "train": ray.data.read_parquet(split_path(dataset, "train")).select_columns(
-                    ["image"]
-                )
-            },
+            datasets=datasets,
         )
         try:
             with train_poll_interval():

@@ -20,6 +20,7 @@ import torch
 from generative.checkpoints import STATE_FILE
 from generative.configure import load_job, unwrap
 from generative.grids import image_grid, save_png
+from generative.shards import worker_shard
 from runkit import relay
 from runkit.results import Report
 
@@ -82,7 +83,7 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from generative.data.images import binarize, decode, read_split
+    from generative.data.images import binarize, read_split
     from runkit.allocator import keep_freed_memory
     from runkit.storage import Mirror
     from runkit.tb import ScalarWriter
@@ -110,7 +111,6 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
         for group in optimizer.param_groups:  # the state carries the lr of the run that saved
             group["lr"] = cfg.lr  # it; a resume with a new lr (or a PBT exploit) steps with cfg's
     generator = torch.Generator().manual_seed(lc["seed"] * 1000 + rank)
-    shard = ray.train.get_dataset_shard("train")
     run_dir = Path(lc["run_dir"])
 
     writer, x_test, mirror = None, None, None
@@ -130,15 +130,7 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     for epoch in range(int(state["epoch"]), cfg.epochs):
         t0 = time.monotonic()
         if shard_images is None:
-            # Ray Data reads and splits the Parquet files once; batches of a few hundred
-            # images through its iterator cost more than the VAE's own step, so the shard is
-            # kept in memory (MNIST: 47 MB, CIFAR-10: 150 MB over all workers).
-            shard_images = np.concatenate(
-                [
-                    decode(batch["image"], (h, w, c))
-                    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy")
-                ]
-            )
+            shard_images = worker_shard(lc.get("train_split"), rank, world, (h, w, c))
         model.train()
         seen, loss_sum = 0, 0.0
         order = np.random.default_rng([lc["seed"], epoch, rank]).permutation(len(shard_images))
@@ -184,6 +176,7 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
             "epoch": epoch + 1,
             "train_loss": loss_sum / seen if seen else math.nan,
             "train_images_per_s": seen * world / max(train_s, 1e-9),
+            "train_images": seen * world,  # every worker's shard has the same count
             "nonfinite_steps_skipped": skipped,
             "torch_threads": torch.get_num_threads(),
         }

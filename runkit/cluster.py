@@ -30,7 +30,10 @@ def connect() -> None:
     check_address()
     where = os.environ.get("RAY_ADDRESS") or "the Ray head started on this node"
     try:
-        ray.init(logging_level=logging.ERROR, log_to_driver=False)
+        # An instance started here lives as long as this run: its dashboard (seconds to start)
+        # would be gone before anyone looked. A head started with `ray start --head` or a
+        # cluster keeps its own dashboard (the option does not apply when joining).
+        ray.init(logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
     except ConnectionError as exc:
         raise UserError(
             f"cannot join the Ray cluster at {where} ({first_line(exc)}); check the address and "
