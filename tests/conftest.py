@@ -106,9 +106,17 @@ def _refuse_in_fast_tier(what: str, mark: str) -> None:
 
 
 def pytest_configure(config):
-    """Guard the fast tier: starting Ray or a process from a test marked ``fast`` raises."""
+    """Guard the fast tier: starting Ray or a process from a test marked ``fast`` raises. And
+    give the session (each xdist worker its own) a private mirror root for runs stored at
+    URIs, so that parallel sessions never share local copies and the user's cache is left
+    alone."""
+    import tempfile
+
     import ray
     import ray._private.worker
+
+    config._rlgen_mirror = tempfile.mkdtemp(prefix="rlgen-test-mirror-")
+    os.environ["RLGEN_MIRROR_DIR"] = config._rlgen_mirror
 
     real_init = ray.init
     real_popen_init = subprocess.Popen.__init__
@@ -124,6 +132,12 @@ def pytest_configure(config):
 
     ray.init = ray._private.worker.init = init
     subprocess.Popen.__init__ = popen_init
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    shutil.rmtree(config._rlgen_mirror, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
