@@ -137,13 +137,15 @@ def test_bad_idx_and_mismatched_splits(tmp_path):
         gi.check_dataset(str(tmp_path / "ds"))
 
 
-def test_cli_bad_dataset_exits_2_and_writes_nothing(tmp_path):
+def test_cli_bad_dataset_exits_2_and_writes_nothing(tmp_path, rlgen_here):
+    """``rlgen train`` through ``rlgen.main`` in this process (a fresh interpreter's run of
+    ``rlgen train vae`` with bad input: test_vae_job), ``rlgen data import`` as a user runs it."""
     junk = tmp_path / "ds"
     junk.mkdir()
     (junk / "train.parquet").write_bytes(b"garbage")
     (junk / "test.parquet").write_bytes(b"garbage")
     out = tmp_path / "run"
-    proc = run_cli("train", "vae", "--dataset", str(junk), "--output", str(out), cwd=tmp_path)
+    proc = rlgen_here("train", "vae", "--dataset", str(junk), "--output", str(out), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "train.parquet" in lines[0] and "unreadable" in lines[0]
