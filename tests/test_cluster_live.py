@@ -2,7 +2,11 @@
 authentication and rlgen joining it through RAY_ADDRESS and `ray job submit`; then a cluster of
 two nodes on this machine (a second `ray start --address` on another loopback address) where
 rollout actors and Ray Train workers must run on the non-head node and Train checkpoints go to
-a real S3 API. Every Ray process is stopped at the end (`ray stop`), even on failure.
+a real S3 API.
+
+Each node runs on free ports and its own temp dir, and is stopped at the end (even on failure)
+by killing exactly its own processes (tests/ray_sessions.py), never with `ray stop`: a Ray head
+that is not the tests' (the bystander, as a user's own would be) must still run afterwards.
 """
 
 from __future__ import annotations
@@ -11,20 +15,35 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import S3_BUCKET, free_port, ray_cli, ray_env, run_cli, s3_files
+from tests.conftest import S3_BUCKET, ray_cli, ray_env, run_cli, s3_files
+from tests.ray_sessions import (
+    Bystander,
+    Session,
+    bystander_head,
+    describe,
+    free_port,
+    start_on_free_ports,
+)
 from tests.test_vae_job import _small_dataset
 
 pytestmark = pytest.mark.cluster
 
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"  # Ray rewrites 127.0.0.1 to the machine's address
+
+
+@pytest.fixture(scope="module")
+def bystander(tmp_path_factory) -> Iterator[Bystander]:
+    with bystander_head(tmp_path_factory.mktemp("bystander"), ray_env()) as head:
+        yield head
 
 
 @dataclasses.dataclass
@@ -36,39 +55,65 @@ class Cluster:
 
 @contextlib.contextmanager
 def ray_cluster(
-    tmp_path: Path, *, head_cpus: int, worker_cpus: int | None = None, extra: dict | None = None
+    tmp_path: Path,
+    bystander: Bystander,
+    *,
+    head_cpus: int,
+    worker_cpus: int | None = None,
+    extra: dict | None = None,
+    pick_port: Callable[[], int] | None = None,
 ) -> Iterator[Cluster]:
-    import ray
-
-    ray.shutdown()  # this process's own instance; `ray stop` ends every Ray process here
+    """A head (and a worker node) on free ports, each its own session; at the end both are
+    stopped, none of their processes is left, and the bystander still runs."""
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     env = ray_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), **(extra or {}))
-    gcs, dash = free_port(), free_port()
+    head = Session.new(tmp_path / "head")
+    worker = Session.new(tmp_path / "worker") if worker_cpus is not None else None
     try:
-        head = ray_cli(
-            "start", "--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs}",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--num-cpus={head_cpus}",
-            "--disable-usage-stats", env=env,
+        ports = start_on_free_ports(
+            head,
+            ("gcs", "dashboard", "client", "agent"),
+            lambda p: ray_cli(
+                "start", "--head", f"--node-ip-address={HEAD_IP}", f"--port={p['gcs']}",
+                "--dashboard-host=127.0.0.1", f"--dashboard-port={p['dashboard']}",
+                f"--ray-client-server-port={p['client']}",
+                f"--dashboard-agent-listen-port={p['agent']}", "--min-worker-port=0",
+                "--max-worker-port=0", f"--num-cpus={head_cpus}", "--disable-usage-stats",
+                f"--temp-dir={head.temp_dir}", env={**env, **head.env},
+            ),
+            pick=pick_port or free_port,
         )  # fmt: skip
-        assert head.returncode == 0, head.stderr[-3000:]
-        nodes = 1
-        if worker_cpus is not None:
-            worker = ray_cli(
-                "start", f"--address={HEAD_IP}:{gcs}", f"--node-ip-address={WORKER_IP}",
-                f"--num-cpus={worker_cpus}", "--disable-usage-stats", env=env,
+        cluster = Cluster(
+            f"{HEAD_IP}:{ports['gcs']}", f"http://127.0.0.1:{ports['dashboard']}", env
+        )
+        if worker is not None:
+            start_on_free_ports(
+                worker,
+                ("agent",),
+                lambda p: ray_cli(
+                    "start", f"--address={cluster.address}", f"--node-ip-address={WORKER_IP}",
+                    f"--dashboard-agent-listen-port={p['agent']}", "--min-worker-port=0",
+                    "--max-worker-port=0", f"--num-cpus={worker_cpus}", "--disable-usage-stats",
+                    f"--temp-dir={worker.temp_dir}", env={**env, **worker.env},
+                ),
             )  # fmt: skip
-            assert worker.returncode == 0, worker.stderr[-3000:]
-            nodes = 2
-        cluster = Cluster(f"{HEAD_IP}:{gcs}", f"http://127.0.0.1:{dash}", env)
+        nodes = 1 if worker is None else 2
         deadline = time.monotonic() + 60
         while len(_state(cluster, "nodes")) < nodes:
             assert time.monotonic() < deadline, "the nodes did not all join"
             time.sleep(1)
         yield cluster
     finally:
-        ray_cli("stop", "--force", env=env)
+        sessions = [s for s in (worker, head) if s is not None]
+        for s in sessions:
+            s.stop()
+        left = {s.root: s.processes() for s in sessions}  # looked for again: none may be left
+        for s in sessions:
+            s.remove()
+    assert not any(left.values()), {root: describe(p) for root, p in left.items() if p}
+    assert bystander.alive(), "stopping the test's nodes ended a Ray head that is not theirs"
 
 
 def _state(cluster: Cluster, kind: str) -> list[dict]:
@@ -91,8 +136,27 @@ def _http_status(url: str, token: str | None) -> int:
         return int(exc.code)
 
 
-def test_one_node_started_with_token_auth(tmp_path):
-    with ray_cluster(tmp_path, head_cpus=2) as cluster:
+def _offering(port: int, *, at: int) -> tuple[Callable[[], int], list[int]]:
+    """A port picker whose call number ``at`` answers ``port`` and the others free ports; the
+    list records every port it gave."""
+    given: list[int] = []
+
+    def pick() -> int:
+        given.append(port if len(given) + 1 == at else free_port())
+        return given[-1]
+
+    return pick, given
+
+
+def test_one_node_started_with_token_auth(tmp_path, bystander):
+    taken = socket.create_server(("127.0.0.1", 0))  # held by this test until the end
+    pick, given = _offering(taken.getsockname()[1], at=2)  # picked in order gcs, dashboard, ...
+    with taken, ray_cluster(tmp_path, bystander, head_cpus=2, pick_port=pick) as cluster:
+        # The dashboard port offered first was taken: that start failed, was stopped (the
+        # cluster's teardown asserts nothing of it is left) and ran again on new ports.
+        assert given[1] == taken.getsockname()[1] and len(given) >= 8
+        assert not cluster.dashboard.endswith(f":{given[1]}")
+
         token = Path(cluster.env["RAY_AUTH_TOKEN_PATH"]).read_text()
         jobs = f"{cluster.dashboard}/api/jobs/"
         assert _http_status(jobs, None) == 401
@@ -141,10 +205,10 @@ def test_one_node_started_with_token_auth(tmp_path):
         assert len([j for j in _state(cluster, "jobs") if j.get("type") == "SUBMISSION"]) == 1
 
 
-def test_two_nodes_actors_and_train_workers_off_the_head(tmp_path, s3_server):
+def test_two_nodes_actors_and_train_workers_off_the_head(tmp_path, s3_server, bystander):
     data = _small_dataset(tmp_path / "digits")
     # The head offers no CPU (as in cluster/aws.yaml): every actor must go to the other node.
-    with ray_cluster(tmp_path, head_cpus=0, worker_cpus=2, extra=s3_server) as cluster:
+    with ray_cluster(tmp_path, bystander, head_cpus=0, worker_cpus=2, extra=s3_server) as cluster:
         nodes = {n["node_ip"]: n["node_id"] for n in _state(cluster, "nodes")}
         assert set(nodes) == {HEAD_IP, WORKER_IP}
         env = {**cluster.env, "RAY_ADDRESS": cluster.address}
