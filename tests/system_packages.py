@@ -36,6 +36,8 @@ def missing_tools() -> dict[str, str]:
 
 def require_tools(*tools: str) -> str | None:
     """None when every tool is here, else one line naming what is missing and the fix."""
+    known = {t for ts in PACKAGES.values() for t in ts}
+    assert set(tools) <= known, f"not in PACKAGES: {sorted(set(tools) - known)}"
     missing = {t: p for t, p in missing_tools().items() if t in tools}
     if not missing:
         return None
