@@ -1,10 +1,12 @@
-"""The ``rlgen`` command line as users run it: bad input (exit 2, one line, nothing lost),
-and a short train -> resume -> eval round trip."""
+"""The ``rlgen`` command line: bad input (exit 2, one line, nothing lost), through
+``rlgen.main`` in this process and a few cases in a fresh process as users run it; short
+train -> resume -> eval round trips (REINFORCE's as commands in fresh processes)."""
 
 import json
 
 import pytest
 
+import rlgen
 from tests.conftest import ROOT, run_cli
 
 
@@ -52,17 +54,18 @@ def test_bad_config_file_contents(tmp_path):
     _assert_one_line_error(proc, "bad.yaml")
 
 
-def test_existing_output_is_refused_and_kept(tmp_path):
+def test_existing_output_is_refused_and_kept(tmp_path, rlgen_here):
     out = tmp_path / "run"
     out.mkdir()
     (out / "result.json").write_text('{"keep": true}')
-    proc = run_cli("train", "reinforce", "--env", "CartPole-v1", "--output", str(out), cwd=tmp_path)
+    proc = rlgen_here("train", "reinforce", "--env", "CartPole-v1", "--output", str(out),
+                      cwd=tmp_path)  # fmt: skip
     _assert_one_line_error(proc, str(out), "--resume")
     assert json.loads((out / "result.json").read_text()) == {"keep": True}
 
 
-def test_resume_of_a_non_run_directory(tmp_path):
-    proc = run_cli("train", "reinforce", "--resume", str(tmp_path), cwd=tmp_path)
+def test_resume_of_a_non_run_directory(tmp_path, rlgen_here):
+    proc = rlgen_here("train", "reinforce", "--resume", str(tmp_path), cwd=tmp_path)
     _assert_one_line_error(proc, "not an rlgen run directory")
 
 
@@ -70,21 +73,21 @@ def test_eval_bad_video_name(tmp_path):
     _assert_one_line_error(run_cli("eval", str(tmp_path), "--video", "x.avi"), ".gif or .mp4")
 
 
-def test_eval_missing_and_corrupt_checkpoints(tmp_path):
-    _assert_one_line_error(run_cli("eval", str(tmp_path / "nope")), "no such file")
-    _assert_one_line_error(run_cli("eval", str(tmp_path)), "not an rlgen checkpoint")
+def test_eval_missing_and_corrupt_checkpoints(tmp_path, rlgen_here):
+    _assert_one_line_error(rlgen_here("eval", str(tmp_path / "nope")), "no such file")
+    _assert_one_line_error(rlgen_here("eval", str(tmp_path)), "not an rlgen checkpoint")
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "rlgen_state.json").write_text("{not json")
-    _assert_one_line_error(run_cli("eval", str(ckpt)), "unreadable")
+    _assert_one_line_error(rlgen_here("eval", str(ckpt)), "unreadable")
     spec = {"algorithm": "reinforce", "env": "CartPole-v1", "overrides": {}}
     (ckpt / "rlgen_state.json").write_text(json.dumps({"spec": spec, "state": {}}))
-    _assert_one_line_error(run_cli("eval", str(ckpt)), "no policy_weights.pt")
+    _assert_one_line_error(rlgen_here("eval", str(ckpt)), "no policy_weights.pt")
     (ckpt / "policy_weights.pt").write_bytes(b"garbage")
-    _assert_one_line_error(run_cli("eval", str(ckpt)), "policy_weights.pt is not this policy's")
+    _assert_one_line_error(rlgen_here("eval", str(ckpt)), "policy_weights.pt is not this policy's")
 
 
-def test_train_resume_eval_round_trip(tmp_path):
+def test_train_resume_eval_round_trip(tmp_path, rlgen_here):
     out = tmp_path / "run"
     first = run_cli(
         "train",
@@ -164,13 +167,15 @@ def test_train_resume_eval_round_trip(tmp_path):
     # Pillow merges identical consecutive frames into one longer GIF frame.
     assert 2 <= len(frames) <= report["video_frames"]
     assert frames[0].shape[:2] == (400, 600)  # CartPole's rgb_array frame
-    # A relative checkpoint path works too (RLlib's loader needs absolute ones).
+    # A relative checkpoint path works too (RLlib's loader needs absolute ones); here, as
+    # below, through ``rlgen.main`` in this process (eval starts no Ray).
     import os
 
-    rel = run_cli("eval", os.path.relpath(out, ROOT), "--episodes", "1")
+    rel = rlgen_here("eval", os.path.relpath(out, ROOT), "--episodes", "1", cwd=ROOT)
     assert rel.returncode == 0, rel.stderr
+    assert json.loads(rel.stdout)["episodes"] == 1
     # An existing video file is never overwritten.
-    again = run_cli("eval", str(out), "--episodes", "1", "--video", str(video))
+    again = rlgen_here("eval", str(out), "--episodes", "1", "--video", str(video))
     _assert_one_line_error(again, "already exists")
     # The greedy return is the checkpoint's policy played by argmax on the env seeds 0, 1.
     import gymnasium as gym
@@ -243,35 +248,45 @@ def test_a2c_bad_input(args, needles, tmp_path, rlgen_here):
     assert not (tmp_path / "run").exists()
 
 
-def test_a2c_train_resume_eval(tmp_path):
+def _entropy_coeff(step: float) -> float:
+    """The schedule ``[[0, 0.02], [4000, 0.0]]`` of the A2C run below: linear from 0.02 at env
+    step 0 to 0 at env step 4000, 0 after."""
+    return 0.02 * (1.0 - min(step, 4000) / 4000)
+
+
+def test_a2c_train_resume_eval(tmp_path, ray_local, rlgen_here):
     """The same run directory contract as REINFORCE: result.json, TensorBoard tags (the
-    entropy coefficient's schedule included), --resume and eval."""
+    entropy coefficient's schedule included), --resume and eval; through the Python API and
+    ``rlgen.main`` in this process (REINFORCE's round trip above runs the commands)."""
     out = tmp_path / "a2c"
-    common = ["--set", "entropy_coeff=[[0, 0.02], [4000, 0.0]]", "--video-frames", "0"]
-    first = run_cli(
-        "train", "a2c", "--env", "CartPole-v1", "--max-env-steps", "2000", "--seed", "0",
-        "--num-env-runners", "2", *common, "--output", str(out),
+    first = rlgen.train(
+        "a2c", env="CartPole-v1", max_env_steps=2000, seed=0, num_env_runners=2,
+        overrides={"entropy_coeff": [[0, 0.02], [4000, 0.0]]}, video_frames=0, output=out,
     )  # fmt: skip
-    assert first.returncode == 0, first.stderr
     r1 = json.loads((out / "result.json").read_text())
+    assert r1 == rlgen.to_dict(first)
     assert r1["algorithm"] == "a2c" and r1["env_steps"] >= 2000
-    second = run_cli("train", "a2c", "--resume", str(out), "--max-env-steps", "4000")
-    assert second.returncode == 0, second.stderr
+    rlgen.train("a2c", resume=out, max_env_steps=4000)
     r2 = json.loads((out / "result.json").read_text())
     assert r2["env_steps"] >= 4000 and r2["checkpoint"] != r1["checkpoint"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    coeffs = []
+    curves = []
     for f in sorted((out / "tensorboard").glob("events.out.tfevents.*")):
         acc = EventAccumulator(str(f))
         acc.Reload()
         assert {"episode/return_mean", "learner/value_loss", "learner/entropy"} <= set(
             acc.Tags()["scalars"]
         )
-        coeffs += [e.value for e in acc.Scalars("learner/entropy_coeff")]
-    # Linear from 0.02 at step 0 to 0 at step 4000: falling, and inside that range.
-    assert coeffs[0] > coeffs[-1] and all(0.0 <= c <= 0.02 for c in coeffs)
-    ev = run_cli("eval", str(out), "--episodes", "2")
+        curves.append([(e.step, e.value) for e in acc.Scalars("learner/entropy_coeff")])
+    first_run, resumed = curves
+    assert first_run[-1][0] == r1["env_steps"] < resumed[0][0]
+    assert resumed[-1][0] == r2["env_steps"]
+    # Each iteration's last step used the schedule at the run's env-step count, the resumed
+    # run's too: a schedule started again from 0 on --resume would be 0.01 too high there.
+    for step, coeff in first_run + resumed:
+        assert coeff == pytest.approx(_entropy_coeff(step), rel=1e-5, abs=1e-9), (step, coeff)
+    ev = rlgen_here("eval", str(out), "--episodes", "2")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["episodes"] == 2

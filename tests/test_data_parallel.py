@@ -1,8 +1,10 @@
 """Tier 2: two data-parallel Learners (DDP over gloo, on a real local Ray cluster) take the same
 update as one Learner on the same batch, for REINFORCE, A2C and DQN: the same gradient and the
-same weights after the step, the same TD errors in the replay's priorities."""
+same weights after the step, the same TD errors in the replay's priorities; and ``rlgen train
+--set num_learners=2`` trains on two Learner actors."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +12,12 @@ import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 
+import rlgen
 from algorithms.a2c.algorithm import A2CConfig
 from algorithms.common.data_parallel import shard_whole_episodes
 from algorithms.dqn.algorithm import DQNConfig
 from algorithms.reinforce.algorithm import ReinforceConfig
 from envs import rllib_env_name
-from tests.conftest import run_cli
 
 # Random-policy CartPole episodes last ~10-40 steps: a limit of 20 truncates some of them.
 SHORT_CARTPOLE = {"max_episode_steps": 20}
@@ -175,6 +177,35 @@ def test_dqn_two_learners_equal_one(ray_local, prioritized):
         two.stop()
 
 
+@pytest.fixture
+def learner_updates(monkeypatch):
+    """The Learners of every ``LearnerGroup.update`` in this process: per call, the number of
+    results it returned (one per Learner that took a shard); and who the Learners of the first
+    call were, each (process id, DDP rank, DDP world size) as the Learner itself reports it."""
+    from ray.rllib.core.learner.learner_group import LearnerGroup
+
+    seen = {"results": [], "learners": None}
+    update = LearnerGroup.update
+
+    def whoami(learner):
+        import os
+
+        import torch.distributed as dist
+
+        ddp = dist.is_available() and dist.is_initialized()
+        return os.getpid(), dist.get_rank() if ddp else 0, dist.get_world_size() if ddp else 1
+
+    def spy(self, *args, **kwargs):
+        results = update(self, *args, **kwargs)
+        seen["results"].append(len(results))
+        if seen["learners"] is None:
+            seen["learners"] = [call.get() for call in self.foreach_learner(whoami)]
+        return results
+
+    monkeypatch.setattr(LearnerGroup, "update", spy)
+    return seen
+
+
 @pytest.mark.parametrize(
     "algorithm,extra",
     [
@@ -183,14 +214,20 @@ def test_dqn_two_learners_equal_one(ray_local, prioritized):
         ("dqn", ["--set", "learning_starts=300", "--set", "prioritized_replay=true"]),
     ],
 )
-def test_cli_trains_with_two_learners(tmp_path, algorithm, extra):
+def test_cli_trains_with_two_learners(tmp_path, ray_local, learner_updates, algorithm, extra):
+    """``rlgen train ... --set num_learners=2`` (``rlgen.main`` in this process, on the test
+    session's Ray): two Learner actors, DDP ranks 0 and 1, took every update."""
     out = tmp_path / "run"
-    proc = run_cli(
-        "train", algorithm, "--env", "CartPole-v1", "--set", "num_learners=2",
-        "--set", "num_cpus_per_learner=0.5", *extra, "--max-env-steps", "1200",
-        "--video-frames", "0", "--output", str(out),
+    status = rlgen.main(
+        ["train", algorithm, "--env", "CartPole-v1", "--set", "num_learners=2",
+         "--set", "num_cpus_per_learner=0.5", *extra, "--max-env-steps", "1200",
+         "--video-frames", "0", "--output", str(out)]
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert status == 0
     result = json.loads((out / "result.json").read_text())
     assert result["env_steps"] >= 1200
     assert (Path(result["checkpoint"]) / "rlgen_state.json").is_file()
+    assert learner_updates["results"] and set(learner_updates["results"]) == {2}
+    pids, ranks, worlds = zip(*learner_updates["learners"], strict=True)
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert sorted(ranks) == [0, 1] and set(worlds) == {2}

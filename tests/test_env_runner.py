@@ -35,9 +35,17 @@ METRICS = ("num_env_steps_sampled_lifetime", "num_episodes_lifetime", "episode_r
            "episode_len_mean", "episode_return_min", "episode_return_max")  # fmt: skip
 
 
-def sample_calls(runner_kind: str, case: tuple, weights: Any = None) -> tuple[list, dict, Any]:
+def sample_calls(
+    runner_kind: str, case: tuple, weights: Any = None, *, seed_once: bool = False
+) -> tuple[list, dict, Any, int]:
     """``CALLS`` sample calls of a freshly built local runner; (episodes per call, metrics,
-    the runner's module state)."""
+    the runner's module state, env steps of the partial episodes that its ``num_episodes``
+    calls dropped, as RLlib's runner holds them at the end of each call; 0 for ours).
+
+    RLlib's runner re-seeds its envs at every ``num_episodes`` call, ours at the first only
+    (see ``LeanEnvRunner``'s docstring). ``seed_once``: RLlib's runner resets without a seed
+    after its first call, so that its later resets continue each env's own random stream, as
+    ours do, and every call of the two can be compared."""
     algorithm, env, num_envs, extra, how = case
     overrides = {"env_runner": runner_kind, **extra}
     if algorithm == "dqn":
@@ -49,10 +57,16 @@ def sample_calls(runner_kind: str, case: tuple, weights: Any = None) -> tuple[li
         runner = algo.env_runner
         if weights is not None:
             runner.module.set_state(weights)
-        calls = [runner.sample(**how) for _ in range(CALLS)]
+        calls, dropped = [], 0
+        for _ in range(CALLS):
+            calls.append(runner.sample(**how))
+            if runner_kind == "rllib" and "num_episodes" in how:
+                dropped += sum(len(e) for e in runner._ongoing_episodes)
+                if seed_once:
+                    runner._seed = None
         metrics = runner.get_metrics()
         metrics = {k: float(np.asarray(metrics[k].peek())) for k in METRICS if k in metrics}
-        return calls, metrics, runner.module.get_state()
+        return calls, metrics, runner.module.get_state(), dropped
     finally:
         algo.stop()
 
@@ -91,27 +105,29 @@ def assert_same(a: dict, b: dict) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}envs-{c[3]}")
 def test_same_trajectories_and_metrics_as_rllibs_runner(ray_local, case):
-    rllib_calls, rllib_metrics, weights = sample_calls("rllib", case)
-    lean_calls, lean_metrics, _ = sample_calls("rlgen", case, weights)
+    rllib_calls, rllib_metrics, weights, dropped = sample_calls("rllib", case, seed_once=True)
+    lean_calls, lean_metrics, _, _ = sample_calls("rlgen", case, weights)
     episode_mode = "num_episodes" in case[4]
-    # RLlib's runner re-seeds its envs at every num_episodes call (see the runner's docstring):
-    # there only the first call can match; timestep calls continue and match throughout.
-    compared = rllib_calls[:1] if episode_mode else rllib_calls
+    assert len(rllib_calls) == len(lean_calls) == CALLS
     ids: dict[str, str] = {}  # RLlib's episode id -> ours: chunks continue under one id
-    for rllib_eps, lean_eps in zip(compared, lean_calls, strict=False):
+    for rllib_eps, lean_eps in zip(rllib_calls, lean_calls, strict=True):
         assert len(rllib_eps) == len(lean_eps)
         for a, b in zip(rllib_eps, lean_eps, strict=True):
             assert_same(trajectory(a), trajectory(b))
             assert ids.setdefault(a.id_, b.id_) == b.id_
+    assert len(set(ids.values())) == len(ids)
+    assert rllib_metrics == pytest.approx(lean_metrics)
+    # Every env step sampled counts once: the episodes (chunks) returned, plus, for
+    # num_episodes calls, the partial episodes each call dropped at its end.
+    sampled = sum(len(e) for eps in lean_calls for e in eps)
+    assert lean_metrics["num_env_steps_sampled_lifetime"] == sampled + dropped
     if not episode_mode:
-        assert len(set(ids.values())) == len(ids)
-        assert rllib_metrics == pytest.approx(lean_metrics)
+        assert dropped == 0
         assert any(e.t_started > 0 for e in lean_calls[-1])  # chunks did continue
     else:
-        steps = sum(len(e) for e in lean_calls[0])
         assert all(len(eps) == case[4]["num_episodes"] for eps in lean_calls)
         assert all(e.is_done and e.t_started == 0 for eps in lean_calls for e in eps)
-        assert lean_metrics["num_env_steps_sampled_lifetime"] >= steps
+        assert lean_metrics["num_episodes_lifetime"] == CALLS * case[4]["num_episodes"]
 
 
 def test_episode_calls_do_not_replay_the_same_starts(ray_local):
@@ -131,7 +147,7 @@ def test_chunks_continue_across_calls(ray_local):
     """Each ongoing chunk is picked up by the next call: same id, t_started advanced by its
     length, and its first observation is the last one the previous chunk returned."""
     case = ("a2c", "CartPole-v1", 3, {}, {"num_timesteps": 30})
-    calls, _, _ = sample_calls("rlgen", case)
+    calls, _, _, _ = sample_calls("rlgen", case)
     for before, after in zip(calls, calls[1:], strict=False):
         following = {e.id_: e for e in after}
         for chunk in (e for e in before if not e.is_done):
@@ -145,7 +161,7 @@ def test_cartpole_vector_backend_reports_each_games_return(ray_local):
     game's return and length into its last info: they equal the whole episodes' reward sums
     and lengths (games of different lengths on different sub-envs, over several restarts)."""
     case = ("a2c", "CartPole-v1", 3, {"rollout_backend": "vector"}, {"num_timesteps": 600})
-    calls, _, _ = sample_calls("rlgen", case)
+    calls, _, _, _ = sample_calls("rlgen", case)
     whole = [e for eps in calls for e in eps if e.is_done and e.t_started == 0]
     assert len(whole) > 30 and len({len(e) for e in whole}) > 5
     for episode in whole:
