@@ -133,17 +133,13 @@ def precheck(algorithm: str, overrides: dict[str, Any], table: dict[str, Any]) -
 
 
 def rllib_names(config: Any) -> set[str]:
-    """Every attribute and property name of the config's classes and of the config itself."""
+    """Every attribute and property name of the config's classes and of the config itself
+    (deprecated properties, which raise when read, included), but Python's own ``__dunder__``
+    names, which come and go (``__slotnames__`` appears once a config is copied)."""
     names = set(vars(config))
     for cls in type(config).__mro__:
         names.update(vars(cls))
-    return names
-
-
-def _rllib_attribute(config: Any, key: str) -> bool:
-    """Whether ``key`` names an attribute or property of the config (deprecated properties,
-    which raise when read, included)."""
-    return key in vars(config) or any(key in vars(cls) for cls in type(config).__mro__)
+    return {n for n in names if not (n.startswith("__") and n.endswith("__"))}
 
 
 @functools.cache
@@ -181,7 +177,7 @@ def build_config(spec: RLRunSpec) -> Any:
         config.debugging(seed=spec.seed)
     allowed = settable_keys(config)
     for key, value in spec.overrides.items():
-        check_key(spec.algorithm, key, value, allowed, lambda k: _rllib_attribute(config, k))
+        check_key(spec.algorithm, key, value, allowed, rllib_names(config).__contains__)
         try:
             setattr(config, key, value)
         except (AttributeError, TypeError, ValueError) as exc:
