@@ -94,6 +94,9 @@ def train(
         build_config(spec)  # every key and value checked before anything is written
         if spec.use_gpu not in cluster.GPU_CHOICES:
             raise UserError(f"--use-gpu {spec.use_gpu}: one of {', '.join(cluster.GPU_CHOICES)}")
+        if spec.use_gpu == "yes":  # a cluster short of GPUs is refused before anything is written
+            cluster.connect()
+            cluster.decide_gpu(spec.use_gpu, spec.num_workers)
         try:
             check_range("max_failures", spec.max_failures, low=0, integer=True)
         except ValueError as exc:

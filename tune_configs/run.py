@@ -139,7 +139,9 @@ def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]
         from algorithms.configure import RLRunSpec
         from algorithms.run_loop import use_gpu_learner_if_present
 
-        use_gpu_learner_if_present(config, RLRunSpec(algorithm=exp.job, env=exp.target))
+        # The fixed keys are every trial's overrides: a fixed num_gpus_per_learner is kept.
+        spec = RLRunSpec(algorithm=exp.job, env=exp.target, overrides=exp.fixed)
+        use_gpu_learner_if_present(config, spec)
         pgf = config.algo_class.default_resource_request(config)
         need = dict(pgf.required_resources)
         return pgf, need
