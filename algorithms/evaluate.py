@@ -115,22 +115,29 @@ def run_episodes(
     seed: int,
     env_options: dict | None = None,
 ) -> list[float]:
+    """The returns of ``episodes`` games, the i-th reset with ``seed + i``. The sampling
+    policy draws from torch's global generator: seeded with ``seed`` here, so the same seed
+    plays the same games, and restored afterwards, so the caller's own draws are untouched."""
+    import torch
+
     from envs import check_env_id, make_env
 
     check_env_id(env_id)
     env = make_env({"env_id": env_id, "training": False, **(env_options or {})})
     returns = []
     try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(
-                    policy_action(module, obs, env.action_space, greedy=greedy)
-                )
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for i in range(episodes):
+                obs, _ = env.reset(seed=seed + i)
+                total, done = 0.0, False
+                while not done:
+                    obs, reward, terminated, truncated, _ = env.step(
+                        policy_action(module, obs, env.action_space, greedy=greedy)
+                    )
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
     finally:
         env.close()
     return returns
