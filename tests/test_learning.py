@@ -3,9 +3,13 @@ would."""
 
 import json
 
+import pytest
+
 from algorithms.reinforce.expected import CARTPOLE_VALUE_BASELINE_MAX_ENV_STEPS
 from envs.ids import CARTPOLE_SOLVED_RETURN
 from tests.conftest import run_cli
+
+pytestmark = pytest.mark.learning
 
 
 def test_value_baseline_solves_cartpole_within_budget(tmp_path):
