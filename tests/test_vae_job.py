@@ -166,6 +166,7 @@ def test_bad_vae_settings_exit_2(tmp_path, rlgen_here):
         assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.learning  # reads (or trains) a learning run
 def test_vae_learns_mnist5k(ray_local, tmp_path_factory):
     from generative.vae import expected
 
@@ -181,6 +182,7 @@ def test_vae_learns_mnist5k(ray_local, tmp_path_factory):
     assert len(kept) == 2
 
 
+@pytest.mark.learning  # reads (or trains) a learning run
 def test_learned_vae_grids_show_its_reconstructions_and_interpolations(ray_local, tmp_path_factory):
     """The grids of the mnist5k run's last epoch (grid_n = 64): 64 prior samples; the first 32
     test images each followed by its reconstruction, closer to it than to the other test images;
@@ -220,6 +222,7 @@ def test_learned_vae_grids_show_its_reconstructions_and_interpolations(ray_local
         assert np.array_equal(shown[expected.MNIST5K_EPOCHS], written[name]), name
 
 
+@pytest.mark.learning  # reads (or trains) a learning run
 def test_train_controller_polls_at_rlgens_interval(ray_local, tmp_path_factory):
     """The job's Train controller polls the workers every TRAIN_POLL_INTERVAL_S (with Ray's
     2 s every short epoch waited for its commit), and the driver's environment is left as it
