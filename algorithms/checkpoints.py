@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ MODULE_ID = "default_policy"
 CHECKPOINTS = "checkpoints"
 PATTERN = f"{CHECKPOINTS}/iter_*"
 KEEP_CHECKPOINTS = 2
+# Fault injection for the fault tests: with this variable naming a directory, a file
+# ``pause-<checkpoint name>`` there (``pause-iter_000003``) stops that checkpoint's write half
+# way (RLlib's part is in the temporary directory, rlgen's files are not): the file is renamed
+# ``paused-<name>`` to say so, and the process waits there to be killed.
+CHECKPOINT_FAULT_DIR_ENV = "RLGEN_CHECKPOINT_FAULT_DIR"
+PAUSE_LIMIT_S = 600.0  # a pause nobody ends: the write goes on after this
 
 
 def find_checkpoint(path: Path | str) -> Path:
@@ -43,6 +50,7 @@ def save_checkpoint(algo: Any, run_dir: Path, spec: Any, state: dict) -> Path:
     try:
         make_private_dirs(tmp)
         algo.save_to_path(os.path.abspath(tmp))
+        _pause_if_armed(target.name)
         save_policy_weights(algo, tmp / WEIGHTS_FILE)
         write_json_atomic(tmp / STATE_FILE, {"spec": dataclasses.asdict(spec), "state": state})
     except OSError as exc:  # a full disk or quota: give the space back, keep the last one
@@ -53,6 +61,17 @@ def save_checkpoint(algo: Any, run_dir: Path, spec: Any, state: dict) -> Path:
     for old in sorted(ckpt_root.glob("iter_*"))[:-KEEP_CHECKPOINTS]:
         remove_entry(old)
     return target
+
+
+def _pause_if_armed(name: str) -> None:
+    root = os.environ.get(CHECKPOINT_FAULT_DIR_ENV)
+    if not root:
+        return
+    try:
+        Path(root, f"pause-{name}").rename(Path(root, f"paused-{name}"))
+    except FileNotFoundError:
+        return
+    time.sleep(PAUSE_LIMIT_S)
 
 
 def write_failed(exc: OSError, target: Path, run_dir: Path) -> RunFailed:

@@ -3,12 +3,14 @@
 
 ``Corridor``: every game lasts exactly ``LENGTH`` steps with reward 1 per step, so every
 finished game returns exactly ``LENGTH``; a partial game counted as finished would show as a
-smaller return. Faults are armed by files in a directory (``DEFAULT_FAULT_DIR``): a file
-``<kind>-<k>`` is claimed (renamed, atomically, so exactly one env anywhere takes it) by the
-next env to start a game, which at step ``k`` of that game raises (``raise``), SIGKILLs its
-own process (``kill``), returns a NaN reward (``nan``), or returns NaN rewards from then on,
-in every later game too (``nanforever``). Every env writes its process id to
-``pid-<pid>`` when made, so a test can see which processes stepped envs.
+smaller return. Faults are armed by files in the directory named by the environment variable
+``FAULT_DIR_ENV`` (read when the env is made, a link resolved then; no variable, or no such
+directory: no faults, nothing written): a file ``<kind>-<k>`` is claimed (renamed, atomically,
+so exactly one env anywhere takes it) by the next env to start a game, which at step ``k`` of
+that game raises (``raise``), SIGKILLs its own process (``kill``), returns a NaN reward
+(``nan``), or returns NaN rewards from then on, in every later game too (``nanforever``).
+Every env writes its process id to ``pid-<pid>`` there when made, so a test can see which
+processes stepped envs.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 LENGTH = 20
-DEFAULT_FAULT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"rlgen-faults-{os.getuid()}"
-
+FAULT_DIR_ENV = "RLGEN_TEST_FAULT_DIR"
 
 KINDS = ("raise", "kill", "nan", "nanforever")
 
@@ -35,7 +36,6 @@ class EnvFault(RuntimeError):
 
 def arm(fault_dir: Path, kind: str, step: int, count: int = 1) -> None:
     """Arm ``count`` faults of ``kind`` (one of ``KINDS``) at step ``step`` of a game."""
-    fault_dir.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         (fault_dir / f"{kind}-{step}.{i}").write_text("")
 
@@ -45,12 +45,15 @@ def claimed(fault_dir: Path) -> list[str]:
 
 
 class Corridor(gym.Env):
-    def __init__(self, fault_dir: str | None = None, render_mode: str | None = None) -> None:
+    def __init__(self, render_mode: str | None = None) -> None:
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
         self.action_space = gym.spaces.Discrete(2)
-        self.fault_dir = Path(fault_dir) if fault_dir else DEFAULT_FAULT_DIR
-        self.fault_dir.mkdir(parents=True, exist_ok=True)
-        (self.fault_dir / f"pid-{os.getpid()}").write_text("")
+        root = os.environ.get(FAULT_DIR_ENV)
+        self.fault_dir = Path(root).resolve() if root else None
+        if self.fault_dir is not None and self.fault_dir.is_dir():
+            (self.fault_dir / f"pid-{os.getpid()}").write_text("")
+        else:
+            self.fault_dir = None
         self.t = 0
         self.fault: tuple[str, int] | None = None
         self.nan_forever = False
@@ -60,6 +63,8 @@ class Corridor(gym.Env):
         return np.array([x, 1.0 - x, 0.5 * x, -x], np.float32)
 
     def _claim(self) -> tuple[str, int] | None:
+        if self.fault_dir is None:
+            return None
         armed_now = [p for p in self.fault_dir.iterdir() if p.name.split("-")[0] in KINDS]
         for armed in sorted(armed_now):
             kind, _, rest = armed.name.partition("-")
@@ -91,4 +96,4 @@ class Corridor(gym.Env):
         return self._obs(), reward, self.t >= LENGTH, False, {}
 
 
-gym.register("Corridor-v0", entry_point=Corridor, max_episode_steps=LENGTH + 5)
+gym.register("Corridor-v0", entry_point=f"{__name__}:Corridor", max_episode_steps=LENGTH + 5)

@@ -16,10 +16,11 @@ import json
 import math
 import os
 import random
-import shutil
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,12 +39,34 @@ RL_FAST = {
 }
 
 
+# Rollout actors are processes of the test session's Ray instance, which took this process's
+# environment when it started: so the variable naming the envs' fault directory is set here, at
+# import (before any test starts Ray), to a link private to this pytest process (two suites at
+# once never share it), and the ``fault_dir`` fixture points the link at each test's own
+# directory. An env resolves the link when made, so an actor of one test never reads or writes
+# another test's directory. A CLI run gets the variable naming its directory for that run only.
+_FAULT_LINK = Path(tempfile.gettempdir()) / f"rlgen-faults-{os.getpid()}-{secrets.token_hex(8)}"
+os.environ[fe.FAULT_DIR_ENV] = str(_FAULT_LINK)
+
+
 @pytest.fixture
-def fault_dir():
-    shutil.rmtree(fe.DEFAULT_FAULT_DIR, ignore_errors=True)
-    fe.DEFAULT_FAULT_DIR.mkdir(parents=True)
-    yield fe.DEFAULT_FAULT_DIR
-    shutil.rmtree(fe.DEFAULT_FAULT_DIR, ignore_errors=True)
+def fault_dir(tmp_path):
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    _FAULT_LINK.symlink_to(faults, target_is_directory=True)  # fails if the name is taken
+    try:
+        yield faults
+    finally:
+        _FAULT_LINK.unlink()
+
+
+@pytest.fixture
+def kill_seed() -> int:
+    """The seed of a kill's random moment: ``RLGEN_FAULT_SEED`` when set (to replay a failure),
+    else one from the OS; printed, and named in the test's assertion messages."""
+    seed = int(os.environ.get("RLGEN_FAULT_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"kill moment seed: {seed} (RLGEN_FAULT_SEED={seed} replays it)")
+    return seed
 
 
 def _runner_pids(fault_dir: Path) -> set[int]:
@@ -188,8 +211,6 @@ def test_a_round_gives_up_after_the_tolerated_number_of_failed_calls(
 def test_restarted_actor_gets_the_learners_current_weights(fault_dir, ray_local):
     """After an actor's env raised and Ray restarted the process, RLlib's restore (run before
     every training step) gives it the Learner's weights of now, not its initial ones."""
-    import time
-
     import numpy as np
 
     from algorithms.configure import RLRunSpec, build_config
@@ -246,65 +267,84 @@ def tensorboard_values(logdir: Path, tag: str) -> list[float]:
 TINY_PIXELCNN = {"features": 12, "layers": 2, "output_features": 24}
 
 
-@pytest.mark.parametrize("model", ["vae", "pixelcnn"])
-def test_train_worker_failures_resume_from_the_last_checkpoint(model, tmp_path):
-    """2 Train workers, 3 epochs: the worker of rank 1 raises at its second batch of epoch 2,
+def test_train_worker_failures_resume_from_the_last_checkpoint(tmp_path):
+    """The VAE and the PixelCNN, side by side (two runs at once, the same faults in each):
+    2 Train workers, 3 epochs; the worker of rank 1 raises at its second batch of epoch 2,
     then (in the retried job) the worker of rank 0 is SIGKILLed at its second batch of epoch 3.
     Each failure restarts the workers from the last checkpoint: every epoch is trained and
     reported once, in order, and the job ends with epoch 3."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from generative.worker_loop import FAULT_DIR_ENV
     from tests.test_vae_job import _small_dataset
 
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    for name in ("raise-rank1-epoch2-batch1", "kill-rank0-epoch3-batch1"):
-        (faults / name).write_text("")
-    settings = {"grid_n": 4, "batch_size": 32, **(TINY_PIXELCNN if model == "pixelcnn" else {})}
-    out = tmp_path / "run"
-    proc = run_cli(
-        "train", model, "--dataset", str(data), "--epochs", "3", "--num-workers", "2",
-        *(a for k, v in settings.items() for a in ("--set", f"{k}={v}")), "--output", str(out),
-        env={FAULT_DIR_ENV: str(faults)},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in faults.iterdir()) == [
-        "claimed-kill-rank0-epoch3-batch1", "claimed-raise-rank1-epoch2-batch1",
-    ]  # fmt: skip
-    assert "injected worker failure" in proc.stderr  # Ray Train saw the failure and retried
-    result = json.loads((out / "result.json").read_text())
-    assert result["epochs"] == 3
-    # Epoch 1 was not trained again after either failure, and no epoch was reported twice.
-    progress = (out / "progress.log").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in progress] == [
-        f"[{model}] epoch {e}/3" for e in (1, 2, 3)
-    ]
-    assert [proc.stderr.count(f"epoch {e}/3 |") for e in (1, 2, 3)] == [1, 1, 1]
-    assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3]
+    models = ("vae", "pixelcnn")
+    for model in models:
+        faults = tmp_path / model / "faults"
+        faults.mkdir(parents=True)
+        for name in ("raise-rank1-epoch2-batch1", "kill-rank0-epoch3-batch1"):
+            (faults / name).write_text("")
+
+    def run(model: str) -> subprocess.CompletedProcess:
+        settings = {"grid_n": 4, "batch_size": 32, **(TINY_PIXELCNN if model == "pixelcnn" else {})}
+        return run_cli(
+            "train", model, "--dataset", str(data), "--epochs", "3", "--num-workers", "2",
+            *(a for k, v in settings.items() for a in ("--set", f"{k}={v}")),
+            "--output", str(tmp_path / model / "run"),
+            env={FAULT_DIR_ENV: str(tmp_path / model / "faults")},
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(len(models)) as pool:
+        procs = dict(zip(models, pool.map(run, models), strict=True))
+    for model, proc in procs.items():
+        faults, out = tmp_path / model / "faults", tmp_path / model / "run"
+        assert proc.returncode == 0, (model, proc.stderr)
+        assert sorted(p.name for p in faults.iterdir()) == [
+            "claimed-kill-rank0-epoch3-batch1", "claimed-raise-rank1-epoch2-batch1",
+        ], model  # fmt: skip
+        # Ray Train saw the failure and retried.
+        assert "injected worker failure" in proc.stderr, (model, proc.stderr)
+        result = json.loads((out / "result.json").read_text())
+        assert result["epochs"] == 3, model
+        # Epoch 1 was not trained again after either failure, and no epoch was reported twice.
+        progress = (out / "progress.log").read_text().splitlines()
+        assert [line.split(" | ")[0] for line in progress] == [
+            f"[{model}] epoch {e}/3" for e in (1, 2, 3)
+        ]
+        assert [proc.stderr.count(f"epoch {e}/3 |") for e in (1, 2, 3)] == [1, 1, 1], model
+        assert tensorboard_steps(out / "tensorboard", "train/train_loss") == [1, 2, 3], model
 
 
-def _start(argv: list[str]) -> subprocess.Popen:
-    """``rlgen ARGV`` in its own session (so the Ray instance it starts can be cleaned up)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def _start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``rlgen ARGV`` in its own session (so the Ray instance it starts can be cleaned up);
+    ``env``: extra environment variables for this run."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "rlgen.py"), *argv], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; fails if rlgen ends first or after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert proc.poll() is None, f"rlgen ended early: {proc.communicate()[1][-3000:]}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+        assert proc.poll() is None, f"rlgen ended early {what}: {proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"timed out {what}"
+        time.sleep(0.05)
+
+
+def _wait_until(moment: float, proc: subprocess.Popen, what: str) -> None:
+    """Poll the clock until ``moment`` (``time.monotonic``) with the driver still running."""
+    _wait_for(lambda: time.monotonic() >= moment, proc, what=what)
 
 
 def _kill_driver(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver; then what it started (its Ray instance), as losing the machine would."""
+    """SIGKILL the driver, then everything else of its session (its Ray instance), as losing
+    the machine would."""
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    time.sleep(1.0)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -328,7 +368,7 @@ def _dqn_argv(out: Path, *, max_env_steps: int, checkpoint_every: int) -> list[s
     ]  # fmt: skip
 
 
-def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tmp_path):
+def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tmp_path, kill_seed):
     """DQN with its replay stored in checkpoints; the driver is SIGKILLed at a random moment
     after its first checkpoint, then the same command runs again with --resume. It continues
     from the last checkpoint: iterations and env steps go on from there, the replay memory
@@ -349,36 +389,36 @@ def test_driver_killed_at_a_random_moment_resumes_with_replay_and_tensorboard(tm
             ),
             proc,
         )
-        delay = random.uniform(0.0, 3.0)
-        print(f"killing the driver {delay:.2f} s after a step past its first checkpoint")
-        time.sleep(delay)
-        assert proc.poll() is None
+        delay = random.Random(kill_seed).uniform(0.0, 3.0)
+        moment = f"{delay:.2f} s after a step past its first checkpoint (seed {kill_seed})"
+        print(f"killing the driver {moment}")
+        _wait_until(time.monotonic() + delay, proc, what=f"(the kill was {moment})")
     finally:
         _kill_driver(proc)
     last = _rl_checkpoints(out)[-1]
     at_kill = json.loads((last / "rlgen_state.json").read_text())["state"]
-    assert not (out / "result.json").exists()
+    assert not (out / "result.json").exists(), moment
 
     resumed = run_cli(*argv, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {last} (iteration {at_kill['iteration']}," in resumed.stderr
+    assert resumed.returncode == 0, f"killed {moment}: {resumed.stderr}"
+    assert f"resuming from {last} (iteration {at_kill['iteration']}," in resumed.stderr, moment
     result = json.loads((out / "result.json").read_text())
-    assert result["stop_reason"] == "max_env_steps" and result["env_steps"] >= 5000
+    assert result["stop_reason"] == "max_env_steps" and result["env_steps"] >= 5000, moment
     final = json.loads((Path(result["checkpoint"]) / "rlgen_state.json").read_text())["state"]
-    assert final["iteration"] > at_kill["iteration"]
+    assert final["iteration"] > at_kill["iteration"], moment
 
     steps = tensorboard_steps(out / "tensorboard", "perf/env_steps_per_s")
-    assert steps == sorted(set(steps)) and len(steps) == final["iteration"], steps
-    assert at_kill["env_steps"] in steps  # the checkpoint's own step is kept
+    assert steps == sorted(set(steps)) and len(steps) == final["iteration"], (steps, moment)
+    assert at_kill["env_steps"] in steps, moment  # the checkpoint's own step is kept
     # The replay memory came back with the checkpoint: at the first resumed iteration it holds
     # more transitions than were sampled since the resume.
     sizes = dict(zip(steps, tensorboard_values(out / "tensorboard", "replay/size"), strict=True))
     first = min(s for s in steps if s > at_kill["env_steps"])
-    assert sizes[first] > first - at_kill["env_steps"], (sizes, at_kill)
-    assert sizes[first] == min(first, 50_000)  # every transition since step 0
+    assert sizes[first] > first - at_kill["env_steps"], (sizes, at_kill, moment)
+    assert sizes[first] == min(first, 50_000), moment  # every transition since step 0
 
 
-def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
+def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path, kill_seed):
     """The VAE with 2 Train workers; the driver is SIGKILLed at a random moment after epoch 2,
     then the same command runs again with --resume: it continues from the last checkpoint Ray
     Train registered (possibly the last epoch's, if the kill came after its registration) to
@@ -397,26 +437,26 @@ def test_generative_driver_killed_at_a_random_moment_resumes(tmp_path):
     proc = _start(argv)
     try:
         _wait_for(lambda: progress.exists() and len(progress.read_text().splitlines()) >= 2, proc)
-        delay = random.uniform(0.0, 1.5)
-        print(f"killing the driver {delay:.2f} s after epoch 2")
-        time.sleep(delay)
-        assert proc.poll() is None
+        delay = random.Random(kill_seed).uniform(0.0, 1.5)
+        moment = f"{delay:.2f} s after epoch 2 (seed {kill_seed})"
+        print(f"killing the driver {moment}")
+        _wait_until(time.monotonic() + delay, proc, what=f"(the kill was {moment})")
     finally:
         _kill_driver(proc)
-    assert not (out / "result.json").exists()
+    assert not (out / "result.json").exists(), moment
 
     resumed = run_cli(*argv, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"epoch 1/{epochs} |" not in resumed.stderr  # continued, not started over
+    assert resumed.returncode == 0, f"killed {moment}: {resumed.stderr}"
+    assert f"epoch 1/{epochs} |" not in resumed.stderr, moment  # continued, not started over
     result = json.loads((out / "result.json").read_text())
-    assert result["epochs"] == epochs
+    assert result["epochs"] == epochs, moment
     lines = progress.read_text().splitlines()
     done = [int(line.split(" | ")[0].split()[-1].split("/")[0]) for line in lines]
     # Each epoch at most once, in order (an epoch registered just before the kill may lack its
     # line: rank 0 writes it after Train registers the checkpoint).
-    assert done == sorted(set(done)) and done[:2] == [1, 2], done
+    assert done == sorted(set(done)) and done[:2] == [1, 2], (done, moment)
     steps = tensorboard_steps(out / "tensorboard", "train/train_loss")
-    assert steps == list(range(1, epochs + 1)), steps
+    assert steps == list(range(1, epochs + 1)), (steps, moment)
 
     # A damaged checkpoint (the one Ray Train registered last, cut short) is refused on
     # --resume, before anything changes: never retried into a traceback, never a fresh start.
@@ -439,34 +479,52 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_kill_during_a_checkpoint_write_and_a_corrupt_checkpoint(tmp_path):
-    """The driver is SIGKILLed while a checkpoint is being written (its temporary directory
-    exists): the half-written one is never taken as the latest; eval and --resume use the last
-    whole checkpoint and the leftover is cleared. Then a whole checkpoint is truncated on disk:
+    """The driver is SIGKILLed while iteration 3's checkpoint is being written (a fault file
+    pauses the write after RLlib's part, before rlgen's files and the rename): the half-written
+    directory is there when the kill lands and is never taken as the latest; eval and --resume
+    use iteration 2's and the leftover is cleared. Then a whole checkpoint is truncated on disk:
     --resume refuses it with one line, exit 2, and changes nothing (never a fresh start)."""
-    from algorithms.checkpoints import find_checkpoint
+    from algorithms.checkpoints import (
+        CHECKPOINT_FAULT_DIR_ENV,
+        STATE_FILE,
+        WEIGHTS_FILE,
+        find_checkpoint,
+    )
 
     out = tmp_path / "run"
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "pause-iter_000003").write_text("")
+    partial = out / "checkpoints" / ".tmp_iter_000003"
     argv = _dqn_argv(out, max_env_steps=20000, checkpoint_every=1)
-    proc = _start(argv)
+    proc = _start(argv, env={CHECKPOINT_FAULT_DIR_ENV: str(faults)})
     try:
-        _wait_for(lambda: len(_rl_checkpoints(out)) >= 2, proc)
-        _wait_for(lambda: any((out / "checkpoints").glob(".tmp_iter_*")), proc)
+        _wait_for(lambda: (faults / "paused-iter_000003").exists(), proc, what="(the pause)")
+        in_write = sorted(p.name for p in partial.iterdir())  # the write is stopped here
     finally:
         _kill_driver(proc)
+    assert in_write and STATE_FILE not in in_write and WEIGHTS_FILE not in in_write, in_write
+    assert sorted(p.name for p in partial.iterdir()) == in_write  # left behind by the kill
+    # Marked, so that a resume reusing the leftover (same name: iteration 3 is written again)
+    # instead of clearing it would show.
+    (partial / "left-by-the-killed-write").write_text("")
     whole = _rl_checkpoints(out)
-    partial = sorted((out / "checkpoints").glob(".tmp_iter_*"))
-    print(f"killed with {len(partial)} partial checkpoint(s) after {whole[-1].name}")
+    assert [p.name for p in whole] == ["iter_000001", "iter_000002"]
     assert find_checkpoint(out) == whole[-1]
     evaluated = run_cli("eval", str(out), "--episodes", "1")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["checkpoint"] == str(whole[-1])
 
-    at = json.loads((whole[-1] / "rlgen_state.json").read_text())["state"]
+    at = json.loads((whole[-1] / STATE_FILE).read_text())["state"]
+    assert at["iteration"] == 2
     more = at["env_steps"] + 400
     resumed = run_cli(*_dqn_argv(out, max_env_steps=more, checkpoint_every=1), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {whole[-1]} " in resumed.stderr
     assert not list((out / "checkpoints").glob(".tmp_*"))
+    assert not list((out / "checkpoints").glob("*/left-by-the-killed-write"))
+    again = json.loads((out / "checkpoints" / "iter_000003" / STATE_FILE).read_text())["state"]
+    assert again["env_steps"] > at["env_steps"]  # iteration 3 trained anew after iteration 2
 
     newest = _rl_checkpoints(out)[-1]
     module_state = newest / "learner_group/learner/rl_module/default_policy/module_state.pkl"
@@ -538,22 +596,25 @@ def test_a_nan_reward_skips_updates_and_the_run_goes_on(algorithm, fault_dir, ra
     assert rlgen.evaluate(result.checkpoint, episodes=1).greedy_return_mean == 20.0
 
 
-def test_nonfinite_updates_in_a_row_end_the_run_and_keep_the_last_checkpoint(fault_dir, tmp_path):
+def test_nonfinite_updates_in_a_row_end_the_run_and_keep_the_last_checkpoint(tmp_path):
     """Every reward from the first game's 5th step on is NaN, so every update is skipped:
     after max_nonfinite_updates=3 in a row the run ends with exit 1 and one line naming the
     last good checkpoint (iteration 2's; nothing is saved after the 3rd); no result.json
     claims the run finished."""
     out = tmp_path / "run"
-    fe.arm(fault_dir, "nanforever", 5)
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    fe.arm(faults, "nanforever", 5)
     proc = run_cli(
         "train", "reinforce", "--env", ENV, "--seed", "0", "--max-env-steps", "20000",
         "--stop-reward", "1000", "--checkpoint-every", "1", "--video-frames", "0",
         "--set", "episodes_per_batch=2", "--set", "max_nonfinite_updates=3",
-        "--output", str(out),
+        "--output", str(out), env={fe.FAULT_DIR_ENV: str(faults)},
     )  # fmt: skip
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr
     assert "3 non-finite updates in a row" in errors[0] and "Traceback" not in proc.stderr
+    assert [n.split("-", 2)[2] for n in fe.claimed(faults)] == ["nanforever-5.0"]
     assert not (out / "result.json").exists()
     checkpoints = _rl_checkpoints(out)
     assert f"the last good checkpoint is {checkpoints[-1]}" in errors[0]
