@@ -132,15 +132,20 @@ class Session:
         found -= _ancestors(procs, os.getpid())
         return {pid: procs[pid] for pid in sorted(found)}
 
-    def stop(self, *, grace: float = 10.0, timeout: float = 60.0) -> dict[int, Proc]:
+    def stop(self, *, grace: float = 2.0, timeout: float = 60.0) -> dict[int, Proc]:
         """SIGTERM every process of the session, SIGKILL what is left after ``grace``
-        seconds; returns what still runs after ``timeout`` (nothing, normally)."""
+        seconds (Ray's GCS and autoscaler monitor outlast a SIGTERM by far); returns what
+        still runs after ``timeout`` (nothing, normally)."""
         start = time.monotonic()
         signalled: dict[int, int] = {}  # pid -> the last signal it got
         while True:
             left = self.processes()
             elapsed = time.monotonic() - start
             if not left or elapsed > timeout:
+                if signalled:
+                    name = self.root or self.marker
+                    print(f"session {name}: {len(signalled)} process(es) signalled, "
+                          f"{len(left)} left after {elapsed:.1f} s", file=sys.stderr)  # fmt: skip
                 return left
             sig = signal.SIGKILL if elapsed > grace else signal.SIGTERM
             for pid in left:

@@ -149,7 +149,9 @@ def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path: Path) -> None:
     with bystander_head(tmp_path / "bystander", ray_env()) as bystander:
         try:
             ports = start_on_free_ports(head, ("gcs", "dashboard", "client", "agent"), up)
-            assert "start --head" in calls.read_text()  # the node's `ray` is the test's
+            assert calls.exists() and "start --head" in calls.read_text(), (
+                "`ray up` did not start the head through the test's `ray` (the node's PATH)"
+            )
             node_token = node_home / ".ray" / "auth_token"
             assert node_token.read_text() == token.read_text()
             assert node_token.stat().st_mode & 0o777 == 0o600
