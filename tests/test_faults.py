@@ -186,7 +186,9 @@ def test_a_round_gives_up_after_the_tolerated_number_of_failed_calls(
     one env per actor, so each claims one armed fault), then the training step raises one
     clear error instead of looping forever."""
     from algorithms.configure import RLRunSpec, build_config
+    from envs import permit_env_module
 
+    permit_env_module(ENV)  # named here, as a command or rlgen.train names it
     spec = RLRunSpec(
         algorithm=algorithm, env=ENV, num_env_runners=1, num_envs_per_env_runner=1, seed=0,
         overrides={
@@ -214,7 +216,9 @@ def test_restarted_actor_gets_the_learners_current_weights(fault_dir, ray_local)
     import numpy as np
 
     from algorithms.configure import RLRunSpec, build_config
+    from envs import permit_env_module
 
+    permit_env_module(ENV)  # named here, as a command or rlgen.train names it
     spec = RLRunSpec(
         algorithm="reinforce", env=ENV, num_env_runners=2, seed=0,
         overrides={**RL_FAST["reinforce"], "delay_between_env_runner_restarts_s": 0.0},
