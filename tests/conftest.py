@@ -158,8 +158,9 @@ def _ray_session():
 
 @pytest.fixture
 def ray_local(_ray_session):
-    """The test session's local Ray instance, started on first use (and again after the
-    cluster tests, which stop every Ray process on the machine)."""
+    """The test session's local Ray instance (each xdist worker's own), started on first use
+    and again after a test that shut it down; shared by every test that uses it, where
+    isolation is not what the test is about."""
     import ray
 
     if not ray.is_initialized():
