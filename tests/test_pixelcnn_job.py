@@ -139,8 +139,8 @@ def test_pixelcnn_learns_mnist5k(ray_local, tmp_path_factory):
 def test_pixelcnn_exact_nll_is_below_the_vaes_bound_on_the_same_images(ray_local, tmp_path_factory):
     """The lecture's claim, on figures measured here: both models trained on mnist5k in this
     session (the learning runs, each its job's ``expected.MNIST5K_EPOCHS``), both scored on
-    the same 1,000 binarized test images. The PixelCNN's figure is its exact NLL; the VAE's an upper bound on
-    its NLL (the K-sample importance-weighted bound, and the looser -ELBO)."""
+    the same 1,000 binarized test images. The PixelCNN's figure is its exact NLL; the VAE's an
+    upper bound on its NLL (the K-sample importance-weighted bound, and the looser -ELBO)."""
     from generative.checkpoints import load_model
     from generative.vae import losses as vae_losses
 
