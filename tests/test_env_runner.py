@@ -108,7 +108,6 @@ def test_same_trajectories_and_metrics_as_rllibs_runner(ray_local, case):
     rllib_calls, rllib_metrics, weights, dropped = sample_calls("rllib", case, seed_once=True)
     lean_calls, lean_metrics, _, _ = sample_calls("rlgen", case, weights)
     episode_mode = "num_episodes" in case[4]
-    assert len(rllib_calls) == len(lean_calls) == CALLS
     ids: dict[str, str] = {}  # RLlib's episode id -> ours: chunks continue under one id
     for rllib_eps, lean_eps in zip(rllib_calls, lean_calls, strict=True):
         assert len(rllib_eps) == len(lean_eps)
@@ -122,7 +121,6 @@ def test_same_trajectories_and_metrics_as_rllibs_runner(ray_local, case):
     sampled = sum(len(e) for eps in lean_calls for e in eps)
     assert lean_metrics["num_env_steps_sampled_lifetime"] == sampled + dropped
     if not episode_mode:
-        assert dropped == 0
         assert any(e.t_started > 0 for e in lean_calls[-1])  # chunks did continue
     else:
         assert all(len(eps) == case[4]["num_episodes"] for eps in lean_calls)
