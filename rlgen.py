@@ -61,6 +61,7 @@ GENERATIVE_ONLY = ("dataset", "epochs", "num_workers", "use_gpu", "max_failures"
 def _quiet() -> None:
     """Keep Ray's and RLlib's advice and deprecation notes off the terminal."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # imported for evaluation videos
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     for name in ("ray.rllib", "ray.tune", "ray.train", "ray._common.deprecation"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -621,6 +622,10 @@ def cli() -> None:
     import atexit
 
     code = main()
+    if "ray" in sys.modules:
+        # Ray's own exit handler first waits half a second for log lines this command does
+        # not forward (log_to_driver=False); its shutdown is the same without the wait.
+        sys.modules["ray"].shutdown()
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

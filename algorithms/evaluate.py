@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -155,6 +156,10 @@ def greedy_episode_frames(
     ``max_frames`` of them."""
     from envs import make_env
 
+    # Frames drawn off screen: pygame (classic-control envs) needs no display or sound device,
+    # and probing for them fills a server's terminal with errors.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = make_env({"env_id": env_id, "training": False, "render_mode": "rgb_array", **env_options})
     frames: list[np.ndarray] = []
     try:

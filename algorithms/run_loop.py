@@ -28,6 +28,12 @@ from runkit.rundir import open_run, read_json, write_spec
 RESUMABLE = ("stop_reward", "max_env_steps", "time_budget_s", "num_env_runners", "video_frames")
 
 
+# Imported while Ray starts: torch's compiler stack (loaded by the first optimizer call, ~2 s)
+# and what the run imports after the start (TensorBoard's writer, the evaluation video and the
+# renderer of gymnasium's classic-control envs).
+PRELOAD = ("torch._dynamo", "runkit.tb", "algorithms.evaluate", "imageio.v2", "pygame")
+
+
 def train(
     algorithm: str,
     *,
@@ -175,7 +181,7 @@ def run(
             f"{state['env_steps']:,} env steps)",
             file=sys.stderr,
         )
-    cluster.connect()
+    cluster.connect(preload=PRELOAD)
     use_gpu_learner_if_present(config, spec)
     cluster.warn_if_short_of_cpus(
         f"{config.num_env_runners} rollout actors x {config.num_cpus_per_env_runner} CPU",

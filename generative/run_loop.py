@@ -37,20 +37,27 @@ from runkit.rundir import open_run, write_spec
 # that long. rlgen's jobs poll every TRAIN_POLL_INTERVAL_S unless the user set the variable.
 TRAIN_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 TRAIN_POLL_INTERVAL_S = 0.5
+# Ray Train starts a preemption watcher (an actor: one more process, a second of CPU on two
+# cores) that moves the workers off a node being drained. A one-node instance has no other
+# node to move to, so jobs there run without it unless the user set the variable.
+PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 @contextlib.contextmanager
-def train_poll_interval() -> Iterator[None]:
-    """``TRAIN_POLL_ENV`` set to ``TRAIN_POLL_INTERVAL_S`` while a trainer starts its controller
-    (Ray Train hands the driver's value on to it), unless already set; then as it was."""
-    if TRAIN_POLL_ENV in os.environ:
-        yield
-        return
-    os.environ[TRAIN_POLL_ENV] = str(TRAIN_POLL_INTERVAL_S)
+def train_settings(*, one_node: bool) -> Iterator[None]:
+    """While a trainer starts its controller (Ray Train hands the driver's values of its
+    variables on to it): ``TRAIN_POLL_ENV`` set to ``TRAIN_POLL_INTERVAL_S`` and, on a one-node
+    instance, ``PREEMPTION_ENV`` off; each unless the user set it. Then as they were."""
+    wanted = {TRAIN_POLL_ENV: str(TRAIN_POLL_INTERVAL_S)}
+    if one_node:
+        wanted[PREEMPTION_ENV] = "0"
+    added = [name for name in wanted if name not in os.environ]
+    os.environ.update({name: wanted[name] for name in added})
     try:
         yield
     finally:
-        os.environ.pop(TRAIN_POLL_ENV, None)
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def train(
@@ -255,7 +262,7 @@ def run(
             datasets=datasets,
         )
         try:
-            with train_poll_interval():
+            with train_settings(one_node=cluster.alive_nodes() == 1):
                 result = trainer.fit()
         except TrainingFailedError as exc:  # Ray Train raises it once the retries are spent
             raise train_failed(exc, spec, run_dir, storage) from None

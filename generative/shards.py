@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from runkit import storage
+from runkit import cluster, storage
 
 READ_HERE_BYTES = 256 << 20
 
@@ -25,11 +25,9 @@ READ_HERE_BYTES = 256 << 20
 def read_here(train_split: str) -> bool:
     """Whether workers read ``train_split`` themselves (the Ray instance is this one node, the
     file is local and small); called on the driver once Ray is up."""
-    import ray
-
     if storage.is_uri(train_split) or "://" in train_split:
         return False
-    if sum(1 for node in ray.nodes() if node.get("Alive")) != 1:
+    if cluster.alive_nodes() != 1:
         return False
     try:
         return _bytes(train_split) <= READ_HERE_BYTES

@@ -7,10 +7,15 @@ a job uses GPUs when the cluster has enough of them, unless the user says otherw
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
 
 from runkit import secrets
 from runkit.errors import UserError, first_line
@@ -18,16 +23,92 @@ from runkit.errors import UserError, first_line
 GPU_CHOICES = ("auto", "yes", "no")
 
 
-def connect() -> None:
+def connect(preload: Sequence[str] = ()) -> None:
     """Join the running cluster (``RAY_ADDRESS``, or the started head), else start one here;
     say which on stderr (its GCS address, nodes, CPUs and GPUs). Before any job makes its
-    actors, secrets in the environment are kept out of the runtime envs Ray logs."""
+    actors, secrets in the environment are kept out of the runtime envs Ray logs.
+
+    ``preload``: modules the job imports next, imported on a second thread while Ray starts
+    (most of ``ray.init`` is waiting for Ray's own processes). Ray starts on this thread: the
+    processes it starts end with the thread that started them."""
     import ray
 
     secrets.keep_out_of_runtime_envs()
     if ray.is_initialized():
         return
     check_address()
+    loader = threading.Thread(target=_import_quietly, args=(tuple(preload),), daemon=True)
+    loader.start()
+    try:
+        _init(ray)
+    finally:
+        loader.join()
+    print(
+        f"rlgen: Ray cluster at {ray.get_runtime_context().gcs_address}: {alive_nodes()} node(s), "
+        f"{cluster_cpus():g} CPUs, {cluster_gpus():g} GPUs",
+        file=sys.stderr,
+    )
+
+
+def _import_quietly(names: tuple[str, ...]) -> None:
+    """Import each module now; one that fails raises again where the job imports it."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S112 - the job's own import reports it
+            continue
+
+
+STARTUP_TIMEOUT = "The current node timed out during startup"
+
+
+def _init(ray: Any) -> None:
+    """``ray.init``; a local start that Ray gave up on (its fixed 30 s wait for the raylet,
+    seen on a machine whose cores are all busy) is cleaned up and tried once more."""
+    local = not os.environ.get("RAY_ADDRESS", "").strip()
+    before = _children()
+    try:
+        _init_once(ray)
+    except Exception as exc:
+        if not (local and str(exc).startswith(STARTUP_TIMEOUT)):
+            raise
+        print(
+            f"rlgen: Ray did not start in time ({first_line(exc)}); starting it again",
+            file=sys.stderr,
+        )
+        _kill(_children() - before)
+        ray.shutdown()
+        _init_once(ray)
+
+
+def _children() -> set[int]:
+    """This process's child processes (from /proc; an empty set where there is none)."""
+    me, found = str(os.getpid()), set()
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if len(fields) > 1 and fields[1] == me:
+            found.add(int(entry.name))
+    return found
+
+
+def _kill(pids: set[int]) -> None:
+    """SIGKILL each process (the Ray processes a failed start left: Ray keeps no handle) and
+    reap it."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def _init_once(ray: Any) -> None:
     where = os.environ.get("RAY_ADDRESS") or "the Ray head started on this node"
     try:
         # An instance started here lives as long as this run: its dashboard (seconds to start)
@@ -44,12 +125,6 @@ def connect() -> None:
             f"the Ray cluster at {where} requires its token ({first_line(exc).split('. ')[0]}); "
             "copy the head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN_PATH"
         ) from None
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    print(
-        f"rlgen: Ray cluster at {ray.get_runtime_context().gcs_address}: {len(nodes)} node(s), "
-        f"{cluster_cpus():g} CPUs, {cluster_gpus():g} GPUs",
-        file=sys.stderr,
-    )
 
 
 def join_if_addressed() -> None:
@@ -74,6 +149,13 @@ def check_address() -> None:
         raise UserError(
             f"RAY_ADDRESS={address}: no Ray head answers there ({exc.strerror or exc})"
         ) from None
+
+
+def alive_nodes() -> int:
+    """How many nodes the connected cluster has now."""
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def cluster_gpus() -> float:

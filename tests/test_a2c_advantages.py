@@ -95,6 +95,21 @@ def test_gae_matches_its_definition_as_a_sum_of_td_errors():
     np.testing.assert_allclose(discounted_cumsum([1, 1, 1], 0.5), [1.75, 1.5, 1.0])
 
 
+def test_discounted_cumsum_is_the_recursion_from_the_end_row_by_row():
+    """y_t = x_t + f * y_{t+1} in float64, each row of a 2-D array on its own (bit for bit the
+    recursion: the result feeds every return and advantage), 1-D and empty inputs alike."""
+    x = np.random.default_rng(3).normal(size=(3, 40))
+    expected = np.empty_like(x)
+    for row in range(3):
+        acc = 0.0
+        for t in reversed(range(40)):
+            acc = x[row, t] + 0.93 * acc
+            expected[row, t] = acc
+    np.testing.assert_array_equal(discounted_cumsum(x, 0.93), expected)
+    np.testing.assert_array_equal(discounted_cumsum(x[1], 0.93), expected[1])
+    assert discounted_cumsum(np.zeros((2, 0)), 0.5).shape == (2, 0)
+
+
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError, match="differ in shape"):
         gae_advantages([1, 2], [1], bootstrap_value=0.0, gamma=0.9, lambda_=1.0)

@@ -235,18 +235,33 @@ def test_train_controller_polls_at_rlgens_interval(ray_local, tmp_path_factory):
     assert run.driver_kept_env
 
 
-def test_a_poll_interval_the_user_set_wins(monkeypatch):
-    """What Ray Train hands on to a job's controller: rlgen's interval inside
-    ``train_poll_interval``, the user's own value where one is set."""
+def test_train_settings_handed_to_the_controller_and_the_users_own_win(monkeypatch):
+    """What Ray Train hands on to a job's controller: rlgen's poll interval inside
+    ``train_settings`` and, on one node only, no preemption watcher; the user's own value of
+    either where one is set; nothing left behind."""
     from ray.train.v2._internal.constants import get_env_vars_to_propagate
 
-    from generative.run_loop import TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S, train_poll_interval
+    from generative.run_loop import (
+        PREEMPTION_ENV,
+        TRAIN_POLL_ENV,
+        TRAIN_POLL_INTERVAL_S,
+        train_settings,
+    )
 
     monkeypatch.delenv(TRAIN_POLL_ENV, raising=False)
-    with train_poll_interval():
-        assert get_env_vars_to_propagate()[TRAIN_POLL_ENV] == str(TRAIN_POLL_INTERVAL_S)
+    monkeypatch.delenv(PREEMPTION_ENV, raising=False)
+    with train_settings(one_node=True):
+        handed = get_env_vars_to_propagate()
+        assert handed[TRAIN_POLL_ENV] == str(TRAIN_POLL_INTERVAL_S)
+        assert handed[PREEMPTION_ENV] == "0"
+    with train_settings(one_node=False):
+        assert PREEMPTION_ENV not in get_env_vars_to_propagate()  # a cluster keeps its watcher
     assert TRAIN_POLL_ENV not in get_env_vars_to_propagate()
+    assert PREEMPTION_ENV not in get_env_vars_to_propagate()
     monkeypatch.setenv(TRAIN_POLL_ENV, "1.5")
-    with train_poll_interval():
+    monkeypatch.setenv(PREEMPTION_ENV, "1")
+    with train_settings(one_node=True):
         assert get_env_vars_to_propagate()[TRAIN_POLL_ENV] == "1.5"
+        assert get_env_vars_to_propagate()[PREEMPTION_ENV] == "1"
     assert os.environ[TRAIN_POLL_ENV] == "1.5"
+    assert os.environ[PREEMPTION_ENV] == "1"

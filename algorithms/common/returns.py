@@ -14,15 +14,20 @@ bootstrap value. Pass ``bootstrap_value=0.0`` for terminated episodes.
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
 
 def discounted_cumsum(x_T: np.ndarray, factor: float) -> np.ndarray:
     """y_t = x_t + factor * y_{t+1} (y past the end = 0) along the last axis, in float64:
     ``discounted_cumsum([1, 1, 1], 0.5) == [1.75, 1.5, 1.0]``; rows of a 2-D array each."""
     x_T = np.asarray(x_T, dtype=np.float64)
-    # lfilter runs y[n] = x[n] + factor * y[n-1] over the reversed sequence (its last axis).
-    return scipy.signal.lfilter([1.0], [1.0, -factor], x_T[..., ::-1])[..., ::-1]
+    y_T = np.empty_like(x_T)
+    # One step per time index, all rows at once, from the end: the same float64 operations
+    # in the same order as a first-order linear filter over the reversed sequence.
+    running = np.zeros(x_T.shape[:-1])
+    for t in range(x_T.shape[-1] - 1, -1, -1):
+        running = x_T[..., t] + factor * running
+        y_T[..., t] = running
+    return y_T
 
 
 def reward_to_go(

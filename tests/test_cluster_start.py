@@ -1,0 +1,104 @@
+"""Tier 2: how ``runkit.cluster.connect`` starts the embedded Ray instance: a start Ray gave
+up on (its fixed wait for the raylet on a machine whose cores are all busy) is cleaned up and
+made once more, any other failure is not retried, and the modules a job names are imported
+on a second thread while Ray starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+from runkit import cluster
+
+
+@pytest.fixture
+def ray_stopped(ray_local, monkeypatch):
+    """No Ray instance in this process while the test runs (the shared one starts again for the
+    next test that asks for it); ``RAY_ADDRESS`` unset: a local start."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_local.shutdown()
+    yield ray_local
+    ray_local.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_start_ray_gave_up_on_is_cleaned_up_and_made_again(ray_stopped, monkeypatch, capsys):
+    """The first ``ray.init`` leaves a process behind (as a real timed-out start leaves its GCS
+    and raylet) and raises Ray's start-up timeout: the leftover is killed, Ray starts on the
+    second try, and the user is told."""
+    ray = ray_stopped
+    real_init, calls, leftovers = ray.init, [], []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            leftovers.append(
+                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+            )
+            raise Exception(f"{cluster.STARTUP_TIMEOUT}. This could happen because ...")
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(ray, "init", init)
+    cluster.connect()
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert ray.is_initialized()
+    assert not _alive(leftovers[0].pid)
+    assert "Ray did not start in time" in capsys.readouterr().err
+
+
+def test_other_start_failures_are_not_retried(ray_stopped, monkeypatch):
+    ray = ray_stopped
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("object store memory is too small")
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(RuntimeError, match="too small"):
+        cluster.connect()
+    assert len(calls) == 1
+
+
+def test_a_timeout_joining_a_cluster_is_not_retried(ray_stopped, monkeypatch):
+    """Joining (``RAY_ADDRESS`` set) starts no process here: nothing to clean up or retry."""
+    ray = ray_stopped
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise Exception(f"{cluster.STARTUP_TIMEOUT}.")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    with pytest.raises(Exception, match="timed out during startup"):
+        cluster.connect()
+    assert len(calls) == 1
+
+
+def test_preloaded_modules_are_imported_on_a_second_thread_while_ray_starts(
+    ray_stopped, tmp_path, monkeypatch
+):
+    """A name in ``preload`` is imported before ``connect`` returns, not on the main thread;
+    one that cannot be imported is left for the job's own import to report."""
+    name = f"probe_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "import threading\nTHREAD = threading.current_thread()\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cluster.connect(preload=("no_such_module_for_rlgen", name))
+    assert ray_stopped.is_initialized()
+    probe = sys.modules[name]
+    assert probe.THREAD is not threading.main_thread()
