@@ -622,10 +622,7 @@ def cli() -> None:
     import atexit
 
     code = main()
-    if "ray" in sys.modules:
-        # Ray's own exit handler first waits half a second for log lines this command does
-        # not forward (log_to_driver=False); its shutdown is the same without the wait.
-        sys.modules["ray"].shutdown()
+    cluster.leave_before_exit()
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

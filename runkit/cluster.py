@@ -65,6 +65,7 @@ STARTUP_TIMEOUT = "The current node timed out during startup"
 def _init(ray: Any) -> None:
     """``ray.init``; a local start that Ray gave up on (its fixed 30 s wait for the raylet,
     seen on a machine whose cores are all busy) is cleaned up and tried once more."""
+    global _started_here
     local = not os.environ.get("RAY_ADDRESS", "").strip()
     before = _children()
     try:
@@ -79,6 +80,26 @@ def _init(ray: Any) -> None:
         _kill(_children() - before)
         ray.shutdown()
         _init_once(ray)
+    _started_here = bool(_children() - before)  # Ray's GCS and raylet are this process's
+
+
+_started_here = False
+
+
+def leave_before_exit() -> None:
+    """At the end of the ``rlgen`` command: disconnect from a cluster this process joined; an
+    instance it started is left to end with it. Ray ties the processes it starts to their
+    parent (the kernel's parent-death signal on Linux, its reaper process elsewhere), so they
+    end with this process without Ray's graceful stop, which waits on each in turn."""
+    import atexit
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    if _started_here:
+        atexit.unregister(ray.shutdown)
+    else:
+        ray.shutdown()
 
 
 def _children() -> set[int]:
