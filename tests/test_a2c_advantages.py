@@ -25,7 +25,12 @@ from algorithms.a2c.connectors import (
     advantage_batch,
 )
 from algorithms.a2c.module import A2CTorchRLModule
-from algorithms.common.returns import discounted_cumsum, gae_advantages, reward_to_go
+from algorithms.common.returns import (
+    discounted_cumsum,
+    gae_advantages,
+    gae_advantages_batch,
+    reward_to_go,
+)
 
 OBS = gym.spaces.Box(-10.0, 10.0, (4,), np.float32)
 ACT = gym.spaces.Discrete(2)
@@ -261,6 +266,53 @@ def test_advantage_batch_equals_the_connector_pipeline(lambda_):
         assert fast[ADVANTAGES].dtype == np.float32 and len(fast[ADVANTAGES]) == len(
             ref[ADVANTAGES]
         )
+
+
+@pytest.mark.parametrize("lambda_", [1.0, 0.9, 0.0])
+def test_advantage_batch_is_gae_advantages_row_by_row_bit_for_bit(lambda_):
+    """The Learner's batch holds, chunk after chunk, exactly what ``gae_advantages`` gives for
+    that chunk alone (V(s_T) = 0 where it terminated, else its last observation's value):
+    unequal lengths, terminated, truncated and cut ends, the same float64 operations."""
+    module = _module(value_is_first_obs_entry=False, seed=5)
+    chunks = _mixed_chunks(4, count=12)
+    ends = {(bool(c.is_terminated), bool(c.is_truncated)) for c in chunks}
+    assert ends == {(True, False), (False, True), (False, False)}
+    assert len({len(c) for c in chunks}) > 3
+    fast = advantage_batch(module, chunks, gamma=0.97, lambda_=lambda_)
+    start = 0
+    # V of every chunk's s_0..s_T from one forward over all of them, as both paths take it
+    per_chunk = GeneralizedAdvantages.values_per_chunk(module, chunks)
+    for chunk, values in zip(chunks, per_chunk, strict=True):
+        adv, target = gae_advantages(
+            chunk.get_rewards(),
+            values[:-1],
+            bootstrap_value=0.0 if chunk.is_terminated else float(values[-1]),
+            gamma=0.97,
+            lambda_=lambda_,
+        )
+        rows = slice(start, start + len(chunk))
+        assert np.array_equal(fast[ADVANTAGES][rows], adv)
+        assert np.array_equal(fast[VALUE_TARGETS][rows], target)
+        start += len(chunk)
+    assert start == len(fast[ADVANTAGES])
+
+
+def test_batched_gae_ignores_what_lies_past_each_rows_end():
+    """``gae_advantages_batch``: each row its own piece of trajectory, whatever the padding
+    holds; the 1-D ``gae_advantages`` is its one-row case."""
+    rng = np.random.default_rng(2)
+    lengths = np.array([5, 1, 8, 3])
+    rewards, values = rng.normal(size=(4, 8)), rng.normal(size=(4, 8))
+    bootstrap = np.array([0.0, 1.5, -0.7, 2.0])
+    adv, target = gae_advantages_batch(
+        rewards, values, bootstrap_C=bootstrap, lengths_C=lengths, gamma=0.9, lambda_=0.8
+    )
+    for c, n in enumerate(lengths):
+        one = gae_advantages(
+            rewards[c, :n], values[c, :n], bootstrap_value=bootstrap[c], gamma=0.9, lambda_=0.8
+        )
+        assert np.array_equal(adv[c, :n], one[0]) and np.array_equal(target[c, :n], one[1])
+        assert not adv[c, n:].any() and not target[c, n:].any()
 
 
 def test_learner_update_from_arrays_equals_the_pipeline_update():

@@ -91,9 +91,9 @@ def advantage_batch(
     """The train batch of A2C from episode chunks, without the connector pipeline: one row per
     env step, chunk after chunk, with ``obs``, ``actions``, ``advantages`` and
     ``value_targets``; the same numbers as ``GeneralizedAdvantages`` after RLlib's default
-    pieces (the same V forward over every chunk's observations s_0..s_T, the same float64
-    recursion per chunk, here run for all chunks at once on a zero-padded (C, T) array: the
-    zeros after a chunk's end leave the recursion at 0 until it reaches the chunk)."""
+    pieces (the same V forward over every chunk's observations s_0..s_T, the same equation:
+    ``returns.gae_advantages_batch`` on all chunks at once, where the connector gives it one
+    chunk at a time through ``returns.gae_advantages``)."""
     chunks = [e for e in episodes if len(e) > 0]
     lengths = np.array([len(e) for e in chunks], dtype=np.int64)
     obs = np.concatenate([np.asarray(e.get_observations()) for e in chunks])
@@ -102,18 +102,22 @@ def advantage_batch(
     real = np.arange(width)[None, :] < lengths[:, None]  # (C, T): step t of chunk c exists
     starts = np.cumsum(lengths + 1) - lengths - 1  # row of each chunk's s_0 in obs
     rows = (starts[:, None] + np.arange(width)[None, :])[real]  # s_t of every real step
-    value_CT, next_CT, rewards_CT = (np.zeros(real.shape) for _ in range(3))
-    value_CT[real], next_CT[real] = values[rows], values[rows + 1]
-    terminated = np.array([bool(e.is_terminated) for e in chunks])
-    next_CT[np.arange(len(chunks)), lengths - 1] = np.where(
-        terminated, 0.0, values[starts + lengths]
-    )  # V(s_T): 0 where the episode terminated, else the bootstrap
+    value_CT, rewards_CT = np.zeros(real.shape), np.zeros(real.shape)
+    value_CT[real] = values[rows]
     rewards_CT[real] = np.concatenate([np.asarray(e.get_rewards(), np.float64) for e in chunks])
-    deltas = rewards_CT + gamma * next_CT - value_CT
-    advantages = rt.discounted_cumsum(deltas, gamma * lambda_)  # each row, from its end
+    terminated = np.array([bool(e.is_terminated) for e in chunks])
+    advantages, targets = rt.gae_advantages_batch(
+        rewards_CT,
+        value_CT,
+        # V(s_T): 0 where the episode terminated, else the bootstrap
+        bootstrap_C=np.where(terminated, 0.0, values[starts + lengths]),
+        lengths_C=lengths,
+        gamma=gamma,
+        lambda_=lambda_,
+    )
     return {
         Columns.OBS: obs[rows],
         Columns.ACTIONS: np.concatenate([np.asarray(e.get_actions()) for e in chunks]),
-        ADVANTAGES: advantages[real].astype(np.float32),
-        VALUE_TARGETS: (advantages + value_CT)[real].astype(np.float32),
+        ADVANTAGES: advantages[real],
+        VALUE_TARGETS: targets[real],
     }

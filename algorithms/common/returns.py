@@ -1,9 +1,11 @@
 """Returns and advantages in NumPy, one equation per function: Monte-Carlo reward-to-go and the
-moving-average baseline (REINFORCE), n-step and GAE(lambda) advantages (A2C), and DQN's n-step
-return with its bootstrap discount.
+moving-average baseline (REINFORCE), n-step and GAE(lambda) advantages (A2C: one piece of
+trajectory, or many at once as the rows of a padded array), and DQN's n-step return with its
+bootstrap discount. Each equation is one function here, which training and its reference paths
+both call.
 
 Shape suffixes: ``_T`` is one episode's time axis (T steps, rewards r_1..r_T as the env gave
-them after actions a_0..a_{T-1}).
+them after actions a_0..a_{T-1}); ``_C`` the pieces (chunks) of trajectory side by side.
 
 Terminated and truncated episodes differ: a terminated episode has no future, so its return
 stops at the last reward; a truncated episode (time limit) would have gone on, so where a
@@ -94,15 +96,52 @@ def gae_advantages(
 
     lambda = 1 gives the n-step estimator of the lecture's actor-critic, A_t = G_t - V(s_t) with
     G_t the reward-to-go bootstrapped by V(s_T) (``reward_to_go(..., bootstrap_value=V(s_T))``);
-    lambda = 0 gives the one-step TD error. Returns (advantages, value targets), float32.
+    lambda = 0 gives the one-step TD error. Returns (advantages, value targets), float32; the
+    equation itself is ``gae_advantages_batch`` (this piece as its one row).
     """
     rewards = np.asarray(rewards_T, dtype=np.float64)
     values = np.asarray(values_T, dtype=np.float64)
     if rewards.shape != values.shape:
         raise ValueError(f"rewards {rewards.shape} and values {values.shape} differ in shape")
-    next_values = np.append(values[1:], bootstrap_value)
+    advantages, targets = gae_advantages_batch(
+        rewards[None],
+        values[None],
+        bootstrap_C=np.array([bootstrap_value], dtype=np.float64),
+        lengths_C=np.array([len(rewards)]),
+        gamma=gamma,
+        lambda_=lambda_,
+    )
+    return advantages[0], targets[0]
+
+
+def gae_advantages_batch(
+    rewards_CT: np.ndarray,
+    values_CT: np.ndarray,
+    *,
+    bootstrap_C: np.ndarray,
+    lengths_C: np.ndarray,
+    gamma: float,
+    lambda_: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``gae_advantages`` for C pieces of trajectory at once, each a row of a (C, T) array:
+    piece c has ``lengths_C[c]`` steps (r_t and V(s_t) in the row's first columns) and
+    V(s_T) = ``bootstrap_C[c]`` after its last one. Columns past a piece's end are taken as 0
+    (whatever they hold): their TD errors are 0, so the recursion from the row's end reaches
+    the piece's last step at 0, as for the piece alone. Returns (advantages, value targets),
+    float32 (C, T), 0 past each piece's end."""
+    rewards = np.asarray(rewards_CT, dtype=np.float64)
+    values = np.asarray(values_CT, dtype=np.float64)
+    if rewards.shape != values.shape:
+        raise ValueError(f"rewards {rewards.shape} and values {values.shape} differ in shape")
+    lengths = np.asarray(lengths_C, dtype=np.int64)
+    real = np.arange(rewards.shape[1])[None, :] < lengths[:, None]  # step t of piece c exists
+    rewards, values = np.where(real, rewards, 0.0), np.where(real, values, 0.0)
+    next_values = np.zeros_like(values)  # V(s_{t+1}): the next column, then V(s_T)
+    next_values[:, :-1] = values[:, 1:]
+    ends = np.flatnonzero(lengths > 0)
+    next_values[ends, lengths[ends] - 1] = np.asarray(bootstrap_C, dtype=np.float64)[ends]
     deltas = rewards + gamma * next_values - values
-    advantages = discounted_cumsum(deltas, gamma * lambda_)
+    advantages = discounted_cumsum(deltas, gamma * lambda_)  # each row, from its end
     return advantages.astype(np.float32), (advantages + values).astype(np.float32)
 
 
