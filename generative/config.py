@@ -1,7 +1,9 @@
 """Config dataclasses for the generative jobs, filled from ``--config`` / ``--set`` keys.
 
 Each model's config subclasses ``GenConfig`` and adds its own fields and checks; an unknown
-key, a wrong type or a value out of range is a UserError naming the key.
+key, a wrong type or a value out of range is a UserError naming the key. The dataclasses are
+frozen: a config is built and checked once (``from_overrides``) and never changed after, so
+what was checked is what trains (setting a field raises ``dataclasses.FrozenInstanceError``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def shown_name(name: Any) -> str:
     return name if isinstance(name, str) and name.isprintable() and len(name) <= 60 else shown(name)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class GenConfig:
     lr: float = 1e-3
     batch_size: int = 128

@@ -63,7 +63,18 @@ def load_job(model: str) -> Job:
 
 
 def build_config(spec: GenRunSpec) -> Any:
+    """The run's config, built and checked once, on the driver, before anything is written:
+    every key and value of ``spec.overrides`` (a UserError naming the key). The config is
+    frozen; the run hands this object on, and its ``to_dict()`` to the Train workers, which
+    check it again on arrival (``received_config``)."""
     return load_job(spec.model).config_class.from_overrides(spec.model, spec.overrides)
+
+
+def received_config(model: str, values: Any) -> Any:
+    """A Train worker's config from the driver's checked dict (``build_config(...).to_dict()``),
+    checked again with the same checks and messages: a dict changed on its way (a bad value, an
+    unknown key) is refused before a network is built."""
+    return load_job(model).config_class.from_overrides(model, values)
 
 
 def unwrap(model: torch.nn.Module) -> Any:

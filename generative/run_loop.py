@@ -78,15 +78,13 @@ def train(
 ) -> GenerativeResult:
     """A fresh run, or with ``resume`` the run in ``output`` continued (``epochs`` and other
     overrides may be raised, ``max_failures`` changed; the dataset stays). ``train_callbacks``:
-    more Ray Train callbacks for the trainer's RunConfig (a Tune trial passes the one that
-    reports each epoch to Tune).
-    ``storage``: the URI the run is stored at (``output`` is then its local working copy): Ray
-    Train keeps its checkpoints there, and rank 0 copies the run directory there each epoch."""
-    from generative.data.images import check_dataset, resolve
-
+    more Ray Train callbacks for the trainer's RunConfig (a Tune trial's reports each epoch to
+    Tune). ``storage``: the URI the run is stored at (``output`` is then its local working
+    copy): Ray Train keeps its checkpoints there; rank 0 copies the run directory there."""
     overrides = dict(overrides)
     if epochs is not None:
         overrides["epochs"] = epochs
+    checked: dict[str, Any] = {}  # the config, built and checked once by prepare
 
     def fresh() -> GenRunSpec:
         given: dict[str, Any] = {
@@ -98,17 +96,7 @@ def train(
         )
 
     def prepare(spec: GenRunSpec) -> None:
-        build_config(spec)  # every key and value checked before anything is written
-        if spec.use_gpu not in cluster.GPU_CHOICES:
-            raise UserError(f"--use-gpu {spec.use_gpu}: one of {', '.join(cluster.GPU_CHOICES)}")
-        if spec.use_gpu == "yes":  # a cluster short of GPUs is refused before anything is written
-            cluster.connect()
-            cluster.decide_gpu(spec.use_gpu, spec.num_workers)
-        try:
-            check_range("max_failures", spec.max_failures, low=0, integer=True)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        check_dataset(resolve(spec.dataset))
+        checked["config"] = check_spec(spec)
 
     spec, run_dir = open_run(
         GenRunSpec,
@@ -124,13 +112,41 @@ def train(
         keep=("dataset",),
         write_on_resume=False,
     )
-    resumed_from = registered_checkpoint(run_dir) if resume and storage is None else None
-    if resumed_from is not None:
-        # Ray Train would retry a damaged checkpoint max_failures times, then fail with the
-        # worker's traceback: refuse it here, before run.json changes.
-        read_state(resumed_from, verb="restored")
+    if resume and storage is None:
+        check_resumed_checkpoint(run_dir)
     write_spec(run_dir, "generative", spec)
-    return run(spec, run_dir, on_report=on_report, train_callbacks=train_callbacks, storage=storage)
+    return run(
+        spec, run_dir, checked["config"], on_report=on_report, train_callbacks=train_callbacks,
+        storage=storage,
+    )  # fmt: skip
+
+
+def check_resumed_checkpoint(run_dir: Path) -> None:
+    """The checkpoint a resumed run continues from, loaded and checked: Ray Train would retry a
+    damaged one max_failures times, then fail with the worker's traceback; it is refused here,
+    before run.json changes."""
+    resumed_from = registered_checkpoint(run_dir)
+    if resumed_from is not None:
+        read_state(resumed_from, verb="restored")
+
+
+def check_spec(spec: GenRunSpec) -> Any:
+    """Every part of ``spec`` checked before anything is written; the run's config, built and
+    checked here once (``build_config``), is returned for the run to use."""
+    from generative.data.images import check_dataset, resolve
+
+    config = build_config(spec)
+    if spec.use_gpu not in cluster.GPU_CHOICES:
+        raise UserError(f"--use-gpu {spec.use_gpu}: one of {', '.join(cluster.GPU_CHOICES)}")
+    if spec.use_gpu == "yes":  # a cluster short of GPUs is refused before anything is written
+        cluster.connect()
+        cluster.decide_gpu(spec.use_gpu, spec.num_workers)
+    try:
+        check_range("max_failures", spec.max_failures, low=0, integer=True)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    check_dataset(resolve(spec.dataset))
+    return config
 
 
 def train_events(mailbox: Any, max_failures: int) -> Any:
@@ -199,68 +215,32 @@ def cpus_per_worker(num_workers: int) -> float:
 def run(
     spec: GenRunSpec,
     run_dir: Path,
+    config: Any,
     *,
     on_report: OnReport | None = None,
     train_callbacks: list[Any] | None = None,
     storage: str | None = None,
 ) -> GenerativeResult:
-    """Run (or continue: Ray Train resumes from the run's last checkpoint) the job; return the
-    result (also written as result.json)."""
-    import ray.data
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Run (or continue: Ray Train resumes from the run's last checkpoint) the job with
+    ``config``, the spec's config as ``check_spec`` built and checked it; return the result
+    (also written as result.json)."""
     from ray.train.v2.api.exceptions import TrainingFailedError
 
-    from generative.data.images import check_dataset, resolve, split_path
+    from generative.data.images import check_dataset, resolve
 
-    cfg = build_config(spec)
     dataset = resolve(spec.dataset)
     h, w, c = check_dataset(dataset)["train"].shape
     cluster.connect()
     use_gpu = cluster.decide_gpu(spec.use_gpu, spec.num_workers)
 
-    # A run stored at a URI keeps its Train checkpoints there: every worker's node reaches it.
-    storage_path = (
-        str(run_dir / TRAIN_DIR) if storage is None else f"{storage.rstrip('/')}/{TRAIN_DIR}"
-    )
-
     def show(report: Report) -> None:
-        print(progress_text(spec.model, cfg.epochs, report.metrics), file=sys.stderr, flush=True)
+        print(progress_text(spec.model, config.epochs, report.metrics), file=sys.stderr, flush=True)
 
-    train_split: str | None = split_path(dataset, "train")
-    datasets: dict[str, Any] = {}
-    if not read_here(str(train_split)):
-        datasets["train"] = ray.data.read_parquet(str(train_split)).select_columns(["image"])
-        train_split = None
     with Relay(show, on_report) as relay:
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={
-                "model": spec.model,
-                "config": cfg.to_dict(),
-                "seed": spec.seed,
-                "shape": [c, h, w],
-                "run_dir": str(run_dir),
-                "test_split": split_path(dataset, "test"),
-                "train_split": train_split,  # None: Ray Data's shard (generative/shards.py)
-                "relay": relay.handle,
-                "wait_for_answers": relay.waits,
-                "storage": storage,
-            },
-            scaling_config=ScalingConfig(
-                num_workers=spec.num_workers,
-                use_gpu=use_gpu,
-                resources_per_worker={"CPU": cpus_per_worker(spec.num_workers)},
-            ),
-            run_config=RunConfig(
-                name=RUN_NAME,
-                storage_path=storage_path,
-                failure_config=FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                callbacks=[train_events(relay.handle, spec.max_failures), *(train_callbacks or [])],
-            ),
-            datasets=datasets,
-        )
+        trainer = make_trainer(
+            spec, run_dir, config, relay, dataset=dataset, shape=[c, h, w], use_gpu=use_gpu,
+            storage=storage, train_callbacks=train_callbacks,
+        )  # fmt: skip
         try:
             with train_settings(one_node=cluster.alive_nodes() == 1):
                 result = trainer.fit()
@@ -274,8 +254,75 @@ def run(
         raise RunFailed(
             f"{relay.failure}; the last good checkpoint is {last_path or 'none (no epoch ended)'}"
         )
+    out = run_result(spec, run_dir, result, use_gpu=use_gpu, stopped=relay.stopped)
+    write_result(run_dir, out)
+    return out
+
+
+def make_trainer(
+    spec: GenRunSpec,
+    run_dir: Path,
+    config: Any,
+    relay: Relay,
+    *,
+    dataset: str,
+    shape: list[int],
+    use_gpu: bool,
+    storage: str | None,
+    train_callbacks: list[Any] | None,
+) -> Any:
+    """The ``TorchTrainer`` of the run: its workers get ``config`` as its checked dict."""
+    import ray.data
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from generative.data.images import split_path
+
+    # A run stored at a URI keeps its Train checkpoints there: every worker's node reaches it.
+    storage_path = (
+        str(run_dir / TRAIN_DIR) if storage is None else f"{storage.rstrip('/')}/{TRAIN_DIR}"
+    )
+    train_split: str | None = split_path(dataset, "train")
+    datasets: dict[str, Any] = {}
+    if not read_here(str(train_split)):
+        datasets["train"] = ray.data.read_parquet(str(train_split)).select_columns(["image"])
+        train_split = None
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "model": spec.model,
+            "config": config.to_dict(),  # checked again on arrival (worker_loop)
+            "seed": spec.seed,
+            "shape": shape,
+            "run_dir": str(run_dir),
+            "test_split": split_path(dataset, "test"),
+            "train_split": train_split,  # None: Ray Data's shard (generative/shards.py)
+            "relay": relay.handle,
+            "wait_for_answers": relay.waits,
+            "storage": storage,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=spec.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": cpus_per_worker(spec.num_workers)},
+        ),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            callbacks=[train_events(relay.handle, spec.max_failures), *(train_callbacks or [])],
+        ),
+        datasets=datasets,
+    )
+
+
+def run_result(
+    spec: GenRunSpec, run_dir: Path, result: Any, *, use_gpu: bool, stopped: bool
+) -> GenerativeResult:
+    """The run's result from Ray Train's (its last epoch's metrics and checkpoint)."""
     metrics = dict(result.metrics or {})
-    out = GenerativeResult(
+    return GenerativeResult(
         model=spec.model,
         dataset=spec.dataset,
         epochs=int(metrics.get("epoch", 0)),
@@ -289,8 +336,6 @@ def run(
         num_workers=spec.num_workers,
         use_gpu=use_gpu,
         metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-        stop_reason=STOP_BY_CALLBACK if relay.stopped else "epochs",
+        stop_reason=STOP_BY_CALLBACK if stopped else "epochs",
         run_dir=str(run_dir),
     )
-    write_result(run_dir, out)
-    return out

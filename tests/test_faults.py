@@ -279,7 +279,7 @@ def test_train_worker_failures_resume_from_the_last_checkpoint(tmp_path):
     reported once, in order, and the job ends with epoch 3."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from generative.worker_loop import FAULT_DIR_ENV
+    from generative.faults import FAULT_DIR_ENV
     from tests.test_vae_job import _small_dataset
 
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
@@ -636,7 +636,7 @@ def test_generative_nonfinite_steps_are_skipped_then_k_in_a_row_end_the_run(tmp_
     import torch
 
     from generative.checkpoints import registered_checkpoint
-    from generative.worker_loop import FAULT_DIR_ENV
+    from generative.faults import FAULT_DIR_ENV
     from tests.test_vae_job import _small_dataset
 
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)

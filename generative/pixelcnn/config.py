@@ -11,7 +11,7 @@ from runkit.checks import Rule, choice, integer
 VARIANTS = ("plain", "gated")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PixelCNNConfig(GenConfig):
     variant: str = "plain"  # plain (mask A/B residual stack) | gated (no blind spot)
     # CPU-sized defaults; the paper's MNIST model is features=128, layers=15 (README).

@@ -12,7 +12,7 @@ ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("auto", "bernoulli", "categorical")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class VAEConfig(GenConfig):
     arch: str = "mlp"  # mlp | conv
     latent_dim: int = 32
