@@ -1,10 +1,11 @@
 """From what a user asked for (``RLRunSpec``) to a checked RLlib AlgorithmConfig.
 
-``build_config`` applies, in order: the Atari settings for ``ALE/`` envs, the runner counts and
-seed, the user's ``--config`` / ``--set`` keys (each must be a settable config key), the env and
-its options (``RlgenConfig.env_options``), the env's spaces (``check_spaces``), and
-``validate()``. Every failure is a UserError naming the key or value, raised before a run
-directory is written.
+``build_config`` applies, in order: the check of the env id (once), the Atari settings for
+``ALE/`` envs, the runner counts and seed, the user's ``--config`` / ``--set`` keys (each must
+be a settable config key), the env and its options (``RlgenConfig.env_options``), the env's
+spaces (``check_spaces``; read once per env and options, ``env_spaces``), and ``validate()``.
+Every failure is a UserError naming the key or value, raised before a run directory is written.
+A run's config is built once, frozen, and handed down as that object.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ class RLRunSpec:
     checkpoint_every: int = 10
     video_frames: int = 600  # greedy evaluation episode into TensorBoard at the end; 0 = none
 
-    def fill_defaults(self) -> None:
+    def fill_defaults(self, env_spec: Any = None) -> None:
         """The env's own ``reward_threshold`` as the stop reward; 1M env steps at most when no
-        limit is given."""
+        limit is given. ``env_spec``: the env's gymnasium spec where the caller has checked the
+        id already (``build_config``)."""
         from envs import check_env_id
 
         if self.stop_reward is None:
-            self.stop_reward = check_env_id(self.env).reward_threshold
+            self.stop_reward = (env_spec or check_env_id(self.env)).reward_threshold
         if self.max_env_steps is None and self.time_budget_s is None:
             self.max_env_steps = DEFAULT_MAX_ENV_STEPS
 
@@ -154,13 +156,15 @@ def _own_keys(cls: type) -> frozenset[str]:
     )
 
 
-def build_config(spec: RLRunSpec) -> Any:
-    """The validated config (an ``RlgenConfig``), or a UserError naming the bad key or value."""
-    import gymnasium as gym
+def build_config(spec: RLRunSpec, *, frozen: bool = False) -> Any:
+    """The validated config (an ``RlgenConfig``), or a UserError naming the bad key or value;
+    ``frozen``: frozen once checked (a run's own config, handed down as it is). The env id is
+    checked once, first, and its gymnasium spec fills the run spec's defaults
+    (``RLRunSpec.fill_defaults``)."""
+    from envs import check_env_id
 
-    from envs import check_env_id, make_env, rllib_env_name
-
-    check_env_id(spec.env)
+    env_spec = check_env_id(spec.env)
+    spec.fill_defaults(env_spec)
     if spec.seed is not None:
         try:
             check_seed("--seed", spec.seed)
@@ -175,6 +179,19 @@ def build_config(spec: RLRunSpec) -> Any:
         config.env_runners(num_envs_per_env_runner=spec.num_envs_per_env_runner)
     if spec.seed is not None:
         config.debugging(seed=spec.seed)
+    _set_overrides(config, spec)
+    _set_env(config, spec, env_spec)
+    try:
+        config.validate()
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"invalid {spec.algorithm} config: {str(exc).splitlines()[0]}") from None
+    if frozen:
+        config.freeze()
+    return config
+
+
+def _set_overrides(config: Any, spec: RLRunSpec) -> None:
+    """The user's ``--config`` / ``--set`` keys, each checked (``check_key``), then set."""
     allowed = settable_keys(config)
     for key, value in spec.overrides.items():
         check_key(spec.algorithm, key, value, allowed, rllib_names(config).__contains__)
@@ -182,6 +199,14 @@ def build_config(spec: RLRunSpec) -> Any:
             setattr(config, key, value)
         except (AttributeError, TypeError, ValueError) as exc:
             raise UserError(f"--set {key}={value!r}: cannot be set ({first_line(exc)})") from None
+
+
+def _set_env(config: Any, spec: RLRunSpec, env_spec: Any) -> None:
+    """The env, its options (``RlgenConfig.env_options``) and the checks of its spaces."""
+    import gymnasium as gym
+
+    from envs import rllib_env_name
+
     try:
         env_config = config.env_options(spec.env)
     except ValueError as exc:
@@ -189,9 +214,7 @@ def build_config(spec: RLRunSpec) -> Any:
     if env_config.get("backend") == "vector":
         config.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
     config.environment(rllib_env_name(spec.env), env_config=env_config)
-    env = make_env({"env_id": spec.env, **env_config})
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
+    obs_space, act_space = env_spaces(spec.env, env_config, env_spec)
     if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise UserError(f"--env {spec.env}: action space {act_space} is not Discrete or Box")
     check_observations(spec.env, obs_space)
@@ -199,11 +222,26 @@ def build_config(spec: RLRunSpec) -> Any:
         config.check_spaces(obs_space, act_space)
     except ValueError as exc:
         raise UserError(f"--env {spec.env}: {exc}") from None
-    try:
-        config.validate()
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UserError(f"invalid {spec.algorithm} config: {str(exc).splitlines()[0]}") from None
-    return config
+
+
+# (env id, its gymnasium spec, its options) -> (observation space, action space), of the envs
+# this process has read: one instance each, built once and closed (Tune checks a config per
+# candidate value, evaluation rebuilds a run's config from its checkpoint).
+_SPACES: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def env_spaces(env_id: str, env_config: dict[str, Any], env_spec: Any) -> tuple[Any, Any]:
+    """The observation and action spaces of the env ``make_env`` builds from these options.
+    gymnasium's spec does not hold them; they are read from one instance per env, id, spec
+    (a re-registered id is read anew) and options."""
+    from envs import make_env
+
+    key = (env_id, repr(env_spec), repr(sorted(env_config.items())))
+    if key not in _SPACES:
+        env = make_env({"env_id": env_id, **env_config})
+        _SPACES[key] = (env.observation_space, env.action_space)
+        env.close()
+    return _SPACES[key]
 
 
 def check_observations(env_id: str, space: Any) -> None:

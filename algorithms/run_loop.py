@@ -59,14 +59,15 @@ def train(
         given = {k: v for k, v in limits.items() if v is not None}
         return RLRunSpec(algorithm=algorithm, env=env, overrides=dict(overrides), **given)
 
-    built: list[Any] = []
+    config: Any = None  # built and checked once, frozen, handed to run() as it is
 
     def prepare(spec: RLRunSpec) -> None:
+        nonlocal config
         # The env the user gave, or the one of a run directory of their own being resumed (which
         # --resume trusts as it trusts RLlib's pickles in it): its module may be imported.
         permit_env_module(spec.env)
-        spec.fill_defaults()
-        built.append(build_config(spec))  # every key and value checked before anything is written
+        # Every key and value checked (and the spec's defaults filled) before anything is written.
+        config = build_config(spec, frozen=True)
 
     given = {k: limits.get(k) for k in RESUMABLE}
     spec, run_dir = open_run(
@@ -84,7 +85,7 @@ def train(
         write_on_resume=False,  # run() writes it once the checkpoint has loaded
     )
     return run(
-        spec, run_dir, resume=resume, on_report=on_report, config=built[-1], start_from=start_from
+        spec, run_dir, resume=resume, on_report=on_report, config=config, start_from=start_from
     )
 
 
@@ -165,24 +166,52 @@ def run(
     from runkit.tb import ScalarWriter
 
     if config is None:
-        config = build_config(spec)
+        config = build_config(spec, frozen=True)
     ckpt = (start_from or find_checkpoint(run_dir)) if resume else None
-    state: dict[str, Any] = {
-        "iteration": 0,
-        "env_steps": 0,
-        "wall_time_s": 0.0,
-        "episode_return_mean": math.nan,
-        "best": -math.inf,
-    }
-    if ckpt is not None:
-        state = read_json(ckpt / STATE_FILE)["state"]
-        print(
-            f"rlgen: resuming from {ckpt} (iteration {state['iteration']}, "
-            f"{state['env_steps']:,} env steps)",
-            file=sys.stderr,
-        )
+    state = _start_state(ckpt)
+    algo = _start_algo(config, spec, ckpt)
+    if resume:
+        write_spec(run_dir, "rl", spec)
+    writer = ScalarWriter(
+        run_dir / "tensorboard", resumed_at=None if ckpt is None else state["env_steps"]
+    )
+    loop = _Loop(spec, run_dir, algo, writer, state, ckpt, on_report, config)
+    try:
+        while loop.reason is None:
+            loop.iterate()
+    finally:
+        algo.stop()
+    return _finish(loop)
+
+
+def _start_state(ckpt: Path | None) -> dict[str, Any]:
+    """The run loop's counters: zero, or those saved with the checkpoint it continues from."""
+    if ckpt is None:
+        return {
+            "iteration": 0,
+            "env_steps": 0,
+            "wall_time_s": 0.0,
+            "episode_return_mean": math.nan,
+            "best": -math.inf,
+        }
+    state: dict[str, Any] = read_json(ckpt / STATE_FILE)["state"]
+    print(
+        f"rlgen: resuming from {ckpt} (iteration {state['iteration']}, "
+        f"{state['env_steps']:,} env steps)",
+        file=sys.stderr,
+    )
+    return state
+
+
+def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
+    """Ray connected, the Algorithm built (its Learner on a GPU where the cluster has one) and
+    restored from ``ckpt``; a checkpoint that cannot be restored is a UserError."""
     cluster.connect(preload=PRELOAD)
+    # The one change to the checked config: where the Learner runs, decided now that the
+    # cluster is known, on a copy (the checked config is frozen).
+    config = config.copy(copy_frozen=False)
     use_gpu_learner_if_present(config, spec)
+    config.freeze()
     cluster.warn_if_short_of_cpus(
         f"{config.num_env_runners} rollout actors x {config.num_cpus_per_env_runner} CPU",
         config.num_env_runners * config.num_cpus_per_env_runner,
@@ -198,62 +227,89 @@ def run(
                 f"checkpoint {ckpt}: cannot be restored ({type(exc).__name__}: "
                 f"{first_line(exc)[:200]}); the run directory is left as it was"
             ) from None
-    if resume:
-        write_spec(run_dir, "rl", spec)
-    writer = ScalarWriter(
-        run_dir / "tensorboard", resumed_at=None if ckpt is None else state["env_steps"]
-    )
-    progress = ProgressLine(f"{spec.algorithm} {spec.env}")
-    start_wall, start_steps = state["wall_time_s"], state["env_steps"]
-    t0 = time.monotonic()
-    last_t, last_steps = t0, state["env_steps"]
-    ckpt_path = ckpt
-    reason = None
-    try:
-        while reason is None:
-            result = algo.train()
-            now = time.monotonic()
-            state["iteration"] += 1
-            state["env_steps"] = int(
-                _get(result, "env_runners", "num_env_steps_sampled_lifetime", default=0)
+    return algo
+
+
+class _Loop:
+    """One run's iterations: the counters saved with each checkpoint (``state``), the clock,
+    the newest checkpoint, and why the run stops (``reason``, None while it goes on)."""
+
+    def __init__(
+        self,
+        spec: RLRunSpec,
+        run_dir: Path,
+        algo: Any,
+        writer: Any,
+        state: dict[str, Any],
+        ckpt: Path | None,
+        on_report: OnReport | None,
+        config: Any,
+    ) -> None:
+        self.spec, self.run_dir, self.algo, self.writer = spec, run_dir, algo, writer
+        self.state, self.on_report, self.config = state, on_report, config
+        self.progress = ProgressLine(f"{spec.algorithm} {spec.env}")
+        self.start_wall, self.start_steps = state["wall_time_s"], state["env_steps"]
+        self.t0 = time.monotonic()
+        self.last_t, self.last_steps = self.t0, state["env_steps"]
+        self.ckpt_path = ckpt
+        self.reason: str | None = None
+
+    def iterate(self) -> None:
+        """One ``algo.train()`` and its bookkeeping: counters, TensorBoard, the non-finite
+        abort, the stop rule, the checkpoint, the caller's report, the progress line."""
+        spec, state = self.spec, self.state
+        result = self.algo.train()
+        scalars, rate = self._record(result)
+        if _get(result, "learners", M.NONFINITE_ABORT, default=0.0) > 0:
+            self.writer.flush()
+            raise RunFailed(
+                f"{spec.algorithm}: {self.config.max_nonfinite_updates} non-finite updates in a "
+                "row (NaN/inf loss or gradient; max_nonfinite_updates); stopped without saving; "
+                f"the last good checkpoint is {self.ckpt_path or 'none (no checkpoint yet)'}"
             )
-            state["wall_time_s"] = start_wall + (now - t0)
-            ret = _get(result, "game_return_mean")  # last 100 games, unclipped
-            if math.isfinite(ret):
-                state["episode_return_mean"] = ret
-                state["best"] = max(state["best"], ret)
-            rate = (state["env_steps"] - last_steps) / max(now - last_t, 1e-9)
-            last_t, last_steps = now, state["env_steps"]
-            scalars = tensorboard_scalars(result, rate)
-            writer.scalars(scalars, step=state["env_steps"])
-            if _get(result, "learners", M.NONFINITE_ABORT, default=0.0) > 0:
-                writer.flush()
-                raise RunFailed(
-                    f"{spec.algorithm}: {config.max_nonfinite_updates} non-finite updates in a "
-                    "row (NaN/inf loss or gradient; max_nonfinite_updates); stopped without "
-                    f"saving; the last good checkpoint is {ckpt_path or 'none (no checkpoint yet)'}"
-                )
-            reason = _stop_reason(spec, state)
-            saved = reason is not None or state["iteration"] % spec.checkpoint_every == 0
-            if saved:
-                writer.flush()  # every step up to a checkpoint is on disk before it
-                ckpt_path = save_checkpoint(algo, run_dir, spec, state)
-            if on_report is not None:
-                report = Report(
-                    job=spec.algorithm,
-                    iteration=state["iteration"],
-                    step=state["env_steps"],
-                    metrics={**state, **{k: v for k, v in scalars.items() if math.isfinite(v)}},
-                    checkpoint=str(ckpt_path) if saved else None,
-                    last=reason is not None,
-                )
-                if on_report(report) and reason is None:
-                    reason = STOP_BY_CALLBACK
-                    if not saved:
-                        ckpt_path = save_checkpoint(algo, run_dir, spec, state)
-            progress(_progress_text(state, rate), force=reason is not None)
-    finally:
-        algo.stop()
+        self.reason = _stop_reason(spec, state)
+        saved = self.reason is not None or state["iteration"] % spec.checkpoint_every == 0
+        if saved:
+            self.writer.flush()  # every step up to a checkpoint is on disk before it
+            self.ckpt_path = save_checkpoint(self.algo, self.run_dir, spec, state)
+        if self.on_report is not None:
+            report = Report(
+                job=spec.algorithm,
+                iteration=state["iteration"],
+                step=state["env_steps"],
+                metrics={**state, **{k: v for k, v in scalars.items() if math.isfinite(v)}},
+                checkpoint=str(self.ckpt_path) if saved else None,
+                last=self.reason is not None,
+            )
+            if self.on_report(report) and self.reason is None:
+                self.reason = STOP_BY_CALLBACK
+                if not saved:
+                    self.ckpt_path = save_checkpoint(self.algo, self.run_dir, spec, state)
+        self.progress(_progress_text(state, rate), force=self.reason is not None)
+
+    def _record(self, result: dict) -> tuple[dict[str, float], float]:
+        """The iteration's counters and TensorBoard scalars; (scalars, env steps per second)."""
+        state = self.state
+        now = time.monotonic()
+        state["iteration"] += 1
+        state["env_steps"] = int(
+            _get(result, "env_runners", "num_env_steps_sampled_lifetime", default=0)
+        )
+        state["wall_time_s"] = self.start_wall + (now - self.t0)
+        ret = _get(result, "game_return_mean")  # last 100 games, unclipped
+        if math.isfinite(ret):
+            state["episode_return_mean"] = ret
+            state["best"] = max(state["best"], ret)
+        rate = (state["env_steps"] - self.last_steps) / max(now - self.last_t, 1e-9)
+        self.last_t, self.last_steps = now, state["env_steps"]
+        scalars = tensorboard_scalars(result, rate)
+        self.writer.scalars(scalars, step=state["env_steps"])
+        return scalars, rate
+
+
+def _finish(loop: _Loop) -> RLResult:
+    """The end of a run: the evaluation video into TensorBoard, then result.json."""
+    spec, state, writer, ckpt_path = loop.spec, loop.state, loop.writer, loop.ckpt_path
     if spec.video_frames > 0 and ckpt_path is not None:
         from algorithms.evaluate import tensorboard_video
 
@@ -264,7 +320,7 @@ def run(
         except Exception as exc:  # noqa: BLE001 - the trained run and its results come first
             print(f"rlgen: no evaluation video in TensorBoard ({exc})", file=sys.stderr)
     writer.close()
-    elapsed = state["wall_time_s"] - start_wall
+    elapsed = state["wall_time_s"] - loop.start_wall
     out = RLResult(
         algorithm=spec.algorithm,
         env=spec.env,
@@ -272,12 +328,12 @@ def run(
         wall_time_s=round(state["wall_time_s"], 3),
         episode_return_mean=state["episode_return_mean"],
         best_episode_return_mean=state["best"],
-        solved=reason == "solved",
-        env_steps_per_s=round((state["env_steps"] - start_steps) / max(elapsed, 1e-9), 2),
+        solved=loop.reason == "solved",
+        env_steps_per_s=round((state["env_steps"] - loop.start_steps) / max(elapsed, 1e-9), 2),
         checkpoint=None if ckpt_path is None else str(ckpt_path),
-        tensorboard_dir=str(run_dir / "tensorboard"),
-        stop_reason=str(reason),
-        run_dir=str(run_dir),
+        tensorboard_dir=str(loop.run_dir / "tensorboard"),
+        stop_reason=str(loop.reason),
+        run_dir=str(loop.run_dir),
     )
-    write_result(run_dir, out)
+    write_result(loop.run_dir, out)
     return out
