@@ -2,7 +2,8 @@
 
 The replay memory lives in the Algorithm process (``FrameReplay``: single uint8 frames, stacked
 at sample time, n-step windows, optional prioritized sampling); env runners only act and return
-episode chunks; the Learner gets ready-made batches, so no learner connector touches frames.
+episode chunks; the Learner gets ready-made batches (``updates.py``), so no learner connector
+touches frames.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
-from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
@@ -30,8 +29,8 @@ from algorithms.common import metrics as M
 from algorithms.common.base import RlgenAlgorithm
 from algorithms.common.config import MAX_BATCH, RlgenConfig, check_cnn_observations
 from algorithms.common.schedules import linear_schedule
-from algorithms.dqn.learner import DISCOUNT, NEXT_OBS, RETURNS, TD_ERROR, WEIGHTS
 from algorithms.dqn.replay import FrameReplay
+from algorithms.dqn.updates import update_from_sample
 from runkit.checks import BOOL, WIDTHS, choice, integer, items, number
 
 REPLAY_STATE_KEY = "rlgen_replay"
@@ -250,63 +249,17 @@ class DQN(RlgenAlgorithm):
         for start in range(0, num_updates, per_draw):
             count = min(per_draw, num_updates - start)
             sample = self.replay.sample(rows * count, beta=beta)
-            result, td = self._update_from_sample(sample, count, env_steps)
+            result, td = update_from_sample(
+                self.learner_group,
+                sample,
+                count,
+                env_steps,
+                num_learners=cfg.num_learners,
+                batch_size=cfg.train_batch_size_per_learner,
+            )
             self.replay.update_priorities(sample.indices, td)
             results += result
         return results
-
-    def _update_from_sample(self, sample: Any, count: int, env_steps: int) -> tuple[list, Any]:
-        """``count`` gradient steps on consecutive slices of the sample; (results, TD errors in
-        the sample's row order)."""
-        cfg = self.config
-        columns = {
-            Columns.OBS: sample.obs,
-            Columns.ACTIONS: sample.actions,
-            NEXT_OBS: sample.next_obs,
-            RETURNS: sample.returns,
-            DISCOUNT: sample.bootstrap_discount,
-            WEIGHTS: sample.weights,
-        }
-        timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps}
-        if cfg.num_learners <= 1:  # one Learner (local or remote, e.g. on a GPU): tight loop
-            size = len(sample.actions) // count
-            [call] = self.learner_group.foreach_learner(
-                lambda learner: learner.update_from_replay(
-                    columns, minibatch_size=size, timesteps=timesteps
-                )
-            )
-            result, td = call.get()  # re-raises a Learner's error
-            return [result], td
-        # Several DDP Learners: update j takes rows [j*W*B, (j+1)*W*B) of the sample, Learner i
-        # the i-th B rows of them, so each gradient step averages the same rows one Learner
-        # would take with a minibatch of W*B.
-        learners, size = cfg.num_learners, cfg.train_batch_size_per_learner
-        layout = np.arange(count * learners * size).reshape(count, learners, size)
-        batches = [
-            MultiAgentBatch(
-                {
-                    DEFAULT_MODULE_ID: SampleBatch(
-                        {k: v[layout[:, i].reshape(-1)] for k, v in columns.items()}
-                    )
-                },
-                env_steps=count * size,
-            )
-            for i in range(learners)
-        ]
-        results = self.learner_group.update(
-            batches=batches,
-            timesteps=timesteps,
-            minibatch_size=size,
-            num_epochs=1,
-            shuffle_batch_per_epoch=False,
-        )
-        td = np.empty(len(sample.actions), dtype=np.float64)
-        for i, result in enumerate(results):  # one result per Learner, in Learner order
-            series = result[DEFAULT_MODULE_ID].pop(TD_ERROR).peek()
-            td[layout[:, i].reshape(-1)] = np.concatenate(
-                [np.asarray(t, dtype=np.float64).reshape(-1) for t in series]
-            )
-        return results, td
 
     def store(self, episodes: list) -> int:
         """Add the actors' episode chunks to the replay; returns the env steps they hold."""

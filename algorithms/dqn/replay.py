@@ -34,6 +34,12 @@ import numpy as np
 from algorithms.common.returns import n_step_returns
 from algorithms.dqn.sum_tree import SumTree
 
+# The per-slot arrays of ``FrameReplay`` (its ``nbytes``: theirs and the sum tree's).
+_SLOT_ARRAYS = (
+    "frames", "actions", "rewards", "has_action", "terminated", "truncated", "episode", "step",
+    "prev", "next", "ready",
+)  # fmt: skip
+
 
 @dataclass
 class ReplayBatch:
@@ -93,21 +99,8 @@ class FrameReplay:
 
     @property
     def nbytes(self) -> int:
-        arrays = (
-            self.frames,
-            self.actions,
-            self.rewards,
-            self.has_action,
-            self.terminated,
-            self.truncated,
-            self.episode,
-            self.step,
-            self.prev,
-            self.next,
-            self.ready,
-        )
         tree = self.tree.nodes.nbytes + self.tree.mins.nbytes if self.tree else 0
-        return sum(a.nbytes for a in arrays) + tree
+        return sum(getattr(self, name).nbytes for name in _SLOT_ARRAYS) + tree
 
     @property
     def bytes_per_transition(self) -> float:
