@@ -115,6 +115,25 @@ def test_discounted_cumsum_is_the_recursion_from_the_end_row_by_row():
     assert discounted_cumsum(np.zeros((2, 0)), 0.5).shape == (2, 0)
 
 
+def test_gae_is_the_float64_recursion_bit_for_bit():
+    """delta_t = r_t + gamma V(s_{t+1}) - V(s_t), A_t = delta_t + (gamma lambda) A_{t+1}, each
+    in float64, then float32: the numbers every A2C batch is made of, bit for bit."""
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 7, 40):
+        rewards, values = rng.normal(size=n) * 5, rng.normal(size=n).astype(np.float32)
+        gamma, lam, v_last = 0.99, 0.95, float(rng.normal())
+        adv, target = gae_advantages(
+            rewards, values, bootstrap_value=v_last, gamma=gamma, lambda_=lam
+        )
+        expected, acc = np.empty(n), 0.0
+        for t in reversed(range(n)):
+            next_value = float(values[t + 1]) if t + 1 < n else v_last
+            acc = (rewards[t] + gamma * next_value - float(values[t])) + gamma * lam * acc
+            expected[t] = acc
+        assert np.array_equal(adv, expected.astype(np.float32))
+        assert np.array_equal(target, (expected + values.astype(np.float64)).astype(np.float32))
+
+
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError, match="differ in shape"):
         gae_advantages([1, 2], [1], bootstrap_value=0.0, gamma=0.9, lambda_=1.0)
