@@ -25,13 +25,19 @@ from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.common.schedules import scalar_or_schedule
+from algorithms.rllib_compat import (
+    EpisodeBatchHook,
+    custom_learner_connector,
+    device_of,
+    learner_connector,
+)
 
 # RMSprop as in Mnih et al. 2016 / the A2C baselines: decay 0.99, epsilon 1e-5.
 RMSPROP_ALPHA = 0.99
 RMSPROP_EPS = 1e-5
 
 
-class A2CTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
+class A2CTorchLearner(EpisodeBatchHook, ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
     # The A2CConfig (RLlib types it as AlgorithmConfig, without this algorithm's fields).
     # Any: importing it here would be an import cycle, as its module imports this one.
     config: Any
@@ -44,30 +50,33 @@ class A2CTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
         super().build()
         obs_space = self.module[DEFAULT_MODULE_ID].observation_space
         assert obs_space is not None
-        one_thread_for_small_nets(self._device, obs_space)
+        one_thread_for_small_nets(device_of(self), obs_space)
         self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, 0)
         if self.config.add_default_connectors_to_learner_pipeline:
-            assert self._learner_connector is not None
-            self._learner_connector.prepend(
+            pipeline = learner_connector(self)
+            assert pipeline is not None
+            pipeline.prepend(
                 GeneralizedAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_)
             )
 
-    def _make_batch_if_necessary(self, training_data: Any) -> Any:
+    def batch_from_episodes(self, training_data: Any) -> Any:
+        """The train batch from the episodes' arrays (``advantage_batch``); None (RLlib's
+        learner connector pipeline builds it) where a config adds its own learner connectors,
+        or nothing was sampled."""
         episodes = training_data.episodes
-        # The pipeline where a config adds its own learner connectors, or nothing was sampled.
         if not (
             self.batch_from_arrays
-            and self.config._learner_connector is None
+            and custom_learner_connector(self.config) is None
             and episodes
             and isinstance(episodes[0], SingleAgentEpisode)
             and any(len(e) for e in episodes)
         ):
-            return super()._make_batch_if_necessary(training_data)
+            return None
         module = self.module[DEFAULT_MODULE_ID].unwrapped()
         columns = advantage_batch(
             module, episodes, gamma=self.config.gamma, lambda_=self.config.lambda_
         )
-        tensors = {k: torch.from_numpy(v).to(self._device) for k, v in columns.items()}
+        tensors = {k: torch.from_numpy(v).to(device_of(self)) for k, v in columns.items()}
         steps = sum(len(e) for e in episodes)
         return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(tensors)}, env_steps=steps)
 

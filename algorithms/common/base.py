@@ -22,6 +22,13 @@ from ray.rllib.utils.metrics import (
 
 from algorithms.common.data_parallel import WholeEpisodes
 from algorithms.common.episodes import GAMES_STATE_KEY, ReturnWindow
+from algorithms.rllib_compat import (
+    copy_weights_seq_no,
+    local_learner,
+    update_learner_group,
+    wrap_metrics_compile,
+    wrap_metrics_peek,
+)
 
 SAMPLED_LIFETIME = (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
 
@@ -37,7 +44,7 @@ def copy_local_weights(learner: Any, runner: Any) -> bool:
     with torch.no_grad():
         for key, tensor in target.items():
             tensor.copy_(source[key])
-    runner._weights_seq_no = learner._weights_seq_no
+    copy_weights_seq_no(learner, runner)
     return True
 
 
@@ -61,27 +68,20 @@ class RlgenAlgorithm(Algorithm):
         # ``self.metrics.compile()``, and their pending results are folded in first.
         self._learner_results_pending = False
         self._unreported_env_steps = 0
-        compile_results = self.metrics.compile
-
-        def compile_with_pending_results() -> Any:
-            self.fold_in_runner_results()
-            self.fold_in_learner_results()
-            return compile_results()
-
-        self.metrics.compile = compile_with_pending_results
+        wrap_metrics_compile(self.metrics, before=self.fold_in_pending_results)
         # RLlib's iteration loop (and the Learners' schedules) read the lifetime env-step
         # count between rounds: it includes the steps not yet folded in.
-        peek = self.metrics.peek
+        wrap_metrics_peek(self.metrics, SAMPLED_LIFETIME, pending=self.unreported_env_steps)
 
-        def peek_with_unreported_steps(*args: Any, **kwargs: Any) -> Any:
-            value = peek(*args, **kwargs)
-            key = args[0] if args else kwargs.get("key")
-            if self._unreported_env_steps and key == SAMPLED_LIFETIME:
-                if not kwargs.get("throughput"):
-                    return (value or 0) + self._unreported_env_steps
-            return value
+    def unreported_env_steps(self) -> int:
+        """Env steps sampled in this process and not yet folded into the metrics."""
+        return self._unreported_env_steps
 
-        self.metrics.peek = peek_with_unreported_steps
+    def fold_in_pending_results(self) -> None:
+        """The deferred metrics of this process's EnvRunner and Learner into the iteration's
+        results (run as RLlib compiles them)."""
+        self.fold_in_runner_results()
+        self.fold_in_learner_results()
 
     def healthy_runner_ids(self) -> list[int]:
         """The rollout actors able to sample now. A failed actor is restarted by Ray and
@@ -159,14 +159,15 @@ class RlgenAlgorithm(Algorithm):
         # ``min_train_timesteps_per_iteration`` is set; then every round is folded in at once.
         local = self.learner_group.is_local and not self.config.min_train_timesteps_per_iteration
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            results = self.learner_group.update(
+            results = update_learner_group(
+                self.learner_group,
                 training_data=WholeEpisodes(episodes=episodes),
                 timesteps={
                     NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                         (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
                     )
                 },
-                _no_metrics_reduce=local,  # reduced once per iteration instead
+                reduce_metrics=not local,  # local: reduced once per iteration instead
             )
         if local:
             self._learner_results_pending = True
@@ -179,7 +180,7 @@ class RlgenAlgorithm(Algorithm):
         as when each round's results were aggregated one by one)."""
         if self._learner_results_pending:
             self._learner_results_pending = False
-            results = self.learner_group._learner.metrics.reduce()
+            results = local_learner(self.learner_group).metrics.reduce()
             self.metrics.aggregate([results], key=LEARNER_RESULTS)
 
     def broadcast_weights(self) -> None:
@@ -191,7 +192,7 @@ class RlgenAlgorithm(Algorithm):
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             group = self.env_runner_group
             if group.num_remote_workers() == 0 and self.learner_group.is_local:
-                if copy_local_weights(self.learner_group._learner, self.env_runner):
+                if copy_local_weights(local_learner(self.learner_group), self.env_runner):
                     return
             group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from algorithms.common import metrics as M
+from algorithms.rllib_compat import step_optimizers
 
 
 def guard_nonfinite(grads: dict[Any, torch.Tensor | None], metrics: Any) -> torch.Tensor | None:
@@ -38,11 +39,6 @@ class NonFiniteGuard:
     _grad_norm: torch.Tensor | None = None
     _nonfinite_streak = 0
     _nonfinite_abort = False
-    _params: dict
-    _grad_scalers: Any
-    _lr_scheduler_classes: Any
-    _module_optimizers: dict[str, list[str]]
-    get_optimizer: Any
 
     def compute_gradients(self, loss_per_module: dict, **kwargs: Any) -> dict:
         """Backward, the guard, and global-norm clipping with the norm the guard measured
@@ -77,11 +73,5 @@ class NonFiniteGuard:
         not move the weights either."""
         if self._skip_step:
             return
-        if self._grad_scalers is not None or self._lr_scheduler_classes is not None:
+        if not step_optimizers(self, gradients_dict):
             super().apply_gradients(gradients_dict)  # type: ignore[misc]  # RLlib steps those
-            return
-        for param_id, grad in gradients_dict.items():
-            self._params[param_id].grad = grad
-        for module_id, names in self._module_optimizers.items():
-            for name in names:
-                self.get_optimizer(module_id, name).step()

@@ -14,25 +14,22 @@ from __future__ import annotations
 from typing import Any
 
 from algorithms.common import metrics as M
+from algorithms.rllib_compat import (
+    OptimizerStateHook,
+    optimizer_learning_rates,
+    restore_fixed_learning_rates,
+)
 
 
-class ConfiguredLearningRate:
+class ConfiguredLearningRate(OptimizerStateHook):
     """Learner mixin, before ``TorchLearner`` in the bases."""
 
     metrics: Any
-    _module_optimizers: dict[str, list[str]]
-    _named_optimizers: dict[str, Any]
-    _optimizer_lr_schedules: dict[Any, Any]
 
-    def _set_optimizer_state(self, state: Any) -> None:
-        super()._set_optimizer_state(state)  # type: ignore[misc]
-        for optimizer, schedule in self._optimizer_lr_schedules.items():
-            if not schedule.use_schedule:
-                for group in optimizer.param_groups:
-                    group["lr"] = float(schedule.get_current_value())
+    def optimizer_state_loaded(self) -> None:
+        restore_fixed_learning_rates(self)
 
     def apply_gradients(self, gradients_dict: dict) -> None:
-        for module_id, names in self._module_optimizers.items():
-            lr = self._named_optimizers[names[0]].param_groups[0]["lr"]
-            self.metrics.log_value((module_id, M.LEARNING_RATE), float(lr), window=1)
+        for module_id, lr in optimizer_learning_rates(self).items():
+            self.metrics.log_value((module_id, M.LEARNING_RATE), lr, window=1)
         super().apply_gradients(gradients_dict)  # type: ignore[misc]

@@ -26,6 +26,7 @@ from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.dqn import losses
+from algorithms.rllib_compat import device_of
 
 if TYPE_CHECKING:
     from algorithms.dqn.module import DQNTorchRLModule
@@ -44,7 +45,7 @@ class DQNTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
         # One CPU thread for MLPs (CartPole to 475 in 98 s instead of 106 s here, 2 cores).
         obs_space = self.module[DEFAULT_MODULE_ID].observation_space
         assert obs_space is not None
-        one_thread_for_small_nets(self._device, obs_space)
+        one_thread_for_small_nets(device_of(self), obs_space)
         self.num_updates = 0  # gradient steps (minibatches) taken
         self._updates_at_last_sync_check = 0
 
@@ -112,7 +113,7 @@ class DQNTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
         config = self.config.get_config_for_module(module_id)
         module = self._q_module(module_id)
         module.train()
-        tensors = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
+        tensors = {k: torch.from_numpy(v).to(device_of(self)) for k, v in arrays.items()}
         num_steps = len(arrays[Columns.ACTIONS]) // minibatch_size
         td_errors, stats = [], []
         for i in range(num_steps):

@@ -16,6 +16,7 @@ from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.networks import one_thread_for_small_nets
 from algorithms.common.optim import ConfiguredLearningRate
 from algorithms.reinforce.connectors import RETURNS, MonteCarloReturns
+from algorithms.rllib_compat import device_of, learner_connector
 
 
 class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner):
@@ -27,13 +28,14 @@ class ReinforceTorchLearner(ConfiguredLearningRate, NonFiniteGuard, TorchLearner
         super().build()
         obs_space = self.module[DEFAULT_MODULE_ID].observation_space
         assert obs_space is not None
-        one_thread_for_small_nets(self._device, obs_space)
+        one_thread_for_small_nets(device_of(self), obs_space)
         # Set by the Algorithm before every update when baseline == "moving_average", so all
         # Learners subtract the same constant.
         self.moving_average_baseline = 0.0
         if self.config.add_default_connectors_to_learner_pipeline:
-            assert self._learner_connector is not None
-            self._learner_connector.prepend(
+            pipeline = learner_connector(self)
+            assert pipeline is not None
+            pipeline.prepend(
                 MonteCarloReturns(
                     gamma=self.config.gamma,
                     reward_to_go=self.config.reward_to_go,
