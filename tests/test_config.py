@@ -50,12 +50,13 @@ def counted(monkeypatch):
     return out
 
 
-def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path):
+@pytest.mark.parametrize("gpu", [False, True])
+def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path, gpu):
     """``run_loop.train`` (what ``rlgen train`` runs) to its result, Ray and the Algorithm
     replaced: the config is built once and handed to ``run`` frozen, its env id checked as
     often as one ``build_config`` checks it (once by the build, once by envs.rllib_env_name's
     registration), no env is built again to read the spaces, and what reaches ``build_algo`` is
-    frozen too (the Learner's device is set on a copy)."""
+    frozen too; with a GPU in the cluster the Learner goes on it, set on a copy."""
     from algorithms import run_loop
     from algorithms.reinforce.algorithm import ReinforceConfig
     from runkit import cluster
@@ -88,7 +89,7 @@ def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path)
 
     monkeypatch.setattr(ReinforceConfig, "build_algo", build_algo)
     monkeypatch.setattr(cluster, "connect", lambda preload=(): None)
-    monkeypatch.setattr(cluster, "decide_gpu", lambda use_gpu, count: False)
+    monkeypatch.setattr(cluster, "decide_gpu", lambda use_gpu, count: gpu)
     monkeypatch.setattr(cluster, "warn_if_short_of_cpus", lambda *a, **k: None)
     monkeypatch.setattr(run_loop, "save_checkpoint", lambda algo, run_dir, spec, state: tmp_path)
     monkeypatch.setattr(run_loop, "run", run)
@@ -99,10 +100,13 @@ def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path)
     assert counted["build_config"].calls == 1
     assert counted["check_env_id"].calls == checks_per_build
     assert counted["make_env"].calls == 0  # the spaces of this env and options were read above
-    assert len(built) == 1 and built[0].to_dict() == bare.to_dict()
     [config] = handed  # the checked config, handed to run() frozen
     with pytest.raises(AttributeError, match="frozen"):
         config.lr = 0.5
+    assert config.to_dict() == bare.to_dict()
+    [used] = built
+    assert used.num_gpus_per_learner == (1 if gpu else 0)
+    assert {**used.to_dict(), "num_gpus_per_learner": 0} == bare.to_dict()
 
 
 def test_spaces_are_read_once_per_env_and_options(counted):
