@@ -188,7 +188,7 @@ def run_cli(
 
 @pytest.fixture
 def rlgen_here(capfd, monkeypatch):
-    """``rlgen ARGS`` through ``rlgen.main`` in this process, for bad input: its checks run
+    """``rlgen ARGS`` through ``rlgen_cli.main`` in this process, for bad input: its checks run
     before anything starts, so this is the same path as ``run_cli`` without a fresh
     interpreter's seconds of imports per case (a few cases per command still run through
     ``run_cli``). stdout and stderr are captured at the file descriptors, so a line from a
@@ -196,14 +196,14 @@ def rlgen_here(capfd, monkeypatch):
     must not have started Ray."""
     import ray
 
-    import rlgen
+    import rlgen_cli
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         monkeypatch.chdir(cwd or ROOT)
         had_ray = ray.is_initialized()
         capfd.readouterr()
         try:
-            code = rlgen.main(list(args))
+            code = rlgen_cli.main(list(args))
         except SystemExit as exc:  # argparse's own errors
             code = exc.code if isinstance(exc.code, int) else 1
         out, err = capfd.readouterr()

@@ -1,5 +1,5 @@
 """The ``rlgen`` command line: bad input (exit 2, one line, nothing lost), through
-``rlgen.main`` in this process and a few cases in a fresh process as users run it; short
+``rlgen_cli.main`` in this process and a few cases in a fresh process as users run it; short
 train -> resume -> eval round trips (REINFORCE's as commands in fresh processes)."""
 
 import json
@@ -168,7 +168,7 @@ def test_train_resume_eval_round_trip(tmp_path, rlgen_here):
     assert 2 <= len(frames) <= report["video_frames"]
     assert frames[0].shape[:2] == (400, 600)  # CartPole's rgb_array frame
     # A relative checkpoint path works too (RLlib's loader needs absolute ones); here, as
-    # below, through ``rlgen.main`` in this process (eval starts no Ray).
+    # below, through ``rlgen_cli.main`` in this process (eval starts no Ray).
     import os
 
     rel = rlgen_here("eval", os.path.relpath(out, ROOT), "--episodes", "1", cwd=ROOT)
@@ -257,7 +257,7 @@ def _entropy_coeff(step: float) -> float:
 def test_a2c_train_resume_eval(tmp_path, ray_local, rlgen_here):
     """The same run directory contract as REINFORCE: result.json, TensorBoard tags (the
     entropy coefficient's schedule included), --resume and eval; through the Python API and
-    ``rlgen.main`` in this process (REINFORCE's round trip above runs the commands)."""
+    ``rlgen_cli.main`` in this process (REINFORCE's round trip above runs the commands)."""
     out = tmp_path / "a2c"
     first = rlgen.train(
         "a2c", env="CartPole-v1", max_env_steps=2000, seed=0, num_env_runners=2,

@@ -127,7 +127,7 @@ def test_tune_rl_trial_reserves_the_learner_gpu_its_run_uses(fake_gpus, gpus, fi
     """A Tune RL trial reserves what its run will take: a GPU for the Learner when the cluster
     has one, none when the experiment fixes ``num_gpus_per_learner=0`` (``rlgen tune --set``),
     which every trial's run keeps."""
-    from tune_configs.run import check_values, trial_resources
+    from tuning.run import check_values, trial_resources
 
     exp = _experiment("reinforce_cartpole")
     exp = _experiment("reinforce_cartpole", space={**exp.space, **fixed})
@@ -147,7 +147,7 @@ GEN_TRIAL_NEEDS = [
 
 @pytest.mark.parametrize(("gpus", "workers", "need"), GEN_TRIAL_NEEDS)
 def test_tune_generative_trial_needs(fake_gpus, gpus, workers, need):
-    from tune_configs.run import trial_resources
+    from tuning.run import trial_resources
 
     fake_gpus.set(gpus)
     _, got = trial_resources(_experiment("vae_mnist5k", num_workers=workers), None)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-import rlgen
+import rlgen_cli
 from algorithms.a2c.algorithm import A2CConfig
 from algorithms.common.data_parallel import shard_whole_episodes
 from algorithms.dqn.algorithm import DQNConfig
@@ -215,10 +215,10 @@ def learner_updates(monkeypatch):
     ],
 )
 def test_cli_trains_with_two_learners(tmp_path, ray_local, learner_updates, algorithm, extra):
-    """``rlgen train ... --set num_learners=2`` (``rlgen.main`` in this process, on the test
+    """``rlgen train ... --set num_learners=2`` (``rlgen_cli.main`` in this process, on the test
     session's Ray): two Learner actors, DDP ranks 0 and 1, took every update."""
     out = tmp_path / "run"
-    status = rlgen.main(
+    status = rlgen_cli.main(
         ["train", algorithm, "--env", "CartPole-v1", "--set", "num_learners=2",
          "--set", "num_cpus_per_learner=0.5", *extra, "--max-env-steps", "1200",
          "--video-frames", "0", "--output", str(out)]

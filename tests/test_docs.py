@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from runkit.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -182,13 +184,13 @@ def _rlgen_command_lines(doc: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("doc", _documents(), ids=lambda p: p.name)
 def test_rlgen_commands_in_the_docs_parse(doc):
-    import rlgen
+    import rlgen_cli
 
-    parser = rlgen.build_parser()
+    parser = rlgen_cli.build_parser()
     for args in _rlgen_command_lines(doc):
         try:
             parser.parse_args(args)
-        except rlgen.UserError as err:
+        except UserError as err:
             pytest.fail(f"{doc.relative_to(ROOT)}: rlgen {shlex.join(args)}: {err}")
 
 

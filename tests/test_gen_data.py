@@ -138,7 +138,7 @@ def test_bad_idx_and_mismatched_splits(tmp_path):
 
 
 def test_cli_bad_dataset_exits_2_and_writes_nothing(tmp_path, rlgen_here):
-    """``rlgen train`` through ``rlgen.main`` in this process (a fresh interpreter's run of
+    """``rlgen train`` through ``rlgen_cli.main`` in this process (a fresh interpreter's run of
     ``rlgen train vae`` with bad input: test_vae_job), ``rlgen data import`` as a user runs it."""
     junk = tmp_path / "ds"
     junk.mkdir()

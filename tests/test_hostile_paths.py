@@ -407,9 +407,9 @@ def _empty_output(tmp: Path) -> list[Path]:
 
 
 def _trial_dir(tmp: Path) -> list[Path]:
-    from tune_configs.trial import _log
+    from runkit.trials import log_line
 
-    _log(tmp / "exp" / "trials" / "t1", "fresh start")
+    log_line(tmp / "exp" / "trials" / "t1", "fresh start")
     return [tmp / "exp", tmp / "exp" / "trials"]
 
 

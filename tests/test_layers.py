@@ -1,6 +1,11 @@
 """The layering of DESIGN.md, enforced: imports between the top-level packages go only in the
 allowed directions, and no module imports itself through a chain of others (no cycles).
-Imports inside functions count too: a lazy import is still a dependency."""
+Imports inside functions count too: a lazy import is still a dependency; the block under
+``if __name__ == "__main__":`` does not (it runs only when the file is the script, as
+``rlgen.py`` is under ``ray submit``, where it hands over to the command line).
+
+Above the two job packages nothing asks which kind of job it holds: the API, the command line
+and Tune's machinery go through the job-kind interface and its registry (``jobs.py``)."""
 
 from __future__ import annotations
 
@@ -15,17 +20,26 @@ ALLOWED = {
     "envs": {"runkit"},
     "algorithms": {"envs", "runkit"},
     "generative": {"runkit"},
-    "tune_configs": {"algorithms", "generative", "envs", "runkit"},
-    "rlgen": {"algorithms", "generative", "envs", "runkit", "tune_configs"},
+    "jobs": {"algorithms", "generative", "runkit"},  # the registry of job kinds
+    "tuning": {"jobs", "runkit"},  # Tune's machinery: the interface only
+    "tune_configs": {"tuning", "algorithms", "generative", "envs", "runkit"},  # the experiments
+    # rlgen's eval and sample are one kind's own commands; cmd_data imports datasets.
+    "rlgen": {"jobs", "tuning", "tune_configs", "algorithms", "generative", "runkit"},
+    "rlgen_cli": {"rlgen", "jobs", "tune_configs", "generative", "runkit"},
     "bench": {"algorithms", "generative", "envs", "runkit", "rlgen", "bench"},
 }
 PARTS = set(ALLOWED)
+TOP_MODULES = {"rlgen", "rlgen_cli", "jobs"}  # single files at the top
+# Names that decide by kind of job; none may appear above the two job packages.
+KIND_BRANCHES = {"is_rl", "ALGORITHMS", "MODELS", "RL_ONLY", "GENERATIVE_ONLY", "RL_JOBS",
+                 "GENERATIVE_JOBS", "RL_METRIC", "GEN_METRIC"}  # fmt: skip
+ABOVE_THE_JOBS = ("rlgen.py", "rlgen_cli.py", "tuning")
 
 
 def _modules() -> dict[str, Path]:
     """Every project module by dotted name (tests excluded)."""
-    found = {"rlgen": ROOT / "rlgen.py"}
-    for part in PARTS - {"rlgen"}:
+    found = {name: ROOT / f"{name}.py" for name in TOP_MODULES}
+    for part in PARTS - TOP_MODULES:
         for path in (ROOT / part).rglob("*.py"):
             rel = path.relative_to(ROOT).with_suffix("")
             parts = list(rel.parts)
@@ -39,7 +53,9 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """The project modules ``path`` imports, anywhere in it: ``from a.b import c`` is module
     ``a.b.c`` when that is a module, else ``a.b``."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    tree.body = [node for node in tree.body if not _script_block(node)]
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -53,6 +69,16 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
             if name:
                 out.add(name)
     return out
+
+
+def _script_block(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` at module level."""
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+    )
 
 
 def _graph() -> dict[str, set[str]]:
@@ -131,3 +157,36 @@ def test_the_checks_see_a_break():
     modules = _modules()
     assert {"rlgen", "runkit.rundir", "algorithms.run_loop", "generative.run_loop"} <= set(modules)
     assert "runkit.rundir" in _imports(modules["algorithms.run_loop"], modules)
+
+
+def _kind_branches(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", None)
+            if isinstance(node, ast.alias):
+                name = node.name.rpartition(".")[2]
+            if name in KIND_BRANCHES:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    return found
+
+
+def _above_the_jobs() -> list[Path]:
+    return [p for name in ABOVE_THE_JOBS for p in sorted((ROOT / name).glob("**/*.py"))] + [
+        ROOT / name for name in ABOVE_THE_JOBS if name.endswith(".py")
+    ]
+
+
+def test_no_branch_on_the_kind_of_job_above_the_job_packages():
+    assert _kind_branches(_above_the_jobs()) == []
+
+
+def test_the_branch_check_sees_a_branch(tmp_path):
+    """A module deciding by kind (an ``is_rl`` test, the RL registry imported) is found."""
+    bad = ROOT / "tuning" / "_probe_branch.py"
+    bad.write_text("from algorithms import ALGORITHMS\n\n\ndef f(exp):\n    return exp.is_rl\n")
+    try:
+        found = _kind_branches([bad])
+    finally:
+        bad.unlink()
+    assert [line.split(": ")[1] for line in found] == ["ALGORITHMS", "is_rl"]

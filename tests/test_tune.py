@@ -23,14 +23,15 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
 import rlgen
+import rlgen_cli
 import tune_configs
 from algorithms.reinforce.algorithm import ReinforceConfig
 from generative.vae.config import VAEConfig
 from tests.conftest import ROOT, files_holding
 from tests.test_vae_job import _small_dataset
-from tune_configs.experiment import gen_space, rl_space
-from tune_configs.run import build_tuner
-from tune_configs.summary import HPARAM_METRIC_PREFIX
+from tune_configs.spaces import gen_space, rl_space
+from tuning.run import build_tuner
+from tuning.summary import HPARAM_METRIC_PREFIX
 
 # Every trial of these tests trains REINFORCE's defaults except the searched lr.
 FIXED = {"episodes_per_batch": 8, "baseline": "value"}
@@ -127,8 +128,10 @@ def test_rl_sweep_two_trials_hparams_best_yaml_and_same_result_as_alone(tmp_path
         assert steps == sorted(steps) and steps[-1] == row["env_steps"] and len(steps) >= 2
         by_lr[row["config"]["lr"]] = (run, row)
     assert set(by_lr) == {0.003, 0.0003}
-    # The best trial is the one with the higher final return; its config is best.yaml.
-    best = max(result.trials, key=lambda t: t["episode_return_mean"])
+    # The best trial is the one with the larger area under its learning curve (the mean return
+    # over its env-step budget); its config is best.yaml.
+    assert result.metric == "return_over_budget"
+    best = max(result.trials, key=lambda t: t["return_over_budget"])
     assert result.best_trial == best["trial"]
     assert result.best_config == {**FIXED, "lr": best["config"]["lr"]}
     assert result.best_checkpoint.startswith(str(out / "trials" / best["trial"]))
@@ -157,6 +160,34 @@ def test_rl_sweep_two_trials_hparams_best_yaml_and_same_result_as_alone(tmp_path
     )  # fmt: skip
     stored = json.loads((Path(again.run_dir) / "run.json").read_text())["spec"]["overrides"]
     assert stored == result.best_config
+
+
+def test_of_two_trials_that_both_solve_the_one_in_fewer_env_steps_ranks_first(tmp_path, ray_local):
+    """Every game of the corridor returns its reward threshold, so both trials solve on their
+    first batch and end with the same return (20): 8 games per batch solve after 160 env steps,
+    16 after 320. Ranked by the mean return over the 2,000-step budget (0 before the first
+    batch, then 20): 20 * 1,840 / 2,000 = 18.4 against 20 * 1,680 / 2,000 = 16.8."""
+    from tests import threshold_envs
+    from tuning.experiment import Experiment
+
+    exp = Experiment(
+        name="corridor_rank",
+        job="reinforce",
+        target="tests.threshold_envs:Corridor20Solved-v0",
+        space={"episodes_per_batch": tune.grid_search([16, 8]), **HALF_A_CPU},
+        num_samples=1,
+        max_env_steps=2000,
+    )
+    result = rlgen.tune(exp, output=tmp_path / "exp")
+    by_batch = {t["config"]["episodes_per_batch"]: t for t in result.trials}
+    assert {k: t["episode_return_mean"] for k, t in by_batch.items()} == {
+        8: threshold_envs.THRESHOLD, 16: threshold_envs.THRESHOLD,
+    }  # fmt: skip
+    assert {k: t["env_steps"] for k, t in by_batch.items()} == {8: 160, 16: 320}
+    assert by_batch[8]["return_over_budget"] == pytest.approx(18.4)
+    assert by_batch[16]["return_over_budget"] == pytest.approx(16.8)
+    assert result.best_trial == by_batch[8]["trial"]
+    assert result.best_config["episodes_per_batch"] == 8
 
 
 def test_generative_sweep_two_trials_report_each_epoch(tmp_path, ray_local):
@@ -225,7 +256,7 @@ def test_optuna_search_runs_its_trials_one_at_a_time_with_max_concurrent_1(tmp_p
     assert isinstance(tuner._local_tuner._tune_config.search_alg, OptunaSearch)
     out = tmp_path / "exp"
     sets = [f"--set={k}={v}" for k, v in {**FIXED, **HALF_A_CPU}.items()]
-    status = rlgen.main(
+    status = rlgen_cli.main(
         ["tune", "reinforce_cartpole", "--search", "optuna", "--num-samples", "2",
          "--max-env-steps", "600", "--max-concurrent", "1", *sets, "--output", str(out)]
     )  # fmt: skip
@@ -375,7 +406,7 @@ def test_killed_driver_resumes_without_running_a_trial_twice(tmp_path):
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "exp"
-    status = rlgen.main([*argv, "--output", str(out)])
+    status = rlgen_cli.main([*argv, "--output", str(out)])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
@@ -385,7 +416,7 @@ def test_resume_of_a_directory_that_is_not_an_experiment(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("mine")
-    status = rlgen.main(["tune", "reinforce_cartpole", "--output", str(run), "--resume"])
+    status = rlgen_cli.main(["tune", "reinforce_cartpole", "--output", str(run), "--resume"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and "not an rlgen tune experiment directory" in err
     assert [p.name for p in run.iterdir()] == ["keep.txt"]

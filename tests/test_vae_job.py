@@ -149,8 +149,8 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path, rlgen_here):
 
 
 def test_bad_vae_settings_exit_2(tmp_path, rlgen_here):
-    """The first row in a fresh interpreter, as a user runs it; the rest through ``rlgen.main``
-    in this process (the same checks, before anything starts)."""
+    """The first row in a fresh interpreter, as a user runs it; the rest through
+    ``rlgen_cli.main`` in this process (the same checks, before anything starts)."""
     for i, (args, needle) in enumerate((
         (["--set", "latent_dim=0"], "latent_dim=0"),
         (["--set", "arch=rnn"], "arch='rnn'"),

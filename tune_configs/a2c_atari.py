@@ -8,7 +8,8 @@ bonus. On a 2-core laptop try it with ``--max-env-steps``; no figure from a full
 from ray import tune
 
 from algorithms.a2c.algorithm import A2CConfig
-from tune_configs.experiment import Experiment, rl_space
+from tune_configs.spaces import rl_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="a2c_atari",

@@ -8,7 +8,8 @@ config that solves in fewer env steps. bench/tune.py reports its best next to th
 from ray import tune
 
 from algorithms.a2c.algorithm import A2CConfig
-from tune_configs.experiment import Experiment, rl_space
+from tune_configs.spaces import rl_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="a2c_cartpole",

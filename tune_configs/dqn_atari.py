@@ -9,7 +9,8 @@ with ``--max-env-steps``; no figure from a full run yet.
 from ray import tune
 
 from algorithms.dqn.algorithm import DQNConfig
-from tune_configs.experiment import Experiment, rl_space
+from tune_configs.spaces import rl_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="dqn_atari",

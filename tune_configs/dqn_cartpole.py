@@ -8,7 +8,8 @@ and a replay ratio of 1 costs about twice the wall time per env step of 0.5.
 from ray import tune
 
 from algorithms.dqn.algorithm import DQNConfig
-from tune_configs.experiment import Experiment, rl_space
+from tune_configs.spaces import rl_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="dqn_cartpole",

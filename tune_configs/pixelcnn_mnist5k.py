@@ -8,7 +8,8 @@ time per epoch. ASHA keeps the better half after epochs 1 and 2.
 from ray import tune
 
 from generative.pixelcnn.config import PixelCNNConfig
-from tune_configs.experiment import Experiment, gen_space
+from tune_configs.spaces import gen_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="pixelcnn_mnist5k",

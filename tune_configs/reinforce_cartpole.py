@@ -10,7 +10,8 @@ a trial that has not solved by 200k env steps is a worse config than the default
 from ray import tune
 
 from algorithms.reinforce.algorithm import ReinforceConfig
-from tune_configs.experiment import Experiment, rl_space
+from tune_configs.spaces import rl_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="reinforce_cartpole",

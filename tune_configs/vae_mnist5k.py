@@ -9,7 +9,8 @@ and 12.
 from ray import tune
 
 from generative.vae.config import VAEConfig
-from tune_configs.experiment import Experiment, gen_space
+from tune_configs.spaces import gen_space
+from tuning.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="vae_mnist5k",

@@ -86,9 +86,16 @@ class Progress(_callback_base()):  # type: ignore[misc]
     """Tune callback: progress lines, and the HPARAMS record of every trial that ends."""
 
     def __init__(
-        self, *, name: str, metric: str, time_key: str, trials_dir: str, fixed: dict[str, Any]
+        self,
+        *,
+        name: str,
+        metric: str,
+        time_key: str,
+        trials_dir: str,
+        fixed: dict[str, Any],
+        also: tuple[str, ...] = (),
     ) -> None:
-        self.name, self.metric, self.time_key = name, metric, time_key
+        self.name, self.metric, self.time_key, self.also = name, metric, time_key, also
         self.trials_dir, self.fixed = trials_dir, fixed
         self._last: dict[str, float] = {}
 
@@ -108,7 +115,8 @@ class Progress(_callback_base()):  # type: ignore[misc]
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **_: Any) -> None:
         result = trial.last_result or {}
         print(self._line(trial, result, "ended"), file=sys.stderr, flush=True)
-        metrics = {k: result.get(k, math.nan) for k in (self.metric, self.time_key)}
+        names = (self.metric, *self.also, self.time_key)
+        metrics = {k: result.get(k, math.nan) for k in names}
         config = {**self.fixed, **trial.config}  # every key the trial trained with
         write_hparams(Path(self.trials_dir) / trial.trial_id / "tensorboard", config, metrics)
 
@@ -124,19 +132,30 @@ def _status(result: Any, run_dir: Path) -> str:
     return "finished" if (run_dir / "result.json").is_file() else "stopped early"
 
 
+def _finite(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def trial_rows(
-    results: Any, *, metric: str, time_key: str, searched: list[str], trials_dir: Path
+    results: Any,
+    *,
+    metric: str,
+    time_key: str,
+    searched: list[str],
+    trials_dir: Path,
+    also: tuple[str, ...] = (),
 ) -> list[dict]:
+    """One row per trial: its searched config, the ranking ``metric`` and the ``also``
+    metrics as last reported, its clock, and how it ended."""
     rows = []
     for r in results:
         metrics = r.metrics or {}
-        value = metrics.get(metric)
         trial = str(metrics.get("trial_id") or Path(r.path).name)
         rows.append(
             {
                 "trial": trial,
                 "config": {k: r.config.get(k) for k in searched},
-                metric: None if value is None or not math.isfinite(value) else float(value),
+                **{name: _finite(metrics.get(name)) for name in (metric, *also)},
                 time_key: metrics.get(time_key),
                 "status": _status(r, trials_dir / trial),
             }
@@ -153,14 +172,15 @@ def best_row(rows: list[dict], *, metric: str, mode: str, time_key: str) -> dict
     return max(scored, key=lambda r: (sign * r[metric], -(r[time_key] or 0)))
 
 
-def table(rows: list[dict], *, metric: str, time_key: str) -> str:
+def table(rows: list[dict], *, metric: str, time_key: str, also: tuple[str, ...] = ()) -> str:
     keys = sorted({k for r in rows for k in r["config"]})
-    header = ["trial", *keys, metric, time_key, "status"]
+    shown = (metric, *also)
+    header = ["trial", *keys, *shown, time_key, "status"]
     lines = [header]
     for r in rows:
-        value = "-" if r[metric] is None else f"{r[metric]:.2f}"
+        values = ["-" if r[m] is None else f"{r[m]:.2f}" for m in shown]
         cells = [str(r["config"].get(k)) for k in keys]
-        lines.append([r["trial"], *cells, value, str(r[time_key]), r["status"]])
+        lines.append([r["trial"], *cells, *values, str(r[time_key]), r["status"]])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines

@@ -19,16 +19,9 @@ from typing import Any
 from runkit import cluster
 from runkit.errors import UserError
 from runkit.rundir import new_run_dir, read_json, write_json_atomic
-from tune_configs import load_experiment
-from tune_configs.experiment import (
-    GEN_TIME,
-    RL_TIME,
-    SEARCHES,
-    Experiment,
-    candidates,
-    is_domain,
-)
-from tune_configs.summary import (
+from runkit.trials import TrialSetup
+from tuning.experiment import SEARCHES, Experiment, candidates, check_keys, is_domain
+from tuning.summary import (
     BEST_YAML,
     TRIALS_CSV,
     TRIALS_DIR,
@@ -39,14 +32,13 @@ from tune_configs.summary import (
     trial_rows,
     write_outputs,
 )
-from tune_configs.trial import TrialSetup, run_trial
+from tuning.trial import run_trial
 
 EXPERIMENT_FILE = "experiment.json"
 # Tune saves the experiment's state (which trials exist, which ended) at most this often; a
 # short period keeps ``--resume`` after a killed driver close to where it was.
 STATE_SAVE_PERIOD_S = "2"
 KEEP_TUNE_CHECKPOINTS = 2
-TRIAL_MEMORY_BYTES = 64 * 2**20  # what a generative trial (waiting on its Train job) reserves
 
 
 # Trials of one experiment (and trials at once): a bound, so that a typo cannot queue 10**9.
@@ -72,14 +64,18 @@ def customize(
     """The experiment with the caller's changes, each checked (UserError)."""
     if num_samples is not None and not _count_ok(num_samples):
         raise UserError(f"--num-samples {num_samples}: must be from 1 to {MAX_TRIALS:,}")
-    rl_args = {"--max-env-steps": max_env_steps, "--time-budget-s": time_budget_s}
-    gen_args = {"--epochs": epochs, "--dataset": dataset}
-    for flag, value in (gen_args if exp.is_rl else rl_args).items():
+    limits = {"max_env_steps": max_env_steps, "time_budget_s": time_budget_s, "epochs": epochs}
+    foreign: dict[str, Any] = {
+        f"--{k.replace('_', '-')}": v for k, v in limits.items() if k not in exp.limits()
+    }
+    if dataset is not None and exp.kind.target_arg != "dataset":
+        foreign["--dataset"] = dataset
+    for flag, value in foreign.items():
         if value is not None:
             raise UserError(f"tune {exp.name}: {flag} is not a setting of a {exp.job} trial")
-    for flag, value in {**rl_args, "--epochs": epochs}.items():
+    for name, value in limits.items():
         if value is not None and (isinstance(value, bool) or value <= 0):
-            raise UserError(f"{flag} {value}: must be positive")
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be positive")
     merged = {**exp.space, **(overrides or {}), **(space or {})}
     changes: dict[str, Any] = {"space": merged}
     if num_samples is not None:
@@ -88,10 +84,9 @@ def customize(
         changes["seed"] = seed
     if dataset is not None:
         changes["target"] = dataset
-    if exp.is_rl and (max_env_steps is not None or time_budget_s is not None):
-        changes["max_env_steps"], changes["time_budget_s"] = max_env_steps, time_budget_s
-    if epochs is not None:
-        changes["epochs"] = epochs
+    given = {k: limits[k] for k in exp.limits()}
+    if any(v is not None for v in given.values()):  # a new limit replaces the experiment's
+        changes.update(given)
     try:
         return dataclasses.replace(exp, **changes)
     except ValueError as exc:
@@ -110,48 +105,12 @@ def check_values(exp: Experiment) -> Any:
 
 
 def _build(exp: Experiment, overrides: dict[str, Any]) -> Any:
-    if exp.is_rl:
-        from algorithms.configure import RLRunSpec, build_config
-
-        spec = RLRunSpec(algorithm=exp.job, env=exp.target, overrides=overrides, seed=exp.seed)
-        spec.fill_defaults()
-        return build_config(spec)
-    from generative import configure
-    from generative.data.images import check_dataset, resolve
-
-    gen_spec = configure.GenRunSpec(model=exp.job, dataset=exp.target, overrides=overrides)
-    config = configure.build_config(gen_spec)
-    check_dataset(resolve(exp.target))
-    return config
+    return exp.kind.check_trial(exp.job, exp.target, overrides, exp.seed)
 
 
 def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]]:
-    """(what Tune reserves for one trial, what one trial occupies in all).
-
-    RL: the Algorithm process, its rollout actors and remote Learners, as RLlib asks for them
-    (``default_resource_request``), GPUs for the Learners where the cluster has them. Generative:
-    the trial itself only waits on its Ray Train job, whose workers Ray Train places itself;
-    the trial reserves a little memory and no CPU, and occupies a CPU (or GPU) per Train
-    worker plus the one CPU that Ray Data's read tasks need."""
-    from ray.tune import PlacementGroupFactory
-
-    if exp.is_rl:
-        from algorithms.configure import RLRunSpec
-        from algorithms.run_loop import use_gpu_learner_if_present
-
-        # The fixed keys are every trial's overrides: a fixed num_gpus_per_learner is kept.
-        spec = RLRunSpec(algorithm=exp.job, env=exp.target, overrides=exp.fixed)
-        use_gpu_learner_if_present(config, spec)
-        pgf = config.algo_class.default_resource_request(config)
-        need = dict(pgf.required_resources)
-        return pgf, need
-    use_gpu = cluster.decide_gpu("auto", exp.num_workers)
-    need = {"CPU": exp.num_workers + 1.0}
-    if use_gpu:
-        need = {"CPU": 1.0, "GPU": float(exp.num_workers)}
-    # No CPU for the trial itself: a CPU share held here would leave Ray Data's read tasks
-    # short of the whole CPU each asks for (the Train workers hold the rest), a deadlock.
-    return PlacementGroupFactory([{"memory": float(TRIAL_MEMORY_BYTES)}]), need
+    """(what Tune reserves for one trial, what one trial occupies in all): the job kind's."""
+    return exp.kind.trial_resources(exp.job, exp.target, exp.fixed, config, exp.num_workers)
 
 
 def concurrency(need: dict[str, float]) -> int:
@@ -169,21 +128,17 @@ def concurrency(need: dict[str, float]) -> int:
 def scheduler(exp: Experiment) -> Any:
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    if exp.scheduler == "pbt":
+    if exp.scheduler == "pbt":  # compares how good trials are now, not over their history
         return PopulationBasedTraining(
             time_attr="training_iteration",
+            metric=exp.kind.live_metric,
+            mode=exp.mode,
             perturbation_interval=exp.perturbation_interval,
             hyperparam_mutations=exp.searched,
             quantile_fraction=0.25,
             resample_probability=0.25,
         )
-    if exp.is_rl:
-        if exp.max_env_steps is not None:
-            time_attr, max_t = RL_TIME, exp.max_env_steps
-        else:
-            time_attr, max_t = "wall_time_s", int(exp.time_budget_s or 3600)
-    else:
-        time_attr, max_t = "training_iteration", int(exp.epochs or 1)
+    time_attr, max_t = exp.kind.asha_clock(exp.limits())
     return ASHAScheduler(
         time_attr=time_attr,
         max_t=max_t,
@@ -196,7 +151,6 @@ def trial_setup(exp: Experiment, out: Path) -> TrialSetup:
     checkpoint_every = exp.perturbation_interval if exp.scheduler == "pbt" else exp.checkpoint_every
     return TrialSetup(
         job=exp.job,
-        is_rl=exp.is_rl,
         target=exp.target,
         trials_dir=str(out / TRIALS_DIR),
         fixed=exp.fixed,
@@ -219,7 +173,6 @@ def run_config(exp: Experiment, out: Path) -> Any:
     from ray.tune import CheckpointConfig, RunConfig
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    time_key = RL_TIME if exp.is_rl else GEN_TIME
     return RunConfig(
         name=out.name,
         storage_path=str(out.parent),
@@ -227,9 +180,10 @@ def run_config(exp: Experiment, out: Path) -> Any:
             Progress(
                 name=exp.name,
                 metric=exp.metric,
-                time_key=time_key,
+                time_key=exp.kind.time_key,
                 trials_dir=str(out / TRIALS_DIR),
                 fixed=exp.fixed,
+                also=_also(exp),
             ),  # fmt: skip
             JsonLoggerCallback(),
             CSVLoggerCallback(),
@@ -268,8 +222,9 @@ def build_tuner(
         trainable(exp, out, resources),
         param_space=exp.searched,
         tune_config=tune.TuneConfig(
-            metric=exp.metric,
-            mode=exp.mode,
+            # Population Based Training names its own metric (the scheduler's, not the rank's).
+            metric=None if exp.scheduler == "pbt" else exp.metric,
+            mode=None if exp.scheduler == "pbt" else exp.mode,
             num_samples=exp.num_samples,
             scheduler=scheduler(exp),
             search_alg=search_alg,
@@ -289,7 +244,7 @@ def _quiet_tune() -> None:
 
 
 def tune(
-    experiment: str | Experiment,
+    experiment: Experiment,
     *,
     num_samples: int | None = None,
     search: str = "random",
@@ -304,11 +259,11 @@ def tune(
     seed: int | None = None,
     max_concurrent: int | None = None,
 ) -> TuneResult:
-    """Run an experiment (a name from ``tune_configs`` or an ``Experiment``), or with
-    ``resume`` continue the one in ``output``; return the summary (also results.json)."""
+    """Run an experiment, or with ``resume`` continue the one in ``output``; return the
+    summary (also results.json)."""
     from ray import tune as ray_tune
 
-    exp = load_experiment(experiment) if isinstance(experiment, str) else experiment
+    exp = experiment
     if search not in SEARCHES:
         raise UserError(f"--search {search}: one of {', '.join(SEARCHES)}")
     if search == "optuna" and exp.scheduler == "pbt":
@@ -352,19 +307,8 @@ def tune(
 
 def _check_space_keys(exp: Experiment, keys: list[str]) -> None:
     """A key the caller added must be one of the job's config keys (UserError)."""
-    from tune_configs.experiment import gen_space, rl_space
-
-    if not keys:
-        return
     try:
-        if exp.is_rl:
-            from algorithms.configure import config_class
-
-            rl_space(config_class(exp.job), **{k: None for k in keys})
-        else:
-            from generative.configure import load_job
-
-            gen_space(load_job(exp.job).config_class, **{k: None for k in keys})
+        check_keys(*exp.kind.space_keys(exp.job), keys)
     except TypeError as exc:
         raise UserError(f"tune {exp.name}: {exc}") from None
 
@@ -410,21 +354,23 @@ def _resumable(exp: Experiment, output: str | Path | None) -> Path:
     return out
 
 
-def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
-    from algorithms.checkpoints import find_checkpoint as find_rl
-    from generative.checkpoints import find_checkpoint as find_gen
+def _also(exp: Experiment) -> tuple[str, ...]:
+    """Shown beside the ranking metric: how good each trial was at its end."""
+    live = exp.kind.live_metric
+    return () if live == exp.metric else (live,)
 
-    time_key = RL_TIME if exp.is_rl else GEN_TIME
+
+def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
+    time_key = exp.kind.time_key
     rows = trial_rows(
         results, metric=exp.metric, time_key=time_key, searched=list(exp.searched),
-        trials_dir=out / TRIALS_DIR,
+        trials_dir=out / TRIALS_DIR, also=_also(exp),
     )  # fmt: skip
     best = best_row(rows, metric=exp.metric, mode=exp.mode, time_key=time_key)
     best_checkpoint = None
     if best is not None:
         try:
-            found = (find_rl if exp.is_rl else find_gen)(out / TRIALS_DIR / best["trial"])
-            best_checkpoint = str(found)
+            best_checkpoint = str(exp.kind.find_checkpoint(out / TRIALS_DIR / best["trial"]))
         except UserError:
             best_checkpoint = None
     best_config = {**exp.fixed, **best["config"]} if best is not None else {}
@@ -445,9 +391,8 @@ def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
         tensorboard_dir=str(out / TRIALS_DIR),
         trials_csv=str(out / TRIALS_CSV),
     )
-    flag = "--env" if exp.is_rl else "--dataset"
-    write_outputs(result, out, train_command=f"rlgen train {exp.job} {flag} {exp.target}")
-    print(table(rows, metric=exp.metric, time_key=time_key))
+    write_outputs(result, out, train_command=exp.kind.train_command(exp.job, exp.target))
+    print(table(rows, metric=exp.metric, time_key=time_key, also=_also(exp)))
     if best is not None:
         print(f"best: trial {best['trial']}, {exp.metric} {best[exp.metric]:.2f}, {best_config}")
         print(f"best checkpoint: {best_checkpoint}")
