@@ -28,6 +28,7 @@ import jobs
 from runkit import cluster, storage
 from runkit.checks import check_range, check_seed
 from runkit.errors import RunFailed, UserError
+from runkit.jobkind import JobKind
 from runkit.results import (
     EvalResult,
     GenerativeResult,
@@ -90,44 +91,48 @@ def train(
     (generative); returning True stops the run cleanly. Returns the result written to
     ``result.json``; bad input raises UserError before anything is written.
     """
+    given: dict[str, Any] = {k: v for k, v in locals().items() if k in jobs.all_args()}
     from runkit.overrides import merge_overrides
 
     quiet()
-    given: dict[str, Any] = {
-        "env": env, "dataset": dataset, "stop_reward": stop_reward,
-        "max_env_steps": max_env_steps, "time_budget_s": time_budget_s, "epochs": epochs,
-        "num_env_runners": num_env_runners, "num_envs_per_env_runner": num_envs_per_env_runner,
-        "num_workers": num_workers, "use_gpu": use_gpu, "max_failures": max_failures,
-        "checkpoint_every": checkpoint_every, "video_frames": video_frames,
-    }  # fmt: skip
     kind = jobs.kind_of(job)
-    wrong = [k for k in jobs.all_args() if k not in kind.own_args and given[k] is not None]
-    if wrong:
-        owner = next(k for k in jobs.KINDS if wrong[0] in k.own_args)
-        raise UserError(f"train {job}: --{wrong[0].replace('_', '-')} is for {owner.noun}")
+    _check_train_args(job, kind, given, seed)
     if isinstance(resume, (str, Path)):
         output, resume = resume, True
-    if seed is not None:
-        _as_user_error(check_seed, "--seed", seed)
-    for name, value in (("--stop-reward", stop_reward), ("--time-budget-s", time_budget_s)):
-        if value is not None:
-            _as_user_error(check_range, name, value)  # a finite number
-    merged = merge_overrides(None if config is None else str(config), None)
-    merged.update(overrides or {})
+    merged = {**merge_overrides(None if config is None else str(config), None), **(overrides or {})}
     kind.precheck(job, merged)  # bad keys and values, before RLlib, torch or Ray load
     cluster.join_if_addressed()
     args = {**{k: given[k] for k in kind.own_args if k != kind.target_arg}, "seed": seed}
-    target = given[kind.target_arg]
 
     def run(out: str | Path | None, report: OnReport | None, storage: str | None = None) -> Any:
         return kind.train(
-            job, target=target, overrides=merged, args=args, output=out, resume=bool(resume),
-            on_report=report, storage=storage,
+            job, target=given[kind.target_arg], overrides=merged, args=args, output=out,
+            resume=bool(resume), on_report=report, storage=storage,
         )  # fmt: skip
 
     if not storage.is_uri(output):
         return run(output, on_report)
-    uri = str(output)
+    return _run_at_uri(str(output), kind, run, resume=bool(resume), on_report=on_report)
+
+
+def _check_train_args(job: str, kind: JobKind, given: dict[str, Any], seed: int | None) -> None:
+    """Arguments of another kind of job, a bad seed, a non-finite limit: UserError."""
+    wrong = [k for k in jobs.all_args() if k not in kind.own_args and given[k] is not None]
+    if wrong:
+        owner = next(k for k in jobs.KINDS if wrong[0] in k.own_args)
+        raise UserError(f"train {job}: --{wrong[0].replace('_', '-')} is for {owner.noun}")
+    if seed is not None:
+        _as_user_error(check_seed, "--seed", seed)
+    for name in ("stop_reward", "time_budget_s"):
+        if given.get(name) is not None:
+            _as_user_error(check_range, f"--{name.replace('_', '-')}", given[name])  # finite
+
+
+def _run_at_uri(
+    uri: str, kind: JobKind, run: Callable[..., Any], *, resume: bool, on_report: OnReport | None
+) -> Any:
+    """``run`` in a local working copy mirrored to ``uri``, copied up after the reports the
+    job's kind says change it."""
 
     def run_mirrored(local: Path, sync: Callable[[bool], None]) -> Any:
         def report(r: Report) -> bool | None:
@@ -136,7 +141,7 @@ def train(
 
         return run(local, report, uri)
 
-    return storage.run_at_uri(uri, resume=bool(resume), run=run_mirrored)
+    return storage.run_at_uri(uri, resume=resume, run=run_mirrored)
 
 
 def evaluate(

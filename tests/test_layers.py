@@ -25,15 +25,16 @@ ALLOWED = {
     "tune_configs": {"tuning", "algorithms", "generative", "envs", "runkit"},  # the experiments
     # rlgen's eval and sample are one kind's own commands; cmd_data imports datasets.
     "rlgen": {"jobs", "tuning", "tune_configs", "algorithms", "generative", "runkit"},
-    "rlgen_cli": {"rlgen", "jobs", "tune_configs", "generative", "runkit"},
+    "rlgen_parser": {"rlgen", "jobs", "runkit"},
+    "rlgen_cli": {"rlgen", "rlgen_parser", "jobs", "tune_configs", "generative", "runkit"},
     "bench": {"algorithms", "generative", "envs", "runkit", "rlgen", "bench"},
 }
 PARTS = set(ALLOWED)
-TOP_MODULES = {"rlgen", "rlgen_cli", "jobs"}  # single files at the top
+TOP_MODULES = {"rlgen", "rlgen_cli", "rlgen_parser", "jobs"}  # single files at the top
 # Names that decide by kind of job; none may appear above the two job packages.
 KIND_BRANCHES = {"is_rl", "ALGORITHMS", "MODELS", "RL_ONLY", "GENERATIVE_ONLY", "RL_JOBS",
                  "GENERATIVE_JOBS", "RL_METRIC", "GEN_METRIC"}  # fmt: skip
-ABOVE_THE_JOBS = ("rlgen.py", "rlgen_cli.py", "tuning")
+ABOVE_THE_JOBS = ("rlgen.py", "rlgen_cli.py", "rlgen_parser.py", "tuning")
 
 
 def _modules() -> dict[str, Path]:

@@ -103,6 +103,12 @@ class Experiment:
         return self.kind.mode
 
     @property
+    def also(self) -> tuple[str, ...]:
+        """Shown beside the ranking metric: how good each trial was at its end."""
+        live = self.kind.live_metric
+        return () if live == self.metric else (live,)
+
+    @property
     def searched(self) -> dict[str, Any]:
         return {k: v for k, v in self.space.items() if is_domain(v)}
 

@@ -11,7 +11,6 @@ summary files.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,228 +18,21 @@ from typing import Any
 from runkit import cluster
 from runkit.errors import UserError
 from runkit.rundir import new_run_dir, read_json, write_json_atomic
-from runkit.trials import TrialSetup
-from tuning.experiment import SEARCHES, Experiment, candidates, check_keys, is_domain
+from tuning.check import MAX_TRIALS, check_space_keys, check_values, count_ok, customize
+from tuning.experiment import SEARCHES, Experiment
 from tuning.summary import (
     BEST_YAML,
     TRIALS_CSV,
     TRIALS_DIR,
-    Progress,
     TuneResult,
     best_row,
     table,
     trial_rows,
     write_outputs,
 )
-from tuning.trial import run_trial
+from tuning.tuner import build_tuner, quiet_tune, trainable, trial_resources
 
 EXPERIMENT_FILE = "experiment.json"
-# Tune saves the experiment's state (which trials exist, which ended) at most this often; a
-# short period keeps ``--resume`` after a killed driver close to where it was.
-STATE_SAVE_PERIOD_S = "2"
-KEEP_TUNE_CHECKPOINTS = 2
-
-
-# Trials of one experiment (and trials at once): a bound, so that a typo cannot queue 10**9.
-MAX_TRIALS = 10_000
-
-
-def _count_ok(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TRIALS
-
-
-def customize(
-    exp: Experiment,
-    *,
-    num_samples: int | None,
-    max_env_steps: int | None,
-    time_budget_s: float | None,
-    epochs: int | None,
-    dataset: str | None,
-    overrides: dict[str, Any] | None,
-    space: dict[str, Any] | None,
-    seed: int | None,
-) -> Experiment:
-    """The experiment with the caller's changes, each checked (UserError)."""
-    if num_samples is not None and not _count_ok(num_samples):
-        raise UserError(f"--num-samples {num_samples}: must be from 1 to {MAX_TRIALS:,}")
-    limits = {"max_env_steps": max_env_steps, "time_budget_s": time_budget_s, "epochs": epochs}
-    foreign: dict[str, Any] = {
-        f"--{k.replace('_', '-')}": v for k, v in limits.items() if k not in exp.limits()
-    }
-    if dataset is not None and exp.kind.target_arg != "dataset":
-        foreign["--dataset"] = dataset
-    for flag, value in foreign.items():
-        if value is not None:
-            raise UserError(f"tune {exp.name}: {flag} is not a setting of a {exp.job} trial")
-    for name, value in limits.items():
-        if value is not None and (isinstance(value, bool) or value <= 0):
-            raise UserError(f"--{name.replace('_', '-')} {value}: must be positive")
-    merged = {**exp.space, **(overrides or {}), **(space or {})}
-    changes: dict[str, Any] = {"space": merged}
-    if num_samples is not None:
-        changes["num_samples"] = num_samples
-    if seed is not None:
-        changes["seed"] = seed
-    if dataset is not None:
-        changes["target"] = dataset
-    given = {k: limits[k] for k in exp.limits()}
-    if any(v is not None for v in given.values()):  # a new limit replaces the experiment's
-        changes.update(given)
-    try:
-        return dataclasses.replace(exp, **changes)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
-def check_values(exp: Experiment) -> Any:
-    """Every value each domain can produce, through the job's own config checks; returns the
-    config of the first candidates (RL: to size the trial's resources)."""
-    first = {k: candidates(v)[0] for k, v in exp.space.items()}
-    built = _build(exp, first)
-    for key, value in exp.space.items():
-        for candidate in candidates(value)[1:] if is_domain(value) else []:
-            _build(exp, {**first, key: candidate})
-    return built
-
-
-def _build(exp: Experiment, overrides: dict[str, Any]) -> Any:
-    return exp.kind.check_trial(exp.job, exp.target, overrides, exp.seed)
-
-
-def trial_resources(exp: Experiment, config: Any) -> tuple[Any, dict[str, float]]:
-    """(what Tune reserves for one trial, what one trial occupies in all): the job kind's."""
-    return exp.kind.trial_resources(exp.job, exp.target, exp.fixed, config, exp.num_workers)
-
-
-def concurrency(need: dict[str, float]) -> int:
-    """Trials at once: as many as the cluster's CPUs (and GPUs) hold, at least one. A 2-core
-    laptop runs two 1-CPU RL trials; a cluster with more nodes runs more without edits."""
-    import ray
-
-    have = ray.cluster_resources()
-    counts = [
-        int(have.get(r, 0.0) // amount) for r, amount in need.items() if amount > 0 and r in have
-    ]
-    return max(1, min(counts) if counts else 1)
-
-
-def scheduler(exp: Experiment) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
-
-    if exp.scheduler == "pbt":  # compares how good trials are now, not over their history
-        return PopulationBasedTraining(
-            time_attr="training_iteration",
-            metric=exp.kind.live_metric,
-            mode=exp.mode,
-            perturbation_interval=exp.perturbation_interval,
-            hyperparam_mutations=exp.searched,
-            quantile_fraction=0.25,
-            resample_probability=0.25,
-        )
-    time_attr, max_t = exp.kind.asha_clock(exp.limits())
-    return ASHAScheduler(
-        time_attr=time_attr,
-        max_t=max_t,
-        grace_period=max(1, int(max_t * exp.grace_fraction)),
-        reduction_factor=2,
-    )
-
-
-def trial_setup(exp: Experiment, out: Path) -> TrialSetup:
-    checkpoint_every = exp.perturbation_interval if exp.scheduler == "pbt" else exp.checkpoint_every
-    return TrialSetup(
-        job=exp.job,
-        target=exp.target,
-        trials_dir=str(out / TRIALS_DIR),
-        fixed=exp.fixed,
-        limits=exp.limits(),
-        seed=exp.seed,
-        num_workers=exp.num_workers,
-        checkpoint_every=checkpoint_every,
-    )
-
-
-def trainable(exp: Experiment, out: Path, resources: Any) -> Any:
-    from ray import tune
-
-    return tune.with_resources(
-        tune.with_parameters(run_trial, setup=trial_setup(exp, out)), resources
-    )
-
-
-def run_config(exp: Experiment, out: Path) -> Any:
-    from ray.tune import CheckpointConfig, RunConfig
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    return RunConfig(
-        name=out.name,
-        storage_path=str(out.parent),
-        callbacks=[
-            Progress(
-                name=exp.name,
-                metric=exp.metric,
-                time_key=exp.kind.time_key,
-                trials_dir=str(out / TRIALS_DIR),
-                fixed=exp.fixed,
-                also=_also(exp),
-            ),  # fmt: skip
-            JsonLoggerCallback(),
-            CSVLoggerCallback(),
-        ],
-        # PBT registers a trial's latest checkpoint a second time when it exploits; Tune's
-        # pruning then deletes a checkpoint twice (or one still to restore): keep all there.
-        checkpoint_config=CheckpointConfig(
-            num_to_keep=None if exp.scheduler == "pbt" else KEEP_TUNE_CHECKPOINTS
-        ),
-        verbose=0,
-    )
-
-
-def build_tuner(
-    exp: Experiment,
-    out: Path,
-    *,
-    search: str = "random",
-    max_concurrent: int | None = None,
-    config: Any = None,
-) -> Any:
-    """The experiment's Tuner (not fitted). Ray must be connected (the trial's resources and
-    the concurrency are read from the cluster). ``config``: what ``check_values(exp)`` returned,
-    when the caller has checked the values already."""
-    from ray import tune
-
-    if config is None:
-        config = check_values(exp)
-    resources, need = trial_resources(exp, config)
-    search_alg = None
-    if search == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = OptunaSearch(seed=exp.seed)
-    return tune.Tuner(
-        trainable(exp, out, resources),
-        param_space=exp.searched,
-        tune_config=tune.TuneConfig(
-            # Population Based Training names its own metric (the scheduler's, not the rank's).
-            metric=None if exp.scheduler == "pbt" else exp.metric,
-            mode=None if exp.scheduler == "pbt" else exp.mode,
-            num_samples=exp.num_samples,
-            scheduler=scheduler(exp),
-            search_alg=search_alg,
-            max_concurrent_trials=max_concurrent or concurrency(need),
-            reuse_actors=False,
-        ),
-        run_config=run_config(exp, out),
-    )
-
-
-def _quiet_tune() -> None:
-    # Tune's own tables and per-trial loggers: rlgen prints its own lines and each trial writes
-    # its TensorBoard curves against env steps (Tune's would be against iterations).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SAVE_PERIOD_S)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
 
 
 def tune(
@@ -271,7 +63,7 @@ def tune(
             f"--search optuna: {exp.name} uses Population Based Training, which draws its own "
             "configs; use --search random"
         )
-    if max_concurrent is not None and not _count_ok(max_concurrent):
+    if max_concurrent is not None and not count_ok(max_concurrent):
         raise UserError(f"--max-concurrent {max_concurrent}: must be from 1 to {MAX_TRIALS:,}")
     if resume:
         out = _resumable(exp, output)
@@ -287,12 +79,12 @@ def tune(
             time_budget_s=time_budget_s, epochs=epochs, dataset=dataset,
             overrides=overrides, space=space, seed=seed,
         )  # fmt: skip
-        _check_space_keys(exp, list((overrides or {}).keys()) + list((space or {}).keys()))
+        check_space_keys(exp, list((overrides or {}).keys()) + list((space or {}).keys()))
         config = check_values(exp)
         out = new_run_dir(None if output is None else str(output), prefix=exp.name, resume=False)
         write_json_atomic(out / EXPERIMENT_FILE, _experiment_record(exp, search))
         print(f"rlgen: experiment directory {out}", file=sys.stderr)
-    _quiet_tune()
+    quiet_tune()
     cluster.connect()
     if resume:
         resources, _ = trial_resources(exp, check_values(exp))
@@ -303,14 +95,6 @@ def tune(
         tuner = build_tuner(exp, out, search=search, max_concurrent=max_concurrent, config=config)
     results = tuner.fit()
     return summarize(exp, results, out)
-
-
-def _check_space_keys(exp: Experiment, keys: list[str]) -> None:
-    """A key the caller added must be one of the job's config keys (UserError)."""
-    try:
-        check_keys(*exp.kind.space_keys(exp.job), keys)
-    except TypeError as exc:
-        raise UserError(f"tune {exp.name}: {exc}") from None
 
 
 def _experiment_record(exp: Experiment, search: str) -> dict[str, Any]:
@@ -354,17 +138,11 @@ def _resumable(exp: Experiment, output: str | Path | None) -> Path:
     return out
 
 
-def _also(exp: Experiment) -> tuple[str, ...]:
-    """Shown beside the ranking metric: how good each trial was at its end."""
-    live = exp.kind.live_metric
-    return () if live == exp.metric else (live,)
-
-
 def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
     time_key = exp.kind.time_key
     rows = trial_rows(
         results, metric=exp.metric, time_key=time_key, searched=list(exp.searched),
-        trials_dir=out / TRIALS_DIR, also=_also(exp),
+        trials_dir=out / TRIALS_DIR, also=exp.also,
     )  # fmt: skip
     best = best_row(rows, metric=exp.metric, mode=exp.mode, time_key=time_key)
     best_checkpoint = None
@@ -392,7 +170,7 @@ def summarize(exp: Experiment, results: Any, out: Path) -> TuneResult:
         trials_csv=str(out / TRIALS_CSV),
     )
     write_outputs(result, out, train_command=exp.kind.train_command(exp.job, exp.target))
-    print(table(rows, metric=exp.metric, time_key=time_key, also=_also(exp)))
+    print(table(rows, metric=exp.metric, time_key=time_key, also=exp.also))
     if best is not None:
         print(f"best: trial {best['trial']}, {exp.metric} {best[exp.metric]:.2f}, {best_config}")
         print(f"best checkpoint: {best_checkpoint}")
