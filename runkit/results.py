@@ -35,7 +35,8 @@ OnReport = Callable[[Report], "bool | None"]
 
 @dataclasses.dataclass(frozen=True)
 class RLResult:
-    """``result.json`` of an RL run (the DESIGN contract), plus its run directory."""
+    """``result.json`` of an RL run (the README's "Outputs" contract), plus its run
+    directory."""
 
     algorithm: str
     env: str
@@ -53,7 +54,8 @@ class RLResult:
 
 @dataclasses.dataclass(frozen=True)
 class GenerativeResult:
-    """``result.json`` of a generative run (the DESIGN contract), plus its run directory."""
+    """``result.json`` of a generative run (the README's "Outputs" contract), plus its run
+    directory."""
 
     model: str
     dataset: str

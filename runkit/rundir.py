@@ -1,10 +1,10 @@
 """Run directories and result files.
 
 A run directory holds ``run.json`` (what was asked for, so ``--resume`` can rebuild the job),
-``result.json`` (the DESIGN contract), ``checkpoints/`` and ``tensorboard/``. An existing run
-directory is never reused unless the user asks for ``--resume``. Run directories, and the
-parents rlgen creates for them, are mode 0700 whatever the umask: what RLlib, Ray and rlgen
-write inside (the pickles ``--resume`` loads among them) is the user's alone.
+``result.json`` (the README's "Outputs" contract), ``checkpoints/`` and ``tensorboard/``. An
+existing run directory is never reused unless the user asks for ``--resume``. Run directories,
+and the parents rlgen creates for them, are mode 0700 whatever the umask: what RLlib, Ray and
+rlgen write inside (the pickles ``--resume`` loads among them) is the user's alone.
 """
 
 from __future__ import annotations
@@ -128,28 +128,7 @@ def open_run(
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if resume:
         run_dir = new_run_dir(None if output is None else str(output), prefix="", resume=True)
-        stored = read_json(run_dir / RUN_FILE)
-        if stored.get("kind") != kind:
-            raise UserError(f"--resume {run_dir}: that is a {stored.get('kind')} run, not {kind}")
-        spec: Any
-        try:
-            spec = spec_class(**stored["spec"])
-        except (KeyError, TypeError) as exc:
-            raise UserError(
-                f"--resume {run_dir}: {RUN_FILE} does not fit this version of rlgen ({exc})"
-            ) from None
-        if getattr(spec, job_field) != job:
-            raise UserError(
-                f"--resume {run_dir}: that run trained {getattr(spec, job_field)}, not {job}"
-            )
-        overrides = given.pop("overrides", {})
-        for key, value in given.items():
-            if key in keep and value != getattr(spec, key):
-                raise UserError(
-                    f"--resume {run_dir}: that run used --{key} {getattr(spec, key)}, not {value}"
-                )
-            setattr(spec, key, value)
-        spec.overrides.update(overrides)
+        spec = _stored_spec(spec_class, run_dir, kind, job, job_field, given, keep)
         prepare(spec)
     else:
         spec = fresh()
@@ -160,6 +139,42 @@ def open_run(
         write_spec(run_dir, kind, spec)
     print(f"rlgen: run directory {run_dir}", file=sys.stderr)
     return spec, run_dir
+
+
+def _stored_spec(
+    spec_class: type[S],
+    run_dir: Path,
+    kind: str,
+    job: str,
+    job_field: str,
+    given: dict[str, Any],
+    keep: tuple[str, ...],
+) -> S:
+    """A resumed run's spec: read back from its run.json, checked to be a ``kind`` run of
+    ``job``, with the ``given`` values (``keep`` ones must match) and overrides over it."""
+    stored = read_json(run_dir / RUN_FILE)
+    if stored.get("kind") != kind:
+        raise UserError(f"--resume {run_dir}: that is a {stored.get('kind')} run, not {kind}")
+    spec: Any
+    try:
+        spec = spec_class(**stored["spec"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(
+            f"--resume {run_dir}: {RUN_FILE} does not fit this version of rlgen ({exc})"
+        ) from None
+    if getattr(spec, job_field) != job:
+        raise UserError(
+            f"--resume {run_dir}: that run trained {getattr(spec, job_field)}, not {job}"
+        )
+    overrides = given.pop("overrides", {})
+    for key, value in given.items():
+        if key in keep and value != getattr(spec, key):
+            raise UserError(
+                f"--resume {run_dir}: that run used --{key} {getattr(spec, key)}, not {value}"
+            )
+        setattr(spec, key, value)
+    spec.overrides.update(overrides)
+    return spec
 
 
 def write_spec(run_dir: Path, kind: str, spec: Any) -> None:

@@ -1,4 +1,4 @@
-"""Paths under hostile neighbours (DESIGN "Files are hostile data", the Paths rules).
+"""Paths under hostile neighbours (docs/security.md: files are hostile data, the path rules).
 
 Object keys that would leave the local copy are refused before anything is written (a real S3
 API on loopback holds them); a symlink planted at the mirror root, on a run's mirror path, at a

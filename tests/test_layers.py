@@ -1,5 +1,5 @@
-"""The layering of DESIGN.md, enforced: imports between the top-level packages go only in the
-allowed directions, and no module imports itself through a chain of others (no cycles).
+"""The layering of docs/architecture.md, enforced: imports between the top-level packages go
+only in the allowed directions, and no module imports itself through a chain of others (no cycles).
 Imports inside functions count too: a lazy import is still a dependency; the block under
 ``if __name__ == "__main__":`` does not (it runs only when the file is the script, as
 ``rlgen.py`` is under ``ray submit``, where it hands over to the command line).

@@ -1,6 +1,6 @@
 """Metric names, defined once: TensorBoard tags, result.json keys, tests and benchmarks."""
 
-# result.json keys (DESIGN contract, RL jobs).
+# result.json keys (the outputs contract in the README, RL jobs).
 ALGORITHM = "algorithm"
 ENV = "env"
 ENV_STEPS = "env_steps"
