@@ -32,29 +32,12 @@ def load_policy(checkpoint: str | Path, *, env_module: str | None = None) -> tup
     import logging
 
     from algorithms.configure import RLRunSpec, build_config
-    from envs import make_env, module_permitted, permit_env_module
-    from envs.ids import env_module as env_module_of
+    from envs import make_env
     from runkit.weights import BadWeights, load_checked
 
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     ckpt = find_checkpoint(checkpoint).resolve()
-    spec = read_json(ckpt / STATE_FILE).get("spec")
-    if not isinstance(spec, dict) or not isinstance(spec.get("env"), str):
-        raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")
-    if env_module:
-        permit_env_module(env_module)
-    if not module_permitted(spec["env"]):
-        module = str(env_module_of(spec["env"]))
-        raise UserError(
-            f"checkpoint {ckpt}: its env {spec['env'][:80]} is registered by importing "
-            f"{module[:60]}, and rlgen never imports a module a file names; if you trust it, "
-            f"pass --env-module {module[:60]} (rlgen.evaluate(..., env_module=...))"
-        )
-    if not (ckpt / WEIGHTS_FILE).is_file():
-        raise UserError(
-            f"checkpoint {ckpt}: no {WEIGHTS_FILE} (written by an older rlgen); continue the run "
-            "with --resume to write a new checkpoint"
-        )
+    spec = _stored_spec(ckpt, env_module)
     try:
         run_spec = RLRunSpec(**spec)
     except TypeError as exc:
@@ -81,6 +64,32 @@ def load_policy(checkpoint: str | Path, *, env_module: str | None = None) -> tup
         ) from None
     module.eval()
     return module, spec
+
+
+def _stored_spec(ckpt: Path, env_module: str | None) -> dict:
+    """The run spec in a checkpoint's state file, its env's module permitted (by
+    ``env_module``) and its weights file present."""
+    from envs import module_permitted, permit_env_module
+    from envs.ids import env_module as env_module_of
+
+    spec = read_json(ckpt / STATE_FILE).get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("env"), str):
+        raise UserError(f"checkpoint {ckpt}: {STATE_FILE} has no run spec")
+    if env_module:
+        permit_env_module(env_module)
+    if not module_permitted(spec["env"]):
+        module = str(env_module_of(spec["env"]))
+        raise UserError(
+            f"checkpoint {ckpt}: its env {spec['env'][:80]} is registered by importing "
+            f"{module[:60]}, and rlgen never imports a module a file names; if you trust it, "
+            f"pass --env-module {module[:60]} (rlgen.evaluate(..., env_module=...))"
+        )
+    if not (ckpt / WEIGHTS_FILE).is_file():
+        raise UserError(
+            f"checkpoint {ckpt}: no {WEIGHTS_FILE} (written by an older rlgen); continue the run "
+            "with --resume to write a new checkpoint"
+        )
+    return spec
 
 
 def policy_action(module: Any, obs: np.ndarray, space: gym.Space, *, greedy: bool) -> Any:

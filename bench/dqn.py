@@ -94,6 +94,87 @@ def cartpole_rllib(seed: int, time_cap_s: float) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def part_memory(memory_steps: int) -> dict:
+    log("1. replay memory per Atari transition")
+    # Ours is cheap to fill: 10x the transitions, so allocator noise weighs less.
+    ours, rllib = memory_ours(10 * memory_steps), memory_rllib(memory_steps)
+    part = {
+        "ours": ours,
+        "rllib": rllib,
+        "goal_bytes": 7.5 * 1024,
+        "ratio_ours_rss_to_rllib_rss": round(
+            ours["rss_growth_bytes_per_transition"] / rllib["rss_growth_bytes_per_env_step"], 4
+        ),
+    }
+    log(json.dumps(part))
+    return part
+
+
+def part_throughput(seconds: float) -> dict:
+    log("2. Atari training throughput (Breakout, batch 32, 1 update / 4 env steps)")
+    ours = throughput_ours(seconds)
+    log(f"ours: {ours}")
+    limit = throughput_compute_limit()
+    log(f"compute limit: {limit}")
+    rllib = throughput_rllib(seconds)
+    log(f"rllib: {rllib}")
+    ours8 = throughput_ours(seconds, num_envs=8, backend="vector")
+    log(f"ours, 8 envs on the vector backend: {ours8}")
+    limit8 = throughput_compute_limit(num_envs=8)
+    log(f"compute limit, 8 envs: {limit8}")
+    return {
+        "ours": ours,
+        "rllib": rllib,
+        "compute_limit": limit,
+        "ours_over_rllib": round(ours["env_steps_per_s"] / rllib["env_steps_per_s"], 2),
+        "ours_over_limit": round(ours["env_steps_per_s"] / limit["env_steps_per_s"], 3),
+        "ours_8_vector_envs": ours8,
+        "compute_limit_8_envs": limit8,
+        "ours_8_vector_envs_over_limit": round(
+            ours8["env_steps_per_s"] / limit8["env_steps_per_s"], 3
+        ),
+        "goals": {"ours_over_rllib": 10, "ours_over_limit": 0.8},
+    }
+
+
+def part_sampling() -> dict:
+    log("3. sampling throughput of one rollout actor")
+    raw = sampling_raw(3_000)
+    actors = [
+        sampling_actor(3_000, num_envs=1, backend="python"),
+        sampling_actor(4_000, num_envs=8, backend="python"),
+        sampling_actor(8_000, num_envs=8, backend="vector"),
+        sampling_actor(16_000, num_envs=32, backend="vector"),
+    ]
+    for a in actors:
+        a["over_raw"] = round(a["env_steps_per_s"] / raw["env_steps_per_s"], 3)
+    part = {"raw_env_no_policy": raw, "actor": actors, "goal_over_raw": 0.8}
+    log(json.dumps(part))
+    return part
+
+
+def part_cartpole(args: argparse.Namespace, parts: set[str] | list[str], report: dict) -> dict:
+    """Ours (``cartpole``; else our runs already on file in ``report``) and RLlib's."""
+    log("4. CartPole-v1 to a 100-episode mean of 475")
+    torch.set_num_threads(1)  # what our Learner picks for an MLP; RLlib's run gets it too
+    if "cartpole" in parts:
+        ours_runs = [cartpole_ours(seed, 150_000) for seed in range(args.seeds)]
+    else:  # cartpole_rllib: rerun RLlib's side only, next to our runs already on file
+        ours_runs = report["cartpole"]["ours"]
+    log(f"ours: {ours_runs}")
+    rllib_run = cartpole_rllib(0, args.rllib_cartpole_cap_s)
+    log(f"rllib: {rllib_run}")
+    ours_median = float(np.median([r["training_wall_time_s"] for r in ours_runs]))
+    return {
+        "ours": ours_runs,
+        "rllib": rllib_run,
+        "ours_median_wall_time_s": ours_median,
+        "ours_over_rllib_wall_time": round(ours_median / rllib_run["training_wall_time_s"], 3),
+        "goal": 0.3,
+        "note": "RLlib's time is a lower bound when it did not solve within the cap",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
@@ -107,78 +188,16 @@ def main() -> None:
     report, save = open_report(path)
 
     if "memory" in parts:
-        log("1. replay memory per Atari transition")
-        # Ours is cheap to fill: 10x the transitions, so allocator noise weighs less.
-        ours, rllib = memory_ours(10 * args.memory_steps), memory_rllib(args.memory_steps)
-        report["memory"] = {
-            "ours": ours,
-            "rllib": rllib,
-            "goal_bytes": 7.5 * 1024,
-            "ratio_ours_rss_to_rllib_rss": round(
-                ours["rss_growth_bytes_per_transition"] / rllib["rss_growth_bytes_per_env_step"], 4
-            ),
-        }
-        log(json.dumps(report["memory"]))
+        report["memory"] = part_memory(args.memory_steps)
         save()
     if "throughput" in parts:
-        log("2. Atari training throughput (Breakout, batch 32, 1 update / 4 env steps)")
-        ours = throughput_ours(args.seconds)
-        log(f"ours: {ours}")
-        limit = throughput_compute_limit()
-        log(f"compute limit: {limit}")
-        rllib = throughput_rllib(args.seconds)
-        log(f"rllib: {rllib}")
-        ours8 = throughput_ours(args.seconds, num_envs=8, backend="vector")
-        log(f"ours, 8 envs on the vector backend: {ours8}")
-        limit8 = throughput_compute_limit(num_envs=8)
-        log(f"compute limit, 8 envs: {limit8}")
-        report["throughput"] = {
-            "ours": ours,
-            "rllib": rllib,
-            "compute_limit": limit,
-            "ours_over_rllib": round(ours["env_steps_per_s"] / rllib["env_steps_per_s"], 2),
-            "ours_over_limit": round(ours["env_steps_per_s"] / limit["env_steps_per_s"], 3),
-            "ours_8_vector_envs": ours8,
-            "compute_limit_8_envs": limit8,
-            "ours_8_vector_envs_over_limit": round(
-                ours8["env_steps_per_s"] / limit8["env_steps_per_s"], 3
-            ),
-            "goals": {"ours_over_rllib": 10, "ours_over_limit": 0.8},
-        }
+        report["throughput"] = part_throughput(args.seconds)
         save()
     if "sampling" in parts:
-        log("3. sampling throughput of one rollout actor")
-        raw = sampling_raw(3_000)
-        actors = [
-            sampling_actor(3_000, num_envs=1, backend="python"),
-            sampling_actor(4_000, num_envs=8, backend="python"),
-            sampling_actor(8_000, num_envs=8, backend="vector"),
-            sampling_actor(16_000, num_envs=32, backend="vector"),
-        ]
-        for a in actors:
-            a["over_raw"] = round(a["env_steps_per_s"] / raw["env_steps_per_s"], 3)
-        report["sampling"] = {"raw_env_no_policy": raw, "actor": actors, "goal_over_raw": 0.8}
-        log(json.dumps(report["sampling"]))
+        report["sampling"] = part_sampling()
         save()
     if "cartpole" in parts or "cartpole_rllib" in parts:
-        log("4. CartPole-v1 to a 100-episode mean of 475")
-        torch.set_num_threads(1)  # what our Learner picks for an MLP; RLlib's run gets it too
-        if "cartpole" in parts:
-            ours_runs = [cartpole_ours(seed, 150_000) for seed in range(args.seeds)]
-        else:  # cartpole_rllib: rerun RLlib's side only, next to our runs already on file
-            ours_runs = report["cartpole"]["ours"]
-        log(f"ours: {ours_runs}")
-        rllib_run = cartpole_rllib(0, args.rllib_cartpole_cap_s)
-        log(f"rllib: {rllib_run}")
-        ours_median = float(np.median([r["training_wall_time_s"] for r in ours_runs]))
-        report["cartpole"] = {
-            "ours": ours_runs,
-            "rllib": rllib_run,
-            "ours_median_wall_time_s": ours_median,
-            "ours_over_rllib_wall_time": round(ours_median / rllib_run["training_wall_time_s"], 3),
-            "goal": 0.3,
-            "note": "RLlib's time is a lower bound when it did not solve within the cap",
-        }
+        report["cartpole"] = part_cartpole(args, parts, report)
         save()
     log(f"wrote {path}")
 

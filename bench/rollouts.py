@@ -154,6 +154,55 @@ def a2c_rounds(seconds: float, repeats: int) -> list[dict]:
     return rows
 
 
+def part_actor(steps: int, reps: int) -> list[dict]:
+    log("1. one rollout actor vs the bare Atari env")
+    rows = []
+    for backend, num_envs in (("python", 1), ("vector", 8)):
+        for epsilon in (EARLY, LATE):
+            for runner in RUNNERS:
+                rows.append(actor(runner, backend, num_envs, epsilon, steps, reps))
+                log(json.dumps(rows[-1]))
+    return rows
+
+
+def part_dqn_train(seconds: float, threads: int) -> dict:
+    log("3. DQN Breakout training vs the bare compute limit")
+    from dqn_atari_parts import throughput_compute_limit
+
+    # The CartPole parts set one torch thread for their small MLPs (a process-wide
+    # setting); the CNN and its compute limit run with the process's own count.
+    torch.set_num_threads(threads)
+    rows = [
+        training_throughput(r, seconds, "dqn", GAME, warm_steps=1_000, num_envs=1,
+                            epsilon=LATE, learning_starts=1_000, replay_capacity=50_000)
+        for r in RUNNERS
+    ]  # fmt: skip
+    limit = throughput_compute_limit(1)
+    for row in rows:
+        row["ratio_to_compute_limit"] = round(row["env_steps_per_s"] / limit["env_steps_per_s"], 3)
+    part = {"runs": rows, "compute_limit": limit}
+    log(json.dumps(part))
+    return part
+
+
+def part_a2c_475(seeds: int, ppo_seeds: int) -> dict:
+    log("5. A2C CartPole to 475, seeds 0..N-1 (rlgen's runner), next to RLlib's PPO")
+    from a2c import cartpole_ppo, summary
+    from benchkit import cartpole_run
+
+    runs, ppo = [], []
+    for seed in range(seeds):
+        runs.append(cartpole_run("a2c", seed, 300_000))
+        log(json.dumps(runs[-1]))
+    for seed in range(ppo_seeds):
+        ppo.append(cartpole_ppo(seed, 600.0))
+        log(json.dumps(ppo[-1]))
+    return {
+        "rlgen_a2c": {"runs": runs, **summary(runs)},
+        "rllib_ppo_defaults": {"runs": ppo, **summary(ppo)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS[:4]), help="comma-separated parts")
@@ -170,14 +219,7 @@ def main() -> None:
     threads = torch.get_num_threads()
 
     if "actor" in parts:
-        log("1. one rollout actor vs the bare Atari env")
-        rows = []
-        for backend, num_envs in (("python", 1), ("vector", 8)):
-            for epsilon in (EARLY, LATE):
-                for runner in RUNNERS:
-                    rows.append(actor(runner, backend, num_envs, epsilon, args.steps, args.reps))
-                    log(json.dumps(rows[-1]))
-        report["actor"] = rows
+        report["actor"] = part_actor(args.steps, args.reps)
         save()
     if "a2c_round" in parts:
         log("2. A2C CartPole whole rounds, 0 actors, 16 envs x 16 steps")
@@ -185,24 +227,7 @@ def main() -> None:
         log(json.dumps(report["a2c_round"]))
         save()
     if "dqn_train" in parts:
-        log("3. DQN Breakout training vs the bare compute limit")
-        from dqn_atari_parts import throughput_compute_limit
-
-        # The CartPole parts set one torch thread for their small MLPs (a process-wide
-        # setting); the CNN and its compute limit run with the process's own count.
-        torch.set_num_threads(threads)
-        rows = [
-            training_throughput(r, args.seconds, "dqn", GAME, warm_steps=1_000, num_envs=1,
-                                epsilon=LATE, learning_starts=1_000, replay_capacity=50_000)
-            for r in RUNNERS
-        ]  # fmt: skip
-        limit = throughput_compute_limit(1)
-        for row in rows:
-            row["ratio_to_compute_limit"] = round(
-                row["env_steps_per_s"] / limit["env_steps_per_s"], 3
-            )
-        report["dqn_train"] = {"runs": rows, "compute_limit": limit}
-        log(json.dumps(report["dqn_train"]))
+        report["dqn_train"] = part_dqn_train(args.seconds, threads)
         save()
     if "reinforce" in parts:
         log("4. REINFORCE CartPole whole iterations")
@@ -212,21 +237,7 @@ def main() -> None:
         log(json.dumps(report["reinforce"]))
         save()
     if "a2c_475" in parts:
-        log("5. A2C CartPole to 475, seeds 0..N-1 (rlgen's runner), next to RLlib's PPO")
-        from a2c import cartpole_ppo, summary
-        from benchkit import cartpole_run
-
-        runs, ppo = [], []
-        for seed in range(args.seeds):
-            runs.append(cartpole_run("a2c", seed, 300_000))
-            log(json.dumps(runs[-1]))
-        for seed in range(args.ppo_seeds):
-            ppo.append(cartpole_ppo(seed, 600.0))
-            log(json.dumps(ppo[-1]))
-        report["a2c_475"] = {
-            "rlgen_a2c": {"runs": runs, **summary(runs)},
-            "rllib_ppo_defaults": {"runs": ppo, **summary(ppo)},
-        }
+        report["a2c_475"] = part_a2c_475(args.seeds, args.ppo_seeds)
         save()
     log(f"wrote {path}")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from generative.data.image_checks import COLUMNS, image_declared, image_problem, schema_problem
 from runkit.errors import UserError, first_line
 
 SPLITS = ("train", "test")
-COLUMNS = ("image", "height", "width", "channels", "label")
 BINARIZE = ("none", "threshold", "dynamic")
 MNIST5K = "mnist5k"
 MNIST5K_TRAIN = 4_000  # fixed split of the 5,000 digits: 4,000 train, 1,000 test
@@ -67,99 +67,29 @@ def split_path(dataset: str, split: str) -> str:
     return f"{dataset.rstrip('/')}/{split}.parquet"
 
 
-def _schema_problem(schema: Any) -> str | None:
-    """What is wrong with a split file's columns, or None: ``height``, ``width``,
-    ``channels`` (and ``label`` if present) integers; ``image`` bytes or lists of numbers."""
-    import pyarrow as pa
-
-    names = list(schema.names)
-    missing = [c for c in COLUMNS[:4] if c not in names]
-    if missing:
-        return f"missing column(s) {', '.join(missing)}"
-    twice = sorted({c for c in COLUMNS if names.count(c) > 1})
-    if twice:
-        return f"column(s) {', '.join(twice)} appear more than once"
-    for name in (*COLUMNS[1:4], *(["label"] if "label" in names else [])):
-        kind = schema.field(name).type
-        if not pa.types.is_integer(kind):
-            return f"column {name} holds {kind}, not integers"
-    kind = schema.field("image").type
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return None
-    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and (
-        pa.types.is_integer(kind.value_type) or pa.types.is_floating(kind.value_type)
-    ):
-        return None
-    return f"column image holds {kind}, not bytes (or lists of numbers)"
-
-
-def _image_declared(fragments: list[Any]) -> tuple[int, int]:
-    """What the files' metadata says of the ``image`` column: its uncompressed bytes (what
-    reading it inflates to, dictionary pages included) and its count of stored values (a
-    list column's numbers)."""
-    size, values = 0, 0
-    for fragment in fragments:
-        meta = fragment.metadata
-        for g in range(meta.num_row_groups):
-            group = meta.row_group(g)
-            for i in range(group.num_columns):
-                chunk = group.column(i)
-                if chunk.path_in_schema.split(".")[0] == "image":
-                    size += chunk.total_uncompressed_size
-                    values += chunk.num_values
-    return size, values
-
-
-def _image_problem(batch: Any, first_row: int, shape: tuple[int, int, int]) -> str | None:
-    """What is wrong with the images of one batch of rows, or None."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    h, w, c = shape
-    column = batch.column("image")
-    if column.null_count:
-        row = first_row + int(np.flatnonzero(np.asarray(column.is_null()))[0])
-        return f"row {row} has no image (null)"
-    lengths = None
-    if pa.types.is_dictionary(column.type):  # bytes, each distinct value held once
-        lengths_of = pc.fill_null(pc.binary_length(column.dictionary), -1)
-        lengths = pc.take(lengths_of, column.indices)
-    elif pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        lengths = pc.binary_length(column)
-    if lengths is not None:
-        lengths = np.asarray(lengths.to_numpy(zero_copy_only=False))
-        bad = np.flatnonzero(lengths != h * w * c)
-        if len(bad):
-            return (
-                f"row {first_row + int(bad[0])} holds {int(lengths[bad[0]])} bytes, "
-                f"not {h * w * c} (= {h}x{w}x{c} uint8)"
-            )
-        return None
-    # a list of numbers per image: must be finite integers in 0..255
-    lengths = np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False))
-    if np.any(lengths != h * w * c):
-        return f"image lists do not all hold {h}x{w}x{c} values"
-    flat = pc.list_flatten(column)
-    values = np.asarray(flat.to_numpy(zero_copy_only=False), float)
-    if flat.null_count or np.isnan(values).any():
-        return "image values contain NaN or nulls"
-    if len(values) and (values.min() < 0 or values.max() > 255):
-        return "image values must be integers in 0..255"
-    if not np.all(values == np.round(values)):
-        return "image values must be integers in 0..255"
-    return None
-
-
 def check_split(uri: str) -> ImageSpec:
     """Check a split before anything reads its images: its files' columns and types, the row
     count (<= MAX_ROWS), one image shape (H, W <= MAX_SIDE, C = 1 or 3), no nulls, the decoded
     size (<= MAX_SPLIT_BYTES, and what the metadata says the image column inflates to), then
     every image's byte count, a batch of rows at a time. A UserError names the file and the
     problem in one line."""
+    fs, path = _filesystem(uri)
+    dataset, fragments, rows, table = _read_split(uri, fs, path)
+    for name in table.column_names:
+        if table.column(name).null_count:
+            raise UserError(f"dataset {uri}: column {name} has null values")
+    h, w, c = _split_shape(uri, table, rows)
+    _check_declared_size(uri, dataset, fragments, rows, (h, w, c))
+    _check_image_bytes(uri, fs, path, (h, w, c))
+    return ImageSpec(shape=(h, w, c), rows=rows)
+
+
+def _read_split(uri: str, fs, path: str) -> tuple:
+    """The split's dataset, its fragments (each file's columns and types checked), its row
+    count (1..MAX_ROWS) and a table of its shape columns (and labels, if any)."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
-    fs, path = _filesystem(uri)
     try:
         info = fs.get_file_info(path)
         if info.type == 0:  # pyarrow.fs.FileType.NotFound
@@ -167,7 +97,7 @@ def check_split(uri: str) -> ImageSpec:
         dataset = pads.dataset(path, filesystem=fs, format="parquet")
         fragments = list(dataset.get_fragments())
         for fragment in fragments:
-            problem = _schema_problem(fragment.physical_schema)
+            problem = schema_problem(fragment.physical_schema)
             if problem is not None:
                 where = "" if fragment.path == path else f" ({Path(fragment.path).name})"
                 raise UserError(f"dataset {uri}{where}: {problem}")
@@ -182,9 +112,12 @@ def check_split(uri: str) -> ImageSpec:
         raise
     except (OSError, pa.ArrowException) as exc:
         raise UserError(f"dataset {uri}: unreadable Parquet ({first_line(exc)[:200]})") from None
-    for name in table.column_names:
-        if table.column(name).null_count:
-            raise UserError(f"dataset {uri}: column {name} has null values")
+    return dataset, fragments, rows, table
+
+
+def _split_shape(uri: str, table, rows: int) -> tuple[int, int, int]:
+    """The one image shape of the split's rows, within bounds, their decoded size within
+    MAX_SPLIT_BYTES."""
     dims = np.stack([table.column(c).to_numpy() for c in COLUMNS[1:4]], axis=1)
     shapes = {tuple(int(v) for v in row) for row in np.unique(dims, axis=0)}
     if len(shapes) > 1:
@@ -202,9 +135,20 @@ def check_split(uri: str) -> ImageSpec:
             f"dataset {uri}: {rows} images of {h}x{w}x{c} are {size} bytes; a split holds at "
             f"most {MAX_SPLIT_BYTES}"
         )
+    return h, w, c
+
+
+def _check_declared_size(
+    uri: str, dataset, fragments: list, rows: int, shape: tuple[int, int, int]
+) -> None:
+    """What the files' metadata says the image column inflates to, against the images' size."""
+    import pyarrow as pa
+
+    h, w, c = shape
+    size = rows * h * w * c
     kind = dataset.schema.field("image").type
     is_bytes = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-    declared, values = _image_declared(fragments)
+    declared, values = image_declared(fragments)
     if declared > 2 * (1 if is_bytes else 8) * size + 64 * rows + 2**20 or (
         not is_bytes and values > size + rows
     ):
@@ -212,6 +156,14 @@ def check_split(uri: str) -> ImageSpec:
             f"dataset {uri}: the image column inflates to {declared} bytes ({values} values), "
             f"far more than {rows} images of {h}x{w}x{c}"
         )
+
+
+def _check_image_bytes(uri: str, fs, path: str, shape: tuple[int, int, int]) -> None:
+    """Every image's byte count and values, a batch of rows at a time."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    h, w, c = shape
     # Bytes are read as a dictionary: a file whose rows all name one large value (a few bytes
     # each, dictionary-encoded) is not copied out once per row before its lengths are seen.
     options = pads.ParquetReadOptions(dictionary_columns={"image"})
@@ -220,7 +172,7 @@ def check_split(uri: str) -> ImageSpec:
         parquet = pads.ParquetFileFormat(read_options=options)
         images = pads.dataset(path, filesystem=fs, format=parquet)
         for batch in images.to_batches(columns=["image"], batch_size=max(1, 2**24 // (h * w * c))):
-            problem = _image_problem(batch, first, (h, w, c))
+            problem = image_problem(batch, first, (h, w, c))
             if problem is not None:
                 raise UserError(f"dataset {uri}: {problem}")
             first += batch.num_rows
@@ -228,7 +180,6 @@ def check_split(uri: str) -> ImageSpec:
         raise
     except (OSError, pa.ArrowException) as exc:
         raise UserError(f"dataset {uri}: unreadable Parquet ({first_line(exc)[:200]})") from None
-    return ImageSpec(shape=(h, w, c), rows=rows)
 
 
 def check_dataset(dataset: str) -> dict[str, ImageSpec]:
