@@ -9,6 +9,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
+from algorithms import rllib_compat
 from algorithms.a2c.algorithm import A2CConfig
 from algorithms.common import pg_losses as losses
 from algorithms.common.schedules import piecewise_linear, scalar_or_schedule
@@ -39,7 +40,7 @@ def _episodes(n=3, length=10):
 
 
 def _loss(learner, *, vf_coeff):
-    batch = learner._learner_connector(
+    batch = rllib_compat.learner_connector(learner)(
         rl_module=learner.module, batch={}, episodes=_episodes(), metrics=learner.metrics
     )[DEFAULT_MODULE_ID]
     module = learner.module[DEFAULT_MODULE_ID]

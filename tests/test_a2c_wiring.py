@@ -10,6 +10,7 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 
+from algorithms import rllib_compat
 from algorithms.a2c.algorithm import A2CConfig
 from envs import rllib_env_name
 
@@ -103,7 +104,7 @@ def test_atari_preset_with_nature_cnn(ray_local):
         assert 2 * 2 * 5 <= sampled <= 2 * (2 * 5 + 1)
         learner = result["learners"][DEFAULT_MODULE_ID]
         assert np.isfinite(learner["policy_loss"]) and learner["entropy"] > 1.0  # 4 actions
-        module = algo.learner_group._learner.module[DEFAULT_MODULE_ID]
+        module = rllib_compat.local_learner(algo.learner_group).module[DEFAULT_MODULE_ID]
         assert module.image and module.shared and module.vf_torso is None
         assert module.observation_space.shape == (4, 84, 84)
     finally:

@@ -3,6 +3,7 @@
 train -> resume -> eval round trips (REINFORCE's as commands in fresh processes)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,59 @@ def _assert_one_line_error(proc, *needles):
     assert "Traceback" not in proc.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def _assert_resumed_tensorboard(out: Path, r1: dict) -> None:
+    """TensorBoard: the resumed run's curve continues at the env steps where the first stopped;
+    each part ends with the greedy evaluation episode of its last checkpoint, as a GIF."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    import imageio.v2 as imageio
+
+    steps = []
+    for f in files:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        # The greedy evaluation episode of the run's last checkpoint, as a GIF, at the end.
+        [video_event] = acc.Images("eval/video")
+        gif = imageio.mimread(video_event.encoded_image_string, format="GIF")
+        assert 2 <= len(gif) <= 40 and gif[0].shape[:2] == (213, 320)  # 600x400 scaled
+        assert {
+            "episode/return_mean",
+            "learner/policy_loss",
+            "learner/value_loss",
+            "learner/entropy",
+            "learner/grad_norm",
+            "perf/env_steps_per_s",
+        } <= set(acc.Tags()["scalars"])
+        steps.append([e.step for e in acc.Scalars("episode/return_mean")])
+        assert video_event.step == steps[-1][-1]
+    assert steps[0][-1] == r1["env_steps"]
+    assert steps[1][0] > r1["env_steps"]
+
+
+def _greedy_returns(out: Path, seeds: tuple[int, ...]) -> list[float]:
+    """The run's policy played by argmax on CartPole with the env seeds ``seeds``."""
+    import gymnasium as gym
+    import torch
+
+    from algorithms.evaluate import load_policy
+
+    module, _ = load_policy(out)
+    env, returns = gym.make("CartPole-v1"), []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            with torch.no_grad():
+                logits = module.forward_inference({"obs": torch.as_tensor(obs[None])})
+            action = int(logits["action_dist_inputs"].argmax(-1))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, done = total + reward, terminated or truncated
+        returns.append(total)
+    return returns
 
 
 @pytest.mark.parametrize(
@@ -90,36 +144,16 @@ def test_eval_missing_and_corrupt_checkpoints(tmp_path, rlgen_here):
 def test_train_resume_eval_round_trip(tmp_path, rlgen_here):
     out = tmp_path / "run"
     first = run_cli(
-        "train",
-        "reinforce",
-        "--env",
-        "CartPole-v1",
-        "--max-env-steps",
-        "2000",
-        "--checkpoint-every",
-        "2",
-        "--seed",
-        "1",
-        "--video-frames",
-        "40",
-        "--output",
-        str(out),
-    )
+        "train", "reinforce", "--env", "CartPole-v1", "--max-env-steps", "2000",
+        "--checkpoint-every", "2", "--seed", "1", "--video-frames", "40", "--output", str(out),
+    )  # fmt: skip
     assert first.returncode == 0, first.stderr
     r1 = json.loads((out / "result.json").read_text())
     assert r1["env_steps"] >= 2000 and r1["solved"] is False
     assert set(r1) >= {
-        "algorithm",
-        "env",
-        "env_steps",
-        "wall_time_s",
-        "episode_return_mean",
-        "best_episode_return_mean",
-        "solved",
-        "env_steps_per_s",
-        "checkpoint",
-        "tensorboard_dir",
-    }
+        "algorithm", "env", "env_steps", "wall_time_s", "episode_return_mean",
+        "best_episode_return_mean", "solved", "env_steps_per_s", "checkpoint", "tensorboard_dir",
+    }  # fmt: skip
     assert "tensorboard --logdir" in first.stderr
 
     second = run_cli("train", "reinforce", "--resume", str(out), "--max-env-steps", "4000")
@@ -129,39 +163,15 @@ def test_train_resume_eval_round_trip(tmp_path, rlgen_here):
     assert r2["wall_time_s"] > r1["wall_time_s"]
     assert r2["checkpoint"] != r1["checkpoint"]
 
-    # TensorBoard: the resumed run's curve continues at the env steps where the first stopped.
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    files = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
-    assert len(files) == 2
-    import imageio.v2 as imageio
-
-    steps = []
-    for f in files:
-        acc = EventAccumulator(str(f))
-        acc.Reload()
-        # The greedy evaluation episode of the run's last checkpoint, as a GIF, at the end.
-        [video_event] = acc.Images("eval/video")
-        gif = imageio.mimread(video_event.encoded_image_string, format="GIF")
-        assert 2 <= len(gif) <= 40 and gif[0].shape[:2] == (213, 320)  # 600x400 scaled
-        assert {
-            "episode/return_mean",
-            "learner/policy_loss",
-            "learner/value_loss",
-            "learner/entropy",
-            "learner/grad_norm",
-            "perf/env_steps_per_s",
-        } <= set(acc.Tags()["scalars"])
-        steps.append([e.step for e in acc.Scalars("episode/return_mean")])
-        assert video_event.step == steps[-1][-1]
-    assert steps[0][-1] == r1["env_steps"]
-    assert steps[1][0] > r1["env_steps"]
+    _assert_resumed_tensorboard(out, r1)
 
     video = tmp_path / "play.gif"
     ev = run_cli("eval", str(out), "--episodes", "2", "--video", str(video))
     assert ev.returncode == 0, ev.stderr
     report = json.loads(ev.stdout)
     assert report["env"] == "CartPole-v1" and report["episodes"] == 2
+
+    import imageio.v2 as imageio
 
     frames = imageio.mimread(video)
     # Pillow merges identical consecutive frames into one longer GIF frame.
@@ -178,24 +188,9 @@ def test_train_resume_eval_round_trip(tmp_path, rlgen_here):
     again = rlgen_here("eval", str(out), "--episodes", "1", "--video", str(video))
     _assert_one_line_error(again, "already exists")
     # The greedy return is the checkpoint's policy played by argmax on the env seeds 0, 1.
-    import gymnasium as gym
     import numpy as np
-    import torch
 
-    from algorithms.evaluate import load_policy
-
-    module, _ = load_policy(out)
-    env, returns = gym.make("CartPole-v1"), []
-    for seed in (0, 1):
-        obs, _ = env.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            with torch.no_grad():
-                logits = module.forward_inference({"obs": torch.as_tensor(obs[None])})
-            action = int(logits["action_dist_inputs"].argmax(-1))
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total, done = total + reward, terminated or truncated
-        returns.append(total)
+    returns = _greedy_returns(out, seeds=(0, 1))
     assert report["greedy_return_mean"] == pytest.approx(np.mean(returns))
     assert report["greedy_return_std"] == pytest.approx(np.std(returns))
 

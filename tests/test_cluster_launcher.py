@@ -118,6 +118,35 @@ def _cluster_yaml(
     return path
 
 
+def _check_node_and_submit(
+    node_home: Path, token: Path, ports: dict[str, int], config: Path, env: dict[str, str]
+) -> None:
+    """The head `ray up` started: the client's token copied privately, the project uploaded,
+    its jobs API refusing a request without the token; then a run submitted with `ray submit`
+    joins it and finishes."""
+    node_token = node_home / ".ray" / "auth_token"
+    assert node_token.read_text() == token.read_text()
+    assert node_token.stat().st_mode & 0o777 == 0o600
+    assert (node_home / "rlgen" / "rlgen.py").is_file()  # the project as it is here
+    jobs = f"http://127.0.0.1:{ports['dashboard']}/api/jobs/"
+    with pytest.raises(urllib.error.HTTPError) as refused:  # token auth on the head
+        urllib.request.urlopen(jobs, timeout=30)
+    assert refused.value.code == 401
+
+    submitted = ray_cli(
+        "submit", str(config), "rlgen.py", "--", "train", "reinforce", "--env",
+        "CartPole-v1", "--max-env-steps", "1500", "--output", "~/runs/launcher", env=env,
+        timeout=600,
+    )  # fmt: skip
+    log = submitted.stdout + submitted.stderr
+    assert submitted.returncode == 0, log[-4000:]
+    # It joined the head `ray up` started (found through the node's RAY_TMPDIR).
+    assert "Ray cluster at" in log and f":{ports['gcs']}: 1 node(s)" in log
+    result = json.loads((node_home / "runs" / "launcher" / "result.json").read_text())
+    assert result["algorithm"] == "reinforce" and result["env_steps"] >= 1500
+    assert (node_home / "rlgen.py").is_file()  # what `ray submit` uploaded
+
+
 @pytest.mark.cluster
 def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path: Path) -> None:
     missing = require_tools(*SSH_TOOLS)
@@ -152,27 +181,7 @@ def test_ray_up_submit_down_over_ssh_on_loopback(tmp_path: Path) -> None:
             assert calls.exists() and "start --head" in calls.read_text(), (
                 "`ray up` did not start the head through the test's `ray` (the node's PATH)"
             )
-            node_token = node_home / ".ray" / "auth_token"
-            assert node_token.read_text() == token.read_text()
-            assert node_token.stat().st_mode & 0o777 == 0o600
-            assert (node_home / "rlgen" / "rlgen.py").is_file()  # the project as it is here
-            jobs = f"http://127.0.0.1:{ports['dashboard']}/api/jobs/"
-            with pytest.raises(urllib.error.HTTPError) as refused:  # token auth on the head
-                urllib.request.urlopen(jobs, timeout=30)
-            assert refused.value.code == 401
-
-            submitted = ray_cli(
-                "submit", str(config), "rlgen.py", "--", "train", "reinforce", "--env",
-                "CartPole-v1", "--max-env-steps", "1500", "--output", "~/runs/launcher", env=env,
-                timeout=600,
-            )  # fmt: skip
-            log = submitted.stdout + submitted.stderr
-            assert submitted.returncode == 0, log[-4000:]
-            # It joined the head `ray up` started (found through the node's RAY_TMPDIR).
-            assert "Ray cluster at" in log and f":{ports['gcs']}: 1 node(s)" in log
-            result = json.loads((node_home / "runs" / "launcher" / "result.json").read_text())
-            assert result["algorithm"] == "reinforce" and result["env_steps"] >= 1500
-            assert (node_home / "rlgen.py").is_file()  # what `ray submit` uploaded
+            _check_node_and_submit(node_home, token, ports, config, env)
         finally:
             # `ray down` only where the node's `ray` is known to be the test's: the real
             # `ray stop` would end every Ray process on this machine.

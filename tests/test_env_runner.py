@@ -13,6 +13,7 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 
+from algorithms import rllib_compat
 from algorithms.configure import RLRunSpec, build_config
 
 ATARI = "ALE/Breakout-v5"
@@ -180,7 +181,7 @@ def test_local_sampling_gets_the_learners_new_weights(ray_local, algorithm):
                      num_envs_per_env_runner=2, seed=3)  # fmt: skip
     algo = build_config(spec).build_algo()
     try:
-        runner, learner = algo.env_runner, algo.learner_group._learner
+        runner, learner = algo.env_runner, rllib_compat.local_learner(algo.learner_group)
         before = {k: v.clone() for k, v in runner.module.state_dict().items()}
         for _ in range(2):
             algo.train()
@@ -189,7 +190,8 @@ def test_local_sampling_gets_the_learners_new_weights(ray_local, algorithm):
             assert target and set(target) <= set(source)
             for key, tensor in target.items():
                 torch.testing.assert_close(tensor, source[key], rtol=0, atol=0)
-            assert runner._weights_seq_no == learner._weights_seq_no  # DQN steps its own: 0
+            # DQN steps its own: 0
+            assert rllib_compat.weights_seq_no(runner) == rllib_compat.weights_seq_no(learner)
         assert any(not torch.equal(before[k], v) for k, v in runner.module.state_dict().items())
     finally:
         algo.stop()

@@ -40,6 +40,21 @@ def _check_samples(grid, n):
     return tiles
 
 
+def _assert_tensorboard_grids(out, written: dict) -> None:
+    """The epoch's test NLL and grids in TensorBoard, each grid the PNG written, pixel for
+    pixel."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [events] = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert {"images/samples", "images/completions"} <= set(acc.Tags()["images"])
+    assert "test/test_nll_nats" in acc.Tags()["scalars"]
+    for name in _GRIDS:
+        shown = pngs.tensorboard_images(events, f"images/{name}")
+        assert list(shown) == [1] and np.array_equal(shown[1], written[name]), name
+
+
 def test_two_workers_sample_complete_and_resume(tmp_path):
     data = _small_dataset(tmp_path / "digits", n_train=128, n_test=32)
     out = tmp_path / "run"
@@ -69,16 +84,7 @@ def test_two_workers_sample_complete_and_resume(tmp_path):
     _check_samples(written["samples"], 4)
     _check_completions(written["completions"], 4, x_test[:4])
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    [events] = list((out / "tensorboard").glob("events.out.tfevents.*"))
-    acc = EventAccumulator(str(events))
-    acc.Reload()
-    assert {"images/samples", "images/completions"} <= set(acc.Tags()["images"])
-    assert "test/test_nll_nats" in acc.Tags()["scalars"]
-    for name in _GRIDS:
-        shown = pngs.tensorboard_images(events, f"images/{name}")
-        assert list(shown) == [1] and np.array_equal(shown[1], written[name]), name
+    _assert_tensorboard_grids(out, written)
 
     grid, completions = tmp_path / "grid.png", tmp_path / "completions.png"
     proc = run_cli("sample", str(out), "--n", "4", "--out", str(grid))

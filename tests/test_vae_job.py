@@ -64,6 +64,41 @@ def test_grid_pngs_keep_every_tile_and_colour_plane(tmp_path):
     assert np.array_equal(tiles, grey[:, 0])
 
 
+def _assert_recomputed_metrics(m: dict, model, x_test) -> None:
+    """The KL term exactly; the K = 5 importance-weighted NLL within Monte Carlo error of 30
+    fresh estimates."""
+    from generative.vae import losses
+
+    with torch.no_grad():
+        kl = losses.gaussian_kl(*model.encode(x_test))
+    assert m["test_kl_nats"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    estimates = []
+    for seed in range(30):
+        torch.manual_seed(seed)
+        estimates.append(float(model.importance_weighted_nll(x_test, 5).mean()))
+    spread = float(np.std(estimates, ddof=1))
+    assert abs(m["test_nll_nats"] - float(np.mean(estimates))) < 6 * spread + 1e-4
+
+
+def _assert_tensorboard_grids(out, written: dict) -> None:
+    """The epoch's figures and grids in TensorBoard, each grid the PNG written, pixel for
+    pixel."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [events] = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert {"test/test_nll_nats", "test/test_bits_per_dim", "train/train_loss"} <= set(
+        acc.Tags()["scalars"]
+    )
+    assert {"images/samples", "images/reconstructions", "images/interpolation"} <= set(
+        acc.Tags()["images"]
+    )
+    for name in _VAE_GRIDS:
+        shown = pngs.tensorboard_images(events, f"images/{name}")
+        assert list(shown) == [1] and np.array_equal(shown[1], written[name]), name
+
+
 def test_two_workers_checkpoint_sample_and_resume(tmp_path, rlgen_here):
     data = _small_dataset(tmp_path / "digits")
     out = tmp_path / "run"
@@ -86,20 +121,11 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path, rlgen_here):
     # training job does): the KL term exactly; the K = 5 importance-weighted NLL, a random
     # estimate, within Monte Carlo error of 30 fresh estimates.
     from generative.checkpoints import load_model
-    from generative.vae import losses
 
     _, cfg, model = load_model(out)
     x_test = _binarized_test_images(data, cfg)
-    with torch.no_grad():
-        kl = losses.gaussian_kl(*model.encode(x_test))
-    assert m["test_kl_nats"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    _assert_recomputed_metrics(m, model, x_test)
     assert cfg.iw_samples == 5
-    estimates = []
-    for seed in range(30):
-        torch.manual_seed(seed)
-        estimates.append(float(model.importance_weighted_nll(x_test, 5).mean()))
-    spread = float(np.std(estimates, ddof=1))
-    assert abs(m["test_nll_nats"] - float(np.mean(estimates))) < 6 * spread + 1e-4
     # The epoch's grids: grid_n = 16 prior samples (4 x 4); the first 8 test images each
     # followed by its reconstruction; 8 rows of 8 along a latent line between test images.
     # Each PNG is the grid TensorBoard shows for the epoch, pixel for pixel.
@@ -110,20 +136,7 @@ def test_two_workers_checkpoint_sample_and_resume(tmp_path, rlgen_here):
     assert np.array_equal(pairs[0::2], pngs.as_pixels(x_test[:8]))
     pngs.check_grid(written["interpolation"], 64)
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    [events] = list((out / "tensorboard").glob("events.out.tfevents.*"))
-    acc = EventAccumulator(str(events))
-    acc.Reload()
-    assert {"test/test_nll_nats", "test/test_bits_per_dim", "train/train_loss"} <= set(
-        acc.Tags()["scalars"]
-    )
-    assert {"images/samples", "images/reconstructions", "images/interpolation"} <= set(
-        acc.Tags()["images"]
-    )
-    for name in _VAE_GRIDS:
-        shown = pngs.tensorboard_images(events, f"images/{name}")
-        assert list(shown) == [1] and np.array_equal(shown[1], written[name]), name
+    _assert_tensorboard_grids(out, written)
 
     grid = tmp_path / "grid.png"
     proc = run_cli("sample", str(out), "--n", "9", "--out", str(grid))
