@@ -94,9 +94,9 @@ class RLKind(JobKind):
         from envs import permit_env_module
 
         permit_env_module(target)  # the experiment's env, named by its author as `train`'s is
-        spec = RLRunSpec(algorithm=job, env=target, overrides=overrides, seed=seed)
-        spec.fill_defaults()
-        return build_config(spec)
+        return build_config(
+            RLRunSpec(algorithm=job, env=target, overrides=overrides, seed=seed), frozen=True
+        )
 
     def trial_resources(
         self, job: str, target: str, fixed: dict[str, Any], config: Any, num_workers: int
@@ -107,6 +107,7 @@ class RLKind(JobKind):
         from algorithms.run_loop import use_gpu_learner_if_present
 
         # The fixed keys are every trial's overrides: a fixed num_gpus_per_learner is kept.
+        config = config.copy(copy_frozen=False)  # the checked config stays as built
         use_gpu_learner_if_present(config, RLRunSpec(algorithm=job, env=target, overrides=fixed))
         pgf = config.algo_class.default_resource_request(config)
         return pgf, dict(pgf.required_resources)

@@ -25,6 +25,7 @@ from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 import rlgen
 import rlgen_cli
 import tune_configs
+from algorithms import ALGORITHMS
 from algorithms.reinforce.algorithm import ReinforceConfig
 from generative.vae.config import VAEConfig
 from tests.conftest import ROOT, files_holding
@@ -83,15 +84,20 @@ def test_every_experiment_builds_its_tuner(tmp_path, ray_local):
         assert "Expect" in exp.doc, f"{name}: its docstring states what result to expect"
         tuner = build_tuner(exp, tmp_path / name)  # every candidate value is checked here
         tc = tuner._local_tuner._tune_config
-        assert (tc.metric, tc.mode) == (exp.metric, exp.mode)
         assert tc.num_samples == exp.num_samples
         expected = PopulationBasedTraining if "atari" in name else ASHAScheduler
         assert type(tc.scheduler) is expected, name
+        if expected is PopulationBasedTraining:  # it compares how good trials are now
+            assert (tc.metric, tc.mode) == (None, None)
+            assert tc.scheduler._metric == exp.kind.live_metric == "episode_return_mean"
+            assert tc.scheduler._mode == exp.mode
+        else:  # ASHA and the ranking: the experiment's metric
+            assert (tc.metric, tc.mode) == (exp.metric, exp.mode)
         assert set(tuner._local_tuner._param_space) == set(exp.searched) != set(), name
         # By default as many trials at once as the local cluster's CPUs hold: an RL trial
         # occupies what RLlib asks for it, a generative one its Train workers and a CPU for
         # Ray Data's reads.
-        if exp.is_rl:
+        if exp.job in ALGORITHMS:
             per_trial = tuner._local_tuner._trainable._resources.required_resources["CPU"]
         else:
             per_trial = exp.num_workers + 1
