@@ -213,7 +213,7 @@ def _set_env(config: Any, spec: RLRunSpec, env_spec: Any) -> None:
         raise UserError(f"--set {exc}") from None
     if env_config.get("backend") == "vector":
         config.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
-    config.environment(rllib_env_name(spec.env), env_config=env_config)
+    config.environment(rllib_env_name(spec.env, checked=True), env_config=env_config)
     obs_space, act_space = env_spaces(spec.env, env_config, env_spec)
     if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise UserError(f"--env {spec.env}: action space {act_space} is not Discrete or Box")

@@ -95,11 +95,13 @@ def has_vector_backend(env_id: str) -> bool:
     return spec.vector_entry_point is not None
 
 
-def rllib_env_name(env_id: str) -> str:
-    """Register ``env_id`` with Ray Tune / RLlib as ``rlgen/<env_id>`` and return that name."""
+def rllib_env_name(env_id: str, *, checked: bool = False) -> str:
+    """Register ``env_id`` with Ray Tune / RLlib as ``rlgen/<env_id>`` and return that name;
+    ``checked``: the caller has just checked the id (``check_env_id``)."""
     from ray.tune.registry import register_env
 
-    check_env_id(env_id)
+    if not checked:
+        check_env_id(env_id)
     name = PREFIX + env_id
     register_env(name, lambda cfg, env_id=env_id: make_env({**cfg, "env_id": env_id}))
     return name
