@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from runkit import cluster
+from tests.faultkit import alive
 
 
 @pytest.fixture
@@ -25,14 +26,6 @@ def ray_stopped(ray_local, monkeypatch):
     ray_local.shutdown()
     yield ray_local
     ray_local.shutdown()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_start_ray_gave_up_on_is_cleaned_up_and_made_again(ray_stopped, monkeypatch, capsys):
@@ -55,7 +48,7 @@ def test_a_start_ray_gave_up_on_is_cleaned_up_and_made_again(ray_stopped, monkey
     cluster.connect()
     assert len(calls) == 2 and calls[0] == calls[1]
     assert ray.is_initialized()
-    assert not _alive(leftovers[0].pid)
+    assert not alive(leftovers[0].pid)
     assert "Ray did not start in time" in capsys.readouterr().err
 
 

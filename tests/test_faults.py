@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import fault_envs as fe
-from tests.faultkit import ENV, RL_FAST, tensorboard_values
+from tests.faultkit import ENV, RL_FAST, alive, tensorboard_values
 
 # Rollout actors are processes of the test session's Ray instance, which took this process's
 # environment when it started: so the variable naming the envs' fault directory is set here, at
@@ -50,14 +50,6 @@ def _runner_pids(fault_dir: Path) -> set[int]:
     return pids - {os.getpid()}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "dqn"])
 def test_rollout_actor_failures_are_survived(algorithm, fault_dir, ray_local, tmp_path):
     """Three faults in one run with 2 rollout actors: an env raises mid-game, an actor process
@@ -79,7 +71,7 @@ def test_rollout_actor_failures_are_survived(algorithm, fault_dir, ray_local, tm
             fe.arm(fault_dir, "kill", 10)
             phase["n"] = 2
         elif phase["n"] == 2 and len(pids) >= 4:
-            victim = max(pid for pid in pids if _alive(pid))
+            victim = max(pid for pid in pids if alive(pid))
             os.kill(victim, signal.SIGKILL)
             phase["n"] = 3
         elif phase["n"] == 3 and len(pids) >= 5:
