@@ -1,6 +1,6 @@
-"""The faults the fault tests inject into Ray Train workers (``tests/test_faults.py``), behind
-one hook that the worker loop calls at three named points of an epoch. A real run's hook
-(``FAULT_DIR_ENV`` unset) does nothing at any of them.
+"""The faults the fault tests inject into Ray Train workers (``tests/test_faults_kills.py``,
+``tests/test_faults_values.py``), behind one hook that the worker loop calls at three named
+points of an epoch. A real run's hook (``FAULT_DIR_ENV`` unset) does nothing at any of them.
 
 The tests arm a fault by creating, in the directory ``FAULT_DIR_ENV`` names, a file named
 ``<kind>-rank<R>-epoch<E>-batch<B>``: at batch B (from 0) of epoch E (from 1) the worker of rank

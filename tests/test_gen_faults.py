@@ -1,7 +1,7 @@
 """The fault hook of the Train workers' loop (``generative/faults.py``) at its three points:
 nothing without the tests' variable; with it, each armed fault of this rank fires at its epoch
 and batch, once (a retry finds it claimed). The real runs with faults are in
-``tests/test_faults.py``."""
+``tests/test_faults_kills.py`` and ``tests/test_faults_values.py``."""
 
 from __future__ import annotations
 
