@@ -28,7 +28,7 @@ import jobs
 from runkit import cluster, storage
 from runkit.checks import check_range, check_seed
 from runkit.errors import RunFailed, UserError
-from runkit.jobkind import JobKind
+from runkit.jobkind import JobKind, RunRequest
 from runkit.results import (
     EvalResult,
     GenerativeResult,
@@ -102,17 +102,12 @@ def train(
     merged = {**merge_overrides(None if config is None else str(config), None), **(overrides or {})}
     kind.precheck(job, merged)  # bad keys and values, before RLlib, torch or Ray load
     cluster.join_if_addressed()
-    args = {**{k: given[k] for k in kind.own_args if k != kind.target_arg}, "seed": seed}
-
-    def run(out: str | Path | None, report: OnReport | None, storage: str | None = None) -> Any:
-        return kind.train(
-            job, target=given[kind.target_arg], overrides=merged, args=args, output=out,
-            resume=bool(resume), on_report=report, storage=storage,
-        )  # fmt: skip
-
-    if not storage.is_uri(output):
-        return run(output, on_report)
-    return _run_at_uri(str(output), kind, run, resume=bool(resume), on_report=on_report)
+    run = RunRequest(
+        job=job, target=given[kind.target_arg], overrides=merged, output=output,
+        args={**{k: given[k] for k in kind.own_args if k != kind.target_arg}, "seed": seed},
+        resume=bool(resume), on_report=on_report,
+    )  # fmt: skip
+    return kind.train(run) if not storage.is_uri(output) else _run_at_uri(kind, run)
 
 
 def _check_train_args(job: str, kind: JobKind, given: dict[str, Any], seed: int | None) -> None:
@@ -128,20 +123,19 @@ def _check_train_args(job: str, kind: JobKind, given: dict[str, Any], seed: int 
             _as_user_error(check_range, f"--{name.replace('_', '-')}", given[name])  # finite
 
 
-def _run_at_uri(
-    uri: str, kind: JobKind, run: Callable[..., Any], *, resume: bool, on_report: OnReport | None
-) -> Any:
-    """``run`` in a local working copy mirrored to ``uri``, copied up after the reports the
-    job's kind says change it."""
+def _run_at_uri(kind: JobKind, run: RunRequest) -> Any:
+    """``run`` in a local working copy mirrored to its ``output`` URI, copied up after the
+    reports the job's kind says change it."""
+    uri = str(run.output)
 
     def run_mirrored(local: Path, sync: Callable[[bool], None]) -> Any:
         def report(r: Report) -> bool | None:
             sync(kind.syncs_after(r))
-            return None if on_report is None else on_report(r)
+            return None if run.on_report is None else run.on_report(r)
 
-        return run(local, report, uri)
+        return kind.train(run.at(local, report, uri))
 
-    return storage.run_at_uri(uri, resume=resume, run=run_mirrored)
+    return storage.run_at_uri(uri, resume=run.resume, run=run_mirrored)
 
 
 def evaluate(

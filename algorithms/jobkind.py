@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from algorithms import ALGORITHMS
-from runkit.jobkind import JobKind
-from runkit.results import OnReport, Report, RLResult
+from runkit.jobkind import JobKind, RunRequest
+from runkit.results import Report, RLResult
 from runkit.rundir import RESULT_FILE, read_json, write_json_atomic
 from runkit.trials import EXPLOIT_DIR, ORIGIN_FILE, TrialSetup, log_line
 
@@ -47,24 +47,12 @@ class RLKind(JobKind):
 
         return describe(job)
 
-    def train(
-        self,
-        job: str,
-        *,
-        target: str | None,
-        overrides: dict[str, Any],
-        args: dict[str, Any],
-        output: str | Path | None,
-        resume: bool,
-        on_report: OnReport | None,
-        storage: str | None,
-    ) -> RLResult:
+    def train(self, run: RunRequest) -> RLResult:
         from algorithms.run_loop import train
 
-        limits = {k: v for k, v in args.items() if k != "env"}
         return train(
-            job, env=target, overrides=overrides, output=output, resume=resume,
-            on_report=on_report, **limits,
+            run.job, env=run.target, overrides=run.overrides, output=run.output,
+            resume=run.resume, on_report=run.on_report, **run.args,
         )  # fmt: skip
 
     def syncs_after(self, report: Report) -> bool:
@@ -143,8 +131,9 @@ class RLKind(JobKind):
         held: list[Report] = []
 
         def report(rep: Report) -> bool:
-            if rep.last:  # reported once the run is complete (below)
-                held.append(rep)
+            if rep.last:  # reported once the run is complete (below); its curve kept before
+                held.append(rep)  # result.json is written (a finished trial reports it again)
+                write_json_atomic(run_dir / CURVE_FILE, {CURVE_METRIC: curve.final_after(rep)})
             else:
                 _report(rep, trial_id, curve)
             return False
@@ -156,9 +145,7 @@ class RLKind(JobKind):
             **setup.limits,
         )  # fmt: skip
         if held:
-            final = held[-1]
-            write_json_atomic(run_dir / CURVE_FILE, {CURVE_METRIC: curve.final_after(final)})
-            _report(final, trial_id, curve)
+            _report(held[-1], trial_id, curve)
 
     def finished_metrics(self, run_dir: Path) -> dict[str, Any]:
         result = read_json(run_dir / RESULT_FILE)

@@ -9,8 +9,8 @@ from typing import Any
 
 from generative import MODELS
 from runkit import cluster
-from runkit.jobkind import JobKind
-from runkit.results import GenerativeResult, OnReport, Report
+from runkit.jobkind import JobKind, RunRequest
+from runkit.results import GenerativeResult, Report
 from runkit.rundir import RESULT_FILE, RUN_FILE, read_json
 from runkit.trials import TrialSetup, log_line
 
@@ -34,24 +34,12 @@ class GenerativeKind(JobKind):
 
         return describe(job)
 
-    def train(
-        self,
-        job: str,
-        *,
-        target: str | None,
-        overrides: dict[str, Any],
-        args: dict[str, Any],
-        output: str | Path | None,
-        resume: bool,
-        on_report: OnReport | None,
-        storage: str | None,
-    ) -> GenerativeResult:
+    def train(self, run: RunRequest) -> GenerativeResult:
         from generative.run_loop import train
 
-        given = {k: v for k, v in args.items() if k != "dataset"}
         return train(
-            job, dataset=target, overrides=overrides, output=output, resume=resume,
-            on_report=on_report, storage=storage, **given,
+            run.job, dataset=run.target, overrides=run.overrides, output=run.output,
+            resume=run.resume, on_report=run.on_report, storage=run.storage, **run.args,
         )  # fmt: skip
 
     def syncs_after(self, report: Report) -> bool:

@@ -13,12 +13,31 @@ bad input is refused, which must not wait for torch, RLlib or Ray.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from runkit import keytable
 from runkit.results import OnReport, Report
 from runkit.trials import TrialSetup
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run, as the API asks a kind of job for it."""
+
+    job: str
+    target: str | None  # what it learns from: the env id or dataset (None on --resume)
+    overrides: dict[str, Any]  # config keys
+    args: dict[str, Any]  # the kind's other ``own_args`` and ``seed``, None where not given
+    output: str | Path | None
+    resume: bool
+    on_report: OnReport | None
+    storage: str | None = None  # the URI the run is stored at (``output``: its local copy)
+
+    def at(self, output: Path, on_report: OnReport, storage: str) -> RunRequest:
+        """The same run in a local working copy of ``storage``."""
+        return replace(self, output=output, on_report=on_report, storage=storage)
 
 
 class JobKind(abc.ABC):
@@ -49,20 +68,8 @@ class JobKind(abc.ABC):
         """The job's key table (keys, defaults, rules, meanings) from its config class."""
 
     @abc.abstractmethod
-    def train(
-        self,
-        job: str,
-        *,
-        target: str | None,
-        overrides: dict[str, Any],
-        args: dict[str, Any],
-        output: str | Path | None,
-        resume: bool,
-        on_report: OnReport | None,
-        storage: str | None,
-    ) -> Any:
-        """One run (``args``: the kind's ``own_args`` and ``seed``, None where not given);
-        returns its result, also written as result.json."""
+    def train(self, run: RunRequest) -> Any:
+        """One run; returns its result, also written as result.json."""
 
     @abc.abstractmethod
     def syncs_after(self, report: Report) -> bool:
