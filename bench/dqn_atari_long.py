@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def main() -> None:
         overrides=merge_overrides(None, args.set),
         num_envs_per_env_runner=args.num_envs,
         seed=args.seed,
-        stop_reward=float("inf"),  # run the whole budget
+        stop_reward=sys.float_info.max,  # run the whole budget (a finite number, as required)
         max_env_steps=args.env_steps,
         checkpoint_every=50,
         output=run_dir,

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from algorithms.checkpoints import STATE_FILE
+from algorithms.checkpoints import STATE_FILE, WEIGHTS_FILE, save_policy_weights
 from algorithms.common import pg_losses as losses
 from algorithms.common import returns as mc
 from algorithms.evaluate import policy_action
@@ -93,7 +93,9 @@ def reference_policy(target_return: float, seed: int) -> torch.nn.Module:
             pass
         ckpt = OUT / "variance_checkpoint"
         algo.save_to_path(str(ckpt))
-        (ckpt / STATE_FILE).write_text(json.dumps({"spec": {"env": ENV}, "state": {}}))
+        save_policy_weights(algo, ckpt / WEIGHTS_FILE)  # what load_policy reads back
+        spec = {"algorithm": "reinforce", "env": ENV}
+        (ckpt / STATE_FILE).write_text(json.dumps({"spec": spec, "state": {}}))
     finally:
         algo.stop()
     module, _ = load_policy(ckpt)
