@@ -128,14 +128,16 @@ class RLKind(JobKind):
                 shutil.rmtree(run_dir)
             log_line(run_dir, f"fresh start with {overrides}")
         curve = ReturnCurve(setup.limits.get("max_env_steps"))
-        held: list[Report] = []
+        held: list[tuple[Report, float]] = []
 
         def report(rep: Report) -> bool:
-            if rep.last:  # reported once the run is complete (below); its curve kept before
-                held.append(rep)  # result.json is written (a finished trial reports it again)
-                write_json_atomic(run_dir / CURVE_FILE, {CURVE_METRIC: curve.final_after(rep)})
+            if rep.last:  # reported once the run is complete (below); its value kept before
+                final = curve.final_after(rep)  # result.json is written (a finished trial
+                write_json_atomic(run_dir / CURVE_FILE, {CURVE_METRIC: final})  # reports it)
+                held.append((rep, final))
             else:
-                _report(rep, trial_id, curve)
+                steps, ret = rep.metrics["env_steps"], rep.metrics["episode_return_mean"]
+                _report(rep, curve.add(int(steps), float(ret)), trial_id)
             return False
 
         run_loop.train(
@@ -145,7 +147,7 @@ class RLKind(JobKind):
             **setup.limits,
         )  # fmt: skip
         if held:
-            _report(held[-1], trial_id, curve)
+            _report(*held[-1], trial_id=trial_id)
 
     def finished_metrics(self, run_dir: Path) -> dict[str, Any]:
         result = read_json(run_dir / RESULT_FILE)
@@ -203,16 +205,11 @@ def _exploited(run_dir: Path, trial_id: str) -> tuple[Path | None, str | None]:
     return start_from, origin
 
 
-def _report(rep: Report, trial_id: str, curve: ReturnCurve) -> None:
+def _report(rep: Report, curve_value: float, trial_id: str) -> None:
+    """The run's report to Tune, with the trial's ranking value and its checkpoint."""
     from ray import tune
 
-    metrics = dict(rep.metrics)
-    if rep.last:
-        metrics[CURVE_METRIC] = curve.final()  # added by final_after
-    else:
-        metrics[CURVE_METRIC] = curve.add(
-            int(metrics["env_steps"]), float(metrics["episode_return_mean"])
-        )
+    metrics = {**rep.metrics, CURVE_METRIC: curve_value}
     checkpoint = None
     if rep.checkpoint is not None:
         write_json_atomic(Path(rep.checkpoint) / ORIGIN_FILE, {"trial_id": trial_id})
