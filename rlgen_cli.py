@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """The ``rlgen`` command: ``main``, then the exit handlers a normal exit runs (Ray's
-    shutdown, temporary files, log handlers), then the process ends without Python's module
-    teardown, which with torch and RLlib loaded takes seconds and writes nothing."""
+    shutdown, temporary files, log handlers), then the processes of a Ray instance it started
+    are ended and the process ends without Python's module teardown, which with torch and
+    RLlib loaded takes seconds and writes nothing."""
     import atexit
 
     code = main()
@@ -178,6 +179,7 @@ def cli() -> None:
             stream.flush()
         except (OSError, ValueError):  # a reader that went away, a stream already closed
             pass
+    cluster.end_started_instance()
     os._exit(code)
 
 

@@ -88,9 +88,8 @@ _started_here = False
 
 def leave_before_exit() -> None:
     """At the end of the ``rlgen`` command: disconnect from a cluster this process joined; an
-    instance it started is left to end with it. Ray ties the processes it starts to their
-    parent (the kernel's parent-death signal on Linux, its reaper process elsewhere), so they
-    end with this process without Ray's graceful stop, which waits on each in turn."""
+    instance it started is left running for ``end_started_instance``, without Ray's graceful
+    stop, which waits on each of its processes in turn."""
     import atexit
 
     ray = sys.modules.get("ray")
@@ -102,9 +101,19 @@ def leave_before_exit() -> None:
         ray.shutdown()
 
 
-def _children() -> set[int]:
-    """This process's child processes (from /proc; an empty set where there is none)."""
-    me, found = str(os.getpid()), set()
+def end_started_instance() -> None:
+    """The last step of the ``rlgen`` command, right before the process ends: kill every
+    process of the Ray instance it started (the GCS, the raylet, their workers and agents:
+    this process's descendants). Left to the kernel's parent-death signal, Ray's agents
+    outlive the command by a minute, using CPU; done earlier, this process's Ray client would
+    notice the GCS gone and end the process itself."""
+    if _started_here:
+        _kill(_descendants())
+
+
+def _parents() -> dict[int, int]:
+    """Each process's parent, from /proc (empty where there is none)."""
+    parents = {}
     for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
         if not entry.name.isdigit():
             continue
@@ -113,8 +122,23 @@ def _children() -> set[int]:
                 fields = f.read().rpartition(")")[2].split()
         except OSError:  # it ended meanwhile
             continue
-        if len(fields) > 1 and fields[1] == me:
-            found.add(int(entry.name))
+        if len(fields) > 1 and fields[1].isdigit():
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _children() -> set[int]:
+    """This process's child processes."""
+    me = os.getpid()
+    return {pid for pid, parent in _parents().items() if parent == me}
+
+
+def _descendants() -> set[int]:
+    """This process's children, their children, and so on."""
+    parents, found, frontier = _parents(), set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
     return found
 
 
