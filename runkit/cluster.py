@@ -135,7 +135,8 @@ def _children() -> set[int]:
 
 def _descendants() -> set[int]:
     """This process's children, their children, and so on."""
-    parents, found, frontier = _parents(), set(), {os.getpid()}
+    parents, frontier = _parents(), {os.getpid()}
+    found: set[int] = set()
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
