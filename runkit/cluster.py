@@ -102,13 +102,19 @@ def leave_before_exit() -> None:
 
 
 def end_started_instance() -> None:
-    """The last step of the ``rlgen`` command, right before the process ends: kill every
-    process of the Ray instance it started (the GCS, the raylet, their workers and agents:
-    this process's descendants). Left to the kernel's parent-death signal, Ray's agents
-    outlive the command by a minute, using CPU; done earlier, this process's Ray client would
-    notice the GCS gone and end the process itself."""
-    if _started_here:
-        _kill(_descendants())
+    """The last step of the ``rlgen`` command, right before the process ends, for a Ray
+    instance it started: kill the processes the GCS and raylet started (workers, Ray's agents),
+    not waiting for them. Left alone, the agents outlive the command by a minute, using CPU.
+    The GCS and raylet themselves end with this process (the kernel's parent-death signal Ray
+    sets on them); killed while this process runs, its Ray client would notice and end the
+    process with its own exit status."""
+    if not _started_here:
+        return
+    for pid in _descendants() - _children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _parents() -> dict[int, int]:
