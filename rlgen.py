@@ -33,6 +33,7 @@ from runkit.results import (
     EvalResult,
     GenerativeResult,
     OnReport,
+    RecordResult,
     Report,
     RLResult,
     SampleResult,
@@ -40,8 +41,8 @@ from runkit.results import (
 )
 
 __all__ = [
-    "train", "evaluate", "sample", "tune", "UserError", "RunFailed", "Report",
-    "RLResult", "GenerativeResult", "EvalResult", "SampleResult", "to_dict",
+    "train", "evaluate", "record", "sample", "tune", "UserError", "RunFailed", "Report",
+    "RLResult", "RecordResult", "GenerativeResult", "EvalResult", "SampleResult", "to_dict",
 ]  # fmt: skip
 
 
@@ -161,6 +162,33 @@ def evaluate(
             ckpt, episodes=episodes, seed=seed, video=None if video is None else str(video),
             env_module=env_module,
         ),
+    )  # fmt: skip
+
+
+def record(
+    env: str | None = None,
+    *,
+    steps: int,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    epsilon: float | None = None,
+    num_env_runners: int = 2,
+    num_envs_per_env_runner: int = 1,
+    seed: int = 0,
+    env_module: str | None = None,
+) -> RecordResult:
+    """Record ``steps`` env steps of an Atari game as a dataset the generative jobs read
+    (``runkit.recording``: single 84x84 frames with episode, step, action, reward and the end
+    flags; episodes split train/test). The policy: random, or ``checkpoint``'s greedy action
+    with a random one at probability ``epsilon``. ``num_env_runners`` rollout actors each
+    write their own files. Returns a ``RecordResult`` (also ``recording.json``)."""
+    from algorithms.record import record as record_rl
+
+    quiet()
+    return record_rl(
+        env, steps=steps, out=out, checkpoint=checkpoint, epsilon=epsilon,
+        num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner,
+        seed=seed, env_module=env_module,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import jobs
 import rlgen
-from rlgen import evaluate, sample, train, tune
+from rlgen import evaluate, record, sample, train, tune
 from rlgen_parser import build_parser
 from runkit import cluster, storage
 from runkit.errors import RunFailed, UserError
@@ -97,6 +97,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    result = record(
+        args.env, steps=args.steps, out=args.out, checkpoint=args.checkpoint,
+        epsilon=args.epsilon, num_env_runners=args.num_env_runners,
+        num_envs_per_env_runner=args.num_envs_per_env_runner, seed=args.seed,
+        env_module=args.env_module,
+    )  # fmt: skip
+    print(json.dumps(to_dict(result), indent=2))
+    print(
+        f"rlgen: {result.frames:,} frames of {result.episodes:,} episodes in {result.out} "
+        f"(train {result.train_episodes}, test {result.test_episodes} episodes); "
+        f"rlgen train vae --dataset {result.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     result = sample(
         args.checkpoint,
@@ -142,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {
-            "train": cmd_train, "tune": cmd_tune, "eval": cmd_eval, "sample": cmd_sample,
-            "data": cmd_data, "keys": cmd_keys,
+            "train": cmd_train, "tune": cmd_tune, "eval": cmd_eval, "record": cmd_record,
+            "sample": cmd_sample, "data": cmd_data, "keys": cmd_keys,
         }[args.command]  # fmt: skip
         return handler(args)
     except UserError as exc:

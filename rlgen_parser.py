@@ -48,7 +48,7 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlgen", description=(rlgen.__doc__ or "rlgen").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_tune, _add_eval, _add_sample, _add_data, _add_keys):
+    for add in (_add_train, _add_tune, _add_eval, _add_record, _add_sample, _add_data, _add_keys):
         add(sub)
     return parser
 
@@ -165,6 +165,33 @@ def _add_eval(sub: Any) -> None:
         metavar="MODULE",
         help="for a checkpoint whose env id is MODULE:EnvId: the module to import (only if you "
         "trust it; rlgen never imports a module a checkpoint names)",
+    )
+
+
+def _add_record(sub: Any) -> None:
+    """``rlgen record --env ENV --steps N --out DIR``."""
+    rec = sub.add_parser(
+        "record", help="record what an agent sees (Atari frames) as a dataset for vae/pixelcnn"
+    )
+    rec.add_argument("--env", help="Atari game (ALE/...); default: the checkpoint's")
+    rec.add_argument(
+        "--checkpoint", help="act with this RL checkpoint's greedy policy (default: random)"
+    )
+    rec.add_argument(
+        "--epsilon", type=_finite_float, help="with --checkpoint: the chance of a random action"
+    )
+    rec.add_argument("--steps", type=_positive_int, required=True, help="env steps to record")
+    rec.add_argument("--out", required=True, help="new folder for the recording")
+    rec.add_argument(
+        "--num-env-runners", type=_positive_int, default=2, help="rollout actors, each writes"
+    )
+    rec.add_argument("--num-envs-per-env-runner", type=_positive_int, default=1)
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument(
+        "--env-module",
+        metavar="MODULE",
+        help="for a checkpoint whose env id is MODULE:EnvId: the module to import (only if you "
+        "trust it)",
     )
 
 

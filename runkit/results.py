@@ -91,6 +91,24 @@ class EvalResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordResult:
+    """``rlgen record``: the recording written (also in its ``recording.json``)."""
+
+    out: str
+    env: str
+    steps: int  # env steps taken
+    frames: int  # rows: one per observation (an episode's last one included)
+    episodes: int
+    train_episodes: int
+    test_episodes: int
+    policy: str  # random | checkpoint
+    checkpoint: str | None
+    epsilon: float
+    wall_time_s: float
+    actor_peak_rss_mb: list[float]  # each rollout actor's peak resident memory
+
+
+@dataclasses.dataclass(frozen=True)
 class SampleResult:
     """``rlgen sample``: the image grid written from a generative checkpoint."""
 

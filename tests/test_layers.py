@@ -23,7 +23,7 @@ ALLOWED = {
     "jobs": {"algorithms", "generative", "runkit"},  # the registry of job kinds
     "tuning": {"jobs", "runkit"},  # Tune's machinery: the interface only
     "tune_configs": {"tuning", "algorithms", "generative", "envs", "runkit"},  # the experiments
-    # rlgen's eval and sample are one kind's own commands; cmd_data imports datasets.
+    # rlgen's eval, record and sample are one kind's own commands; cmd_data imports datasets.
     "rlgen": {"jobs", "tuning", "tune_configs", "algorithms", "generative", "runkit"},
     "rlgen_parser": {"rlgen", "jobs", "runkit"},
     "rlgen_cli": {"rlgen", "rlgen_parser", "jobs", "tune_configs", "generative", "runkit"},
