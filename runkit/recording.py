@@ -115,8 +115,15 @@ class Rows:
         h, w = frames[0].shape[:2]
         c = 1 if frames[0].ndim == 2 else frames[0].shape[2]
         n = len(frames)
+        # One contiguous buffer and its offsets: no Python bytes object per frame.
+        pixels = np.ascontiguousarray(np.stack(frames)).reshape(-1)
+        size = pixels.size // n
+        offsets = np.arange(0, (n + 1) * size, size, dtype=np.int32)
+        image = pa.BinaryArray.from_buffers(
+            pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(pixels)]
+        )
         data = {
-            "image": pa.array([f.tobytes() for f in frames], type=pa.binary()),
+            "image": image,
             "height": pa.array(np.full(n, h, np.int32)),
             "width": pa.array(np.full(n, w, np.int32)),
             "channels": pa.array(np.full(n, c, np.int32)),
