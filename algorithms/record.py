@@ -73,7 +73,7 @@ def record(
     )  # fmt: skip
     from runkit.rundir import write_json_atomic
 
-    write_json_atomic(target / recording.RECORDING_FILE, {**metadata, **dataclasses.asdict(result)})
+    write_json_atomic(target / recording.RECORDING_FILE, {**dataclasses.asdict(result), **metadata})
     return result
 
 

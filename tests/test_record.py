@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from runkit import recording
 
@@ -274,3 +275,55 @@ def test_two_actors_record_breakout_and_the_vae_learns_from_it(tmp_path):
     for name in ("reconstructions", "samples"):
         (grid,) = pngs.tensorboard_images(events, f"images/{name}").values()
         assert grid.shape[0] >= 84 and grid.shape[1] >= 84, (name, grid.shape)
+
+
+def test_a_checkpoints_greedy_policy_records_with_its_own_preset(ray_local, tmp_path):
+    """``rlgen.record(checkpoint=...)`` with two actors: the policy as ``rlgen eval`` reads it,
+    the checkpoint's frame stack (2, not the preset's 4) in the recording's preset, and with
+    epsilon 0 every action the greedy action of that policy on the stack rebuilt from the
+    recording; another game than the checkpoint's is refused."""
+    import torch
+
+    import rlgen
+    from algorithms.evaluate import load_policy
+
+    run = tmp_path / "a2c"
+    rlgen.train(
+        "a2c", env=BREAKOUT, output=run, seed=0, video_frames=0, max_env_steps=10,
+        overrides={"frame_stack": 2, "num_envs_per_env_runner": 2,
+                   "rollout_fragment_length": 5, "min_sample_timesteps_per_iteration": 10},
+    )  # fmt: skip
+    with pytest.raises(rlgen.UserError, match="plays ALE/Breakout-v5"):
+        rlgen.record("ALE/Pong-v5", checkpoint=run, steps=10, out=tmp_path / "pong")
+    out = tmp_path / "rec"
+    result = rlgen.record(checkpoint=run, epsilon=0.0, steps=300, out=out, num_env_runners=2)
+    assert (result.policy, result.epsilon, result.env) == ("checkpoint", 0.0, BREAKOUT)
+    info = json.loads((out / recording.RECORDING_FILE).read_text())
+    assert info["preset"]["frame_stack"] == 2 and info["policy"]["algorithm"] == "a2c"
+    module, _ = load_policy(run)
+    table = _read_frames(out)
+    checked = 0
+    for episode in table.values():
+        stacks = recording.stacked_observations(episode["frames"], episode["steps"], 2)
+        with torch.no_grad():
+            logits = module.forward_inference({"obs": torch.as_tensor(stacks[:-1])})
+        greedy = logits["action_dist_inputs"].argmax(-1).numpy()
+        assert np.array_equal(episode["actions"][:-1], greedy)
+        checked += len(greedy)
+    assert checked == result.steps
+
+
+def _read_frames(out: Path) -> dict[int, dict[str, np.ndarray]]:
+    from algorithms.record import read_back
+
+    table = read_back(out).to_pydict()
+    episodes: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for i, e in enumerate(table["episode"]):
+        episodes[e]["frames"].append(np.frombuffer(table["image"][i], np.uint8).reshape(84, 84))
+        episodes[e]["steps"].append(table["step"][i])
+        episodes[e]["actions"].append(table["action"][i])
+    out_eps = {}
+    for e, cols in episodes.items():
+        order = np.argsort(cols["steps"])
+        out_eps[e] = {k: np.asarray(v)[order] for k, v in cols.items()}
+    return out_eps
