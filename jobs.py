@@ -6,6 +6,8 @@ heavy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from algorithms.jobkind import RL
 from generative.jobkind import GENERATIVE
 from runkit.errors import UserError
@@ -30,3 +32,12 @@ def kind_of(job: str) -> JobKind:
 def all_args() -> tuple[str, ...]:
     """Every kind's own ``train()`` arguments (each once)."""
     return tuple(dict.fromkeys(arg for kind in KINDS for arg in kind.own_args))
+
+
+def export(what: str, source: str) -> dict[str, Any]:
+    """``what`` (an ``encoder``, ...) from the checkpoint at ``source``, by the kind that
+    exports it (``JobKind.export``)."""
+    for kind in KINDS:
+        if what in kind.exports:
+            return kind.export(what, source)
+    raise UserError(f"no kind of job exports {what!r}")

@@ -25,9 +25,18 @@ class GenerativeKind(JobKind):
     limit_args = ("epochs",)
     metric = live_metric = "test_nll_nats"
     mode, time_key = "min", "epoch"
+    exports = ("encoder",)
 
     def jobs(self) -> dict[str, str]:
         return dict(MODELS)
+
+    def export(self, what: str, source: str) -> dict[str, Any]:
+        """``encoder``: a VAE checkpoint's encoder (``generative.export.vae_encoder``)."""
+        if what != "encoder":
+            return super().export(what, source)
+        from generative.export import vae_encoder
+
+        return vae_encoder(source)
 
     def describe(self, job: str) -> dict[str, Any]:
         from generative.keys import describe

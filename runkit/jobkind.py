@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runkit import keytable
+from runkit.errors import UserError
 from runkit.results import OnReport, Report
 from runkit.trials import TrialSetup
 
@@ -82,6 +83,17 @@ class JobKind(abc.ABC):
     @abc.abstractmethod
     def find_checkpoint(self, run_dir: Path) -> Path:
         """The newest checkpoint of a run directory (UserError if none)."""
+
+    # --- what one kind hands another ----------------------------------------------------------
+
+    # What this kind's checkpoints can give another kind's jobs (``export``): "encoder".
+    exports: tuple[str, ...] = ()
+
+    def export(self, what: str, source: str) -> dict[str, Any]:
+        """``what`` (one of ``exports``) from the checkpoint or run at ``source``, as plain data
+        (layers as kinds and sizes, weights as arrays): the receiving kind rebuilds it and
+        imports nothing of this one. A checkpoint that cannot give it: UserError."""
+        raise UserError(f"{self.noun} export nothing ({what} asked from {source})")
 
     # --- Tune ---------------------------------------------------------------------------------
 
