@@ -155,9 +155,10 @@ def _config(policy: Policy, runners: int, envs: int, seed: int) -> Any:
 
 def _metadata(env_id: str, config: Any, policy: Policy, seed: int) -> dict[str, Any]:
     from envs import PRESET_OPTIONS
+    from envs.atari import FRAME_SIZE, FRAME_SKIP, NOOP_MAX
 
     preset = {k: getattr(config, k) for k in PRESET_OPTIONS}
-    preset.update(training=True, frame_size=84, frame_skip=4, noop_max=30)
+    preset.update(training=True, frame_size=FRAME_SIZE, frame_skip=FRAME_SKIP, noop_max=NOOP_MAX)
     return {
         "format": recording.FORMAT_VERSION,
         "env": env_id,
@@ -194,10 +195,11 @@ def _run_actors(
         for i, a in enumerate(actors)
     ])  # fmt: skip
     t0, left, done = time.monotonic(), list(shares), 0
+    per_round = ROUND_STEPS * config.num_envs_per_env_runner
     while any(left):
-        batch = [min(left[i], ROUND_STEPS * config.num_envs_per_env_runner) for i in range(runners)]
-        taken = ray.get([a.record_round.remote(n) for a, n in zip(actors, batch, strict=True)])
-        for i, n in enumerate(taken):
+        busy = [i for i in range(runners) if left[i]]  # an actor whose share is done rests
+        taken = ray.get([actors[i].record_round.remote(min(left[i], per_round)) for i in busy])
+        for i, n in zip(busy, taken, strict=True):
             left[i] = max(0, left[i] - n)
         done += sum(taken)
         rate = done / max(time.monotonic() - t0, 1e-9)
@@ -206,7 +208,7 @@ def _run_actors(
     totals = ray.get([a.finish_recording.remote() for a in actors])
     for a in actors:
         ray.kill(a)
-    counts: dict[str, Any] = {k: sum(t[k] for t in totals) for k in totals[0]}
+    counts: dict[str, Any] = {k: sum(t[k] for t in totals) for k in totals[0] if k != "peak_rss_mb"}
     counts["actor_peak_rss_mb"] = [t["peak_rss_mb"] for t in totals]
     counts["wall_time_s"] = round(time.monotonic() - t0, 3)
     return counts

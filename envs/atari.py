@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from ale_py.env import AtariEnv
 
 FRAME_SIZE = 84
+FRAME_SKIP = 4  # emulator frames per agent step
+NOOP_MAX = 30  # at most this many no-ops start a game
 MAX_FRAMES_PER_GAME = 108_000  # 30 minutes of play at 60 Hz, the usual cap
 
 
@@ -44,7 +46,7 @@ def ale_env(env: gym.Env) -> AtariEnv:
 class NoopReset(gym.Wrapper):
     """Start each game with 1..noop_max no-op actions (random, from the env's RNG)."""
 
-    def __init__(self, env: gym.Env, noop_max: int = 30) -> None:
+    def __init__(self, env: gym.Env, noop_max: int = NOOP_MAX) -> None:
         super().__init__(env)
         assert ale_env(env).get_action_meanings()[0] == "NOOP"
         self.noop_max = noop_max
@@ -168,8 +170,8 @@ def make_atari_env(
     *,
     training: bool,
     sticky_actions: float = 0.0,
-    noop_max: int = 30,
-    frame_skip: int = 4,
+    noop_max: int = NOOP_MAX,
+    frame_skip: int = FRAME_SKIP,
     frame_stack: int = 0,
     render_mode: str | None = None,
 ) -> gym.Env:

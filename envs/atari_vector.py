@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.atari import FRAME_SIZE, MAX_FRAMES_PER_GAME, ale_env
+from envs.atari import FRAME_SIZE, FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX, ale_env
 from envs.ids import check_env_id, register_ale
 
 
@@ -128,8 +128,8 @@ def make_atari_vector_env(
     training: bool,
     sticky_actions: float = 0.0,
     frame_stack: int = 4,
-    noop_max: int = 30,
-    frame_skip: int = 4,
+    noop_max: int = NOOP_MAX,
+    frame_skip: int = FRAME_SKIP,
 ) -> gym.vector.VectorEnv:
     from ale_py.vector_env import AtariVectorEnv
 

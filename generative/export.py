@@ -21,10 +21,9 @@ def vae_encoder(source: str | Path) -> dict[str, Any]:
     ckpt = find_checkpoint(source)
     job, cfg, loaded = load_model(ckpt)
     model: Any = loaded  # the VAE's own attributes are read below
-    name = getattr(job, "name", type(model).__name__)
-    if type(model).__name__ != "VAE":
+    if job.name != "vae":
         raise UserError(
-            f"--set encoder={source}: the checkpoint holds a {name}, not a VAE; an encoder "
+            f"--set encoder={source}: the checkpoint holds a {job.name}, not a VAE; an encoder "
             "comes from `rlgen train vae`"
         )
     layers: list[list[Any]] = []

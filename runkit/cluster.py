@@ -110,7 +110,8 @@ def end_started_instance() -> None:
     process with its own exit status."""
     if not _started_here:
         return
-    for pid in _descendants() - _children():
+    parents = _parents()  # one reading of the process table for both sets
+    for pid in _descendants(parents) - _children(parents):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -133,15 +134,15 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _children() -> set[int]:
-    """This process's child processes."""
+def _children(parents: dict[int, int] | None = None) -> set[int]:
+    """This process's child processes (``parents``: a reading of ``_parents()``)."""
     me = os.getpid()
-    return {pid for pid, parent in _parents().items() if parent == me}
+    return {pid for pid, parent in (parents or _parents()).items() if parent == me}
 
 
-def _descendants() -> set[int]:
+def _descendants(parents: dict[int, int]) -> set[int]:
     """This process's children, their children, and so on."""
-    parents, frontier = _parents(), {os.getpid()}
+    frontier = {os.getpid()}
     found: set[int] = set()
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found

@@ -104,9 +104,11 @@ class Rows:
         cols["step"].extend(range(first_step, first_step + count))
         cols["action"].extend(np.asarray(actions, np.int64).tolist() + [NO_ACTION] * (count - n))
         cols["reward"].extend(np.asarray(rewards, np.float32).tolist() + [0.0] * (count - n))
-        ends = [False] * count
-        cols["terminated"].extend(ends[: n - 1] + [terminated] + ends[n:] if n else ends)
-        cols["truncated"].extend(ends[: n - 1] + [truncated] + ends[n:] if n else ends)
+        for key, flag in (("terminated", terminated), ("truncated", truncated)):
+            flags = [False] * count
+            if n:
+                flags[n - 1] = flag  # on the last action's row
+            cols[key].extend(flags)
 
     def table(self, schema: Any) -> Any:
         import pyarrow as pa

@@ -114,25 +114,23 @@ def _agent_view(chunks: list) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _episodes_read_back(out: Path) -> dict[int, dict[str, np.ndarray]]:
+def _episodes_read_back(out: Path, k: int = 4) -> dict[int, dict[str, np.ndarray]]:
+    """Per episode of a recording, in step order: its frames, steps, actions, rewards and
+    end flags, and the stacks of ``k`` frames rebuilt from them."""
     from algorithms.record import read_back
 
     table = read_back(out).to_pydict()
-    by_ep: dict[int, list[int]] = defaultdict(list)
+    rows: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for i, e in enumerate(table["episode"]):
-        by_ep[e].append(i)
+        rows[e]["frames"].append(np.frombuffer(table["image"][i], np.uint8).reshape(84, 84))
+        for key in ("step", "action", "reward", "terminated"):
+            rows[e][key].append(table[key][i])
     episodes = {}
-    for e, idx in by_ep.items():
-        steps = np.asarray([table["step"][i] for i in idx])
-        order = np.argsort(steps)
-        idx = [idx[i] for i in order]
-        frames = np.stack([np.frombuffer(table["image"][i], np.uint8).reshape(84, 84) for i in idx])
-        episodes[e] = {
-            "stacks": recording.stacked_observations(frames, steps[order], 4),
-            "actions": np.asarray([table["action"][i] for i in idx]),
-            "rewards": np.asarray([table["reward"][i] for i in idx]),
-            "terminated": np.asarray([table["terminated"][i] for i in idx]),
-        }
+    for e, cols in rows.items():
+        order = np.argsort(cols["step"])
+        episode = {key: np.asarray(v)[order] for key, v in cols.items()}
+        episode["stacks"] = recording.stacked_observations(episode["frames"], episode["step"], k)
+        episodes[e] = episode
     return episodes
 
 
@@ -153,12 +151,12 @@ def test_breakout_stacks_rebuild_bit_for_bit_from_the_recording(tmp_path):
     assert counts["frames"] == taken + len(agent)  # one more observation than actions each
     matched = 0
     for a in agent.values():
-        (b,) = [b for b in back.values() if len(b["actions"]) == len(a["actions"]) + 1
+        (b,) = [b for b in back.values() if len(b["action"]) == len(a["actions"]) + 1
                 and np.array_equal(b["stacks"], a["obs"])]  # fmt: skip
         assert a["t0"] == 0
-        assert np.array_equal(b["actions"][:-1], a["actions"])
-        assert b["actions"][-1] == recording.NO_ACTION
-        assert np.array_equal(b["rewards"][:-1], a["rewards"].astype(np.float32))
+        assert np.array_equal(b["action"][:-1], a["actions"])
+        assert b["action"][-1] == recording.NO_ACTION
+        assert np.array_equal(b["reward"][:-1], a["rewards"].astype(np.float32))
         assert b["terminated"][-2] == a["terminated"] and not b["terminated"][:-2].any()
         matched += 1
     assert matched == len(agent)
@@ -192,11 +190,11 @@ def test_epsilon_zero_takes_the_greedy_action_and_one_a_random_one(tmp_path):
     runner.record_round(120)
     runner.finish_recording()
     back = _episodes_read_back(tmp_path / "greedy")
-    (episode,) = [e for e in back.values() if len(e["actions"]) > 10][:1]
+    (episode,) = [e for e in back.values() if len(e["action"]) > 10][:1]
     with torch.no_grad():
         out = runner.module.forward_inference({"obs": torch.as_tensor(episode["stacks"][:-1])})
     greedy = out["action_dist_inputs"].argmax(-1).numpy()
-    assert np.array_equal(episode["actions"][:-1], greedy)
+    assert np.array_equal(episode["action"][:-1], greedy)
     runner.stop()
 
 
@@ -301,29 +299,11 @@ def test_a_checkpoints_greedy_policy_records_with_its_own_preset(ray_local, tmp_
     info = json.loads((out / recording.RECORDING_FILE).read_text())
     assert info["preset"]["frame_stack"] == 2 and info["policy"]["algorithm"] == "a2c"
     module, _ = load_policy(run)
-    table = _read_frames(out)
     checked = 0
-    for episode in table.values():
-        stacks = recording.stacked_observations(episode["frames"], episode["steps"], 2)
+    for episode in _episodes_read_back(out, k=2).values():
         with torch.no_grad():
-            logits = module.forward_inference({"obs": torch.as_tensor(stacks[:-1])})
+            logits = module.forward_inference({"obs": torch.as_tensor(episode["stacks"][:-1])})
         greedy = logits["action_dist_inputs"].argmax(-1).numpy()
-        assert np.array_equal(episode["actions"][:-1], greedy)
+        assert np.array_equal(episode["action"][:-1], greedy)
         checked += len(greedy)
     assert checked == result.steps
-
-
-def _read_frames(out: Path) -> dict[int, dict[str, np.ndarray]]:
-    from algorithms.record import read_back
-
-    table = read_back(out).to_pydict()
-    episodes: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for i, e in enumerate(table["episode"]):
-        episodes[e]["frames"].append(np.frombuffer(table["image"][i], np.uint8).reshape(84, 84))
-        episodes[e]["steps"].append(table["step"][i])
-        episodes[e]["actions"].append(table["action"][i])
-    out_eps = {}
-    for e, cols in episodes.items():
-        order = np.argsort(cols["steps"])
-        out_eps[e] = {k: np.asarray(v)[order] for k, v in cols.items()}
-    return out_eps
