@@ -41,3 +41,7 @@ def export(what: str, source: str) -> dict[str, Any]:
         if what in kind.exports:
             return kind.export(what, source)
     raise UserError(f"no kind of job exports {what!r}")
+
+
+for _kind in KINDS:  # each kind reads what another exports through the registry
+    _kind.connect(export)

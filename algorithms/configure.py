@@ -43,6 +43,10 @@ class RLRunSpec:
     time_budget_s: float | None = None
     checkpoint_every: int = 10
     video_frames: int = 600  # greedy evaluation episode into TensorBoard at the end; 0 = none
+    # The encoder ``encoder`` named, as read when the run started: its layers, input and origin
+    # (``jobs.export`` less the weights, which the run's checkpoints hold). A resumed or
+    # evaluated run is rebuilt from this, never by reading ``encoder``'s path again.
+    encoder: dict[str, Any] | None = None
 
     def fill_defaults(self, env_spec: Any = None) -> None:
         """The env's own ``reward_threshold`` as the stop reward; 1M env steps at most when no
@@ -156,11 +160,16 @@ def _own_keys(cls: type) -> frozenset[str]:
     )
 
 
-def build_config(spec: RLRunSpec, *, frozen: bool = False) -> Any:
+# What reads another kind of job's output: ``JobKind.imported`` (what, source) -> plain data.
+Importer = Callable[[str, str], dict[str, Any]]
+
+
+def build_config(spec: RLRunSpec, *, frozen: bool = False, importer: Importer | None = None) -> Any:
     """The validated config (an ``RlgenConfig``), or a UserError naming the bad key or value;
     ``frozen``: frozen once checked (a run's own config, handed down as it is). The env id is
     checked once, first, and its gymnasium spec fills the run spec's defaults
-    (``RLRunSpec.fill_defaults``)."""
+    (``RLRunSpec.fill_defaults``). ``importer`` reads what ``encoder`` names when a run starts
+    (``set_encoder``); without it only a spec that holds its encoder already is built."""
     from envs import check_env_id
 
     env_spec = check_env_id(spec.env)
@@ -180,6 +189,7 @@ def build_config(spec: RLRunSpec, *, frozen: bool = False) -> Any:
     if spec.seed is not None:
         config.debugging(seed=spec.seed)
     _set_overrides(config, spec)
+    set_encoder(config, spec, importer)
     _set_env(config, spec, env_spec)
     try:
         config.validate()
@@ -199,6 +209,34 @@ def _set_overrides(config: Any, spec: RLRunSpec) -> None:
             setattr(config, key, value)
         except (AttributeError, TypeError, ValueError) as exc:
             raise UserError(f"--set {key}={value!r}: cannot be set ({first_line(exc)})") from None
+
+
+def set_encoder(config: Any, spec: RLRunSpec, importer: Importer | None) -> None:
+    """The encoder ``encoder`` names, read by ``importer`` when the run starts (its
+    description, less the weights, kept in ``spec.encoder``), or taken from ``spec.encoder``
+    when the run is rebuilt (resume, eval: the weights come from the checkpoint). A resumed
+    run cannot change its encoder, and a stored spec never makes rlgen read a path it names."""
+    source = getattr(config, "encoder", None)
+    if source is None:
+        if spec.encoder is not None:
+            raise UserError("the run spec holds an encoder but sets no encoder key")
+        return
+    if spec.encoder is not None:
+        if not isinstance(spec.encoder, dict) or not isinstance(spec.encoder.get("origin"), dict):
+            raise UserError("the run spec's encoder is not a description of one")
+        if spec.encoder["origin"].get("source") != source:
+            raise UserError(
+                f"--set encoder={source}: this run's encoder came from "
+                f"{str(spec.encoder['origin'].get('source'))[:200]}; it cannot change on --resume"
+            )
+        config.set_encoder({k: v for k, v in spec.encoder.items() if k != "weights"})
+        return
+    if importer is None:
+        raise UserError(f"--set encoder={source}: an encoder is read only when a run starts")
+    export = importer("encoder", source)
+    export["origin"] = {**export.get("origin", {}), "source": source}
+    spec.encoder = {k: v for k, v in export.items() if k != "weights"}
+    config.set_encoder(export)
 
 
 def _set_env(config: Any, spec: RLRunSpec, env_spec: Any) -> None:
@@ -222,6 +260,10 @@ def _set_env(config: Any, spec: RLRunSpec, env_spec: Any) -> None:
         config.check_spaces(obs_space, act_space)
     except ValueError as exc:
         raise UserError(f"--env {spec.env}: {exc}") from None
+    try:
+        config.check_encoder(obs_space)
+    except ValueError as exc:
+        raise UserError(f"--set encoder={config.encoder}: {str(exc)[:300]}") from None
 
 
 # (env id, its gymnasium spec, its options) -> (observation space, action space), of the envs

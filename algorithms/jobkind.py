@@ -52,7 +52,7 @@ class RLKind(JobKind):
 
         return train(
             run.job, env=run.target, overrides=run.overrides, output=run.output,
-            resume=run.resume, on_report=run.on_report, **run.args,
+            resume=run.resume, on_report=run.on_report, importer=self.imported, **run.args,
         )  # fmt: skip
 
     def syncs_after(self, report: Report) -> bool:
@@ -83,7 +83,9 @@ class RLKind(JobKind):
 
         permit_env_module(target)  # the experiment's env, named by its author as `train`'s is
         return build_config(
-            RLRunSpec(algorithm=job, env=target, overrides=overrides, seed=seed), frozen=True
+            RLRunSpec(algorithm=job, env=target, overrides=overrides, seed=seed),
+            frozen=True,
+            importer=self.imported,
         )
 
     def trial_resources(
@@ -143,8 +145,8 @@ class RLKind(JobKind):
         run_loop.train(
             setup.job, env=setup.target, overrides=overrides, output=run_dir,
             resume=bool(own) or start_from is not None, on_report=report, start_from=start_from,
-            seed=setup.seed, checkpoint_every=setup.checkpoint_every, video_frames=0,
-            **setup.limits,
+            importer=self.imported, seed=setup.seed, checkpoint_every=setup.checkpoint_every,
+            video_frames=0, **setup.limits,
         )  # fmt: skip
         if held:
             _report(*held[-1], trial_id=trial_id)

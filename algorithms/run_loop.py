@@ -17,7 +17,7 @@ from typing import Any
 
 from algorithms.checkpoints import STATE_FILE, find_checkpoint, save_checkpoint
 from algorithms.common import metrics as M
-from algorithms.configure import RLRunSpec, build_config
+from algorithms.configure import Importer, RLRunSpec, build_config
 from envs import permit_env_module
 from runkit import cluster
 from runkit.errors import RunFailed, UserError, first_line
@@ -43,12 +43,14 @@ def train(
     resume: bool = False,
     on_report: OnReport | None = None,
     start_from: Path | None = None,
+    importer: Importer | None = None,
     **limits: Any,
 ) -> RLResult:
     """A fresh run, or with ``resume`` the run in ``output`` continued; ``limits`` are the
     other ``RLRunSpec`` fields (stop_reward, max_env_steps, time_budget_s, seed, ...).
     ``start_from``: continue from this checkpoint instead of the run's newest (with ``resume``;
-    a Population Based Training exploit starts from a better trial's checkpoint)."""
+    a Population Based Training exploit starts from a better trial's checkpoint).
+    ``importer``: reads another job's output a key names (``encoder``) when the run starts."""
     unknown = sorted(set(limits) - set(RLRunSpec.__dataclass_fields__))
     if unknown:
         raise UserError(f"train {algorithm}: {', '.join(unknown)} is not an RL run setting")
@@ -67,7 +69,7 @@ def train(
         # --resume trusts as it trusts RLlib's pickles in it): its module may be imported.
         permit_env_module(spec.env)
         # Every key and value checked (and the spec's defaults filled) before anything is written.
-        config = build_config(spec, frozen=True)
+        config = build_config(spec, frozen=True, importer=importer)
 
     given = {k: limits.get(k) for k in RESUMABLE}
     spec, run_dir = open_run(
@@ -218,6 +220,8 @@ def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
         hint=" (or --set num_cpus_per_env_runner=...)",
     )
     algo = config.build_algo()
+    if ckpt is None:
+        _load_encoder(algo, config.encoder_weights())
     if ckpt is not None:
         try:
             algo.restore_from_path(str(ckpt))
@@ -228,6 +232,32 @@ def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
                 f"{first_line(exc)[:200]}); the run directory is left as it was"
             ) from None
     return algo
+
+
+def _load_encoder(algo: Any, weights: dict[str, Any] | None) -> None:
+    """A new run's pretrained encoder weights (``encoder``) into every copy of its torso
+    (the policy's and the value function's, the target network's) on the Learners, then
+    synced to the rollout actors: the modules were built with fresh weights in their place."""
+    if weights is None:
+        return
+    import numpy as np
+
+    from algorithms.checkpoints import MODULE_ID
+    from algorithms.common.frame_encoder import ENCODER_PREFIX
+
+    state = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
+    loaded = 0
+    for key in state:
+        name = key.partition(ENCODER_PREFIX)[2]
+        if name in weights:
+            state[key] = np.asarray(weights[name], dtype=np.float32)
+            loaded += 1
+    if not loaded or loaded % len(weights):
+        raise RunFailed(f"the policy has {loaded} encoder weights for {len(weights)} exported")
+    algo.learner_group.set_weights({MODULE_ID: state})
+    algo.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True, timeout_seconds=60
+    )
 
 
 class _Loop:

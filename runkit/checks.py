@@ -123,6 +123,18 @@ def check_list(name: str, value: Any, rule: str, length: int) -> list:
     return list(value)
 
 
+def check_text(name: str, value: Any, max_chars: int) -> None:
+    """A string of 1 to ``max_chars`` characters without control characters (a path or URI
+    given as a key's value)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}={_short(value)} must be a non-empty string")
+    if len(value) > max_chars or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(
+            f"{name}={_short(value)}: at most {max_chars} characters, none of them control "
+            "characters"
+        )
+
+
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     """Raise ValueError("name='x' is not one of a, b, c") unless value is in ``allowed``."""
     if value not in allowed:
@@ -136,7 +148,8 @@ class Rule:
     ``to_data`` / ``from_data`` carry it into the light key tables (``runkit.keytable``).
 
     ``kind``: number, integer, choice, bool, widths, schedule (a number or ``[[env_step,
-    value], ...]``) or items (a list of named ``parts``, e.g. ``[start, end, env steps]``).
+    value], ...]``), items (a list of named ``parts``, e.g. ``[start, end, env steps]``) or
+    text (a string of at most ``high`` characters; ``shape`` says what it names).
     ``optional``: None is allowed too; ``or_list``: a list is allowed too (RLlib's lr schedule,
     checked by RLlib)."""
 
@@ -167,6 +180,8 @@ class Rule:
             check_widths(name, value)
         elif self.kind == "schedule":
             check_schedule(name, value, low=0.0 if self.low is None else self.low)
+        elif self.kind == "text":
+            check_text(name, value, int(self.high or 0))
         elif self.kind == "items":
             items = check_list(name, value, self.shape, len(self.parts))
             for (part, rule), item in zip(self.parts, items, strict=True):
@@ -188,6 +203,8 @@ class Rule:
             text = f"list of 1 to {MAX_LAYERS} widths, each <= {MAX_WIDTH}"
         elif self.kind == "schedule":
             text = "number >= 0, or [[env_step, value], ...]"
+        elif self.kind == "text":
+            text = self.shape
         else:
             text = self.shape + ": " + "; ".join(f"{p} {r.describe()}" for p, r in self.parts)
         if self.optional:
@@ -236,6 +253,10 @@ def choice(*choices: str) -> Rule:
 
 BOOL = Rule("bool")
 WIDTHS = Rule("widths")
+
+
+def text(what: str, max_chars: int = 4096, **flags: Any) -> Rule:
+    return Rule("text", high=max_chars, shape=what, **flags)
 
 
 def items(shape: str, *parts: tuple[str, Rule]) -> Rule:

@@ -13,6 +13,7 @@ bad input is refused, which must not wait for torch, RLlib or Ray.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -94,6 +95,20 @@ class JobKind(abc.ABC):
         (layers as kinds and sizes, weights as arrays): the receiving kind rebuilds it and
         imports nothing of this one. A checkpoint that cannot give it: UserError."""
         raise UserError(f"{self.noun} export nothing ({what} asked from {source})")
+
+    # The registry's ``export`` (``jobs.export``), handed to each kind it lists (``connect``):
+    # how a job of this kind reads what another kind exports without importing that kind.
+    _registry_export: Callable[[str, str], dict[str, Any]] | None = None
+
+    def connect(self, export: Callable[[str, str], dict[str, Any]]) -> None:
+        self._registry_export = export
+
+    def imported(self, what: str, source: str) -> dict[str, Any]:
+        """``what`` from the checkpoint or run at ``source``, as the kind that exports it gives
+        it (``export``); UserError where no listed kind does."""
+        if self._registry_export is None:
+            raise UserError(f"{what} from {source}: no kind of job is listed to give it")
+        return self._registry_export(what, source)
 
     # --- Tune ---------------------------------------------------------------------------------
 

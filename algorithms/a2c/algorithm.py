@@ -15,7 +15,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config import RlgenConfig, check_cnn_observations
+from algorithms.common.config import ENCODER_RULES, RlgenConfig, check_cnn_observations
 from algorithms.common.pg_losses import ADVANTAGE_NORMALIZATIONS
 from runkit.checks import BOOL, WIDTHS, Rule, choice, integer, number
 
@@ -78,8 +78,10 @@ class A2CConfig(RlgenConfig):
         self.min_sample_timesteps_per_iteration = 1000
 
     ATARI_DEFAULTS = ATARI_DEFAULTS
+    TAKES_ENCODER = True
     REUSED_RLLIB_KEYS = ("optimizer",)
     RULES = {
+        **ENCODER_RULES,
         "rollout_fragment_length": integer(1),
         "lambda_": number(0.0, 1.0),
         "vf_coeff": number(0.0),
@@ -169,6 +171,7 @@ class A2CConfig(RlgenConfig):
                 "activation": self.model_activation,
                 "shared_torso": self.shared_torso,
                 "initial_log_std": self.initial_log_std,
+                **self.encoder_model_config(),
             },
         )
 

@@ -23,7 +23,7 @@ from algorithms.common import pg_losses as losses
 from algorithms.common.data_parallel import BatchStats
 from algorithms.common.gradients import NonFiniteGuard
 from algorithms.common.networks import one_thread_for_small_nets
-from algorithms.common.optim import ConfiguredLearningRate
+from algorithms.common.optim import ConfiguredLearningRate, register_optimizers
 from algorithms.common.schedules import scalar_or_schedule
 from algorithms.rllib_compat import (
     EpisodeBatchHook,
@@ -81,21 +81,17 @@ class A2CTorchLearner(EpisodeBatchHook, ConfiguredLearningRate, NonFiniteGuard, 
         return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(tensors)}, env_steps=steps)
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
-        module = self.module[module_id]
-        params = self.get_parameters(module)
-        optimizer: torch.optim.Optimizer
-        # foreach: one multi-tensor op per update term instead of a Python loop over the
-        # parameters (torch picks it by itself on GPUs only); the same numbers on CPU.
-        if config.optimizer == "rmsprop":
-            optimizer = torch.optim.RMSprop(
-                params, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS, foreach=True
-            )
-        else:
-            optimizer = torch.optim.Adam(params, foreach=True)
+        def make(params: list) -> torch.optim.Optimizer:
+            # foreach: one multi-tensor op per update term instead of a Python loop over the
+            # parameters (torch picks it by itself on GPUs only); the same numbers on CPU.
+            if config.optimizer == "rmsprop":
+                return torch.optim.RMSprop(
+                    params, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS, foreach=True
+                )
+            return torch.optim.Adam(params, foreach=True)
+
         # The lr (fixed or scheduled) is set and stepped by RLlib's scheduler.
-        self.register_optimizer(
-            module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr
-        )
+        register_optimizers(self, module_id, config, make)
 
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)

@@ -20,15 +20,8 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from algorithms.common.networks import (
-    acting_forward,
-    dist_inputs,
-    mlp_torso,
-    nature_cnn,
-    policy_output,
-)
-
-IMAGE_SHAPE = (84, 84)
+from algorithms.common.frame_encoder import image_torso
+from algorithms.common.networks import acting_forward, dist_inputs, mlp_torso, policy_output
 
 
 def uses_cnn(torso: str, obs_shape: tuple[int, ...]) -> bool:
@@ -38,7 +31,8 @@ def uses_cnn(torso: str, obs_shape: tuple[int, ...]) -> bool:
 
 class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """model_config: ``torso`` (auto|cnn|mlp), ``hiddens``, ``activation`` (tanh|relu, MLP
-    only), ``shared_torso`` (bool), ``initial_log_std`` (Box actions only)."""
+    only), ``shared_torso`` (bool), ``initial_log_std`` (Box actions only), and ``encoder`` /
+    ``encoder_mode`` (another job's encoder as the image torso: ``frame_encoder.image_torso``)."""
 
     # RLlib types these Optional; the spec that builds this module always sets them, and
     # ``get_default_rl_module_spec`` passes a plain dict as the model config.
@@ -52,14 +46,12 @@ class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         assert obs_shape is not None, self.observation_space
         shape = tuple(obs_shape)
         self.image = uses_cnn(cfg.get("torso", "auto"), shape)
-        if self.image and (len(shape) != 3 or shape[1:] != IMAGE_SHAPE):
-            raise ValueError(f"the Nature CNN needs (C, 84, 84) observations, got {shape}")
         hiddens = list(cfg.get("hiddens", [64, 64]))
         activation = cfg.get("activation", "tanh")
 
         def torso() -> tuple[nn.Module, int]:
-            if self.image:
-                return nature_cnn(shape[0])
+            if self.image:  # the Nature CNN, or another job's encoder (``encoder``)
+                return image_torso(shape, cfg)
             return mlp_torso(int(np.prod(shape)), hiddens, activation)
 
         out_dim, self.log_std = policy_output(self.action_space, cfg.get("initial_log_std", 0.0))

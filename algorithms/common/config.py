@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 
 from envs import PRESET_OPTIONS, has_vector_backend
-from runkit.checks import Rule, check_rules, choice, integer, number
+from runkit.checks import Rule, check_rules, choice, integer, number, text
 
 ROLLOUT_BACKENDS = ("python", "vector")
 # Upper bounds on counts a config may ask for (a config or a run spec is a file from elsewhere:
@@ -27,6 +27,23 @@ MAX_RUNNERS = 1024  # rollout actors, envs per actor, Learners
 MAX_FRAME_STACK = 16
 MAX_BATCH = 1 << 22  # env steps in one train batch
 ENV_RUNNERS = ("rlgen", "rllib")  # rlgen's lean rollout engine, or RLlib's own
+ENCODER_MODES = ("frozen", "finetune")
+
+
+class DriverOnly:
+    """A value a config holds in the process that built it and carries nowhere else: a copy
+    of the config keeps it, a pickled one (to a Ray actor, into RLlib's checkpoint files)
+    holds None. For the pretrained encoder's weights: tens of MB that the rollout actors and
+    Learners get once through a weight sync, not with every copy of the config."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return (DriverOnly, ())
+
+    def __deepcopy__(self, memo: dict) -> DriverOnly:
+        return self
 
 
 class RlgenConfig(AlgorithmConfig):
@@ -61,7 +78,14 @@ class RlgenConfig(AlgorithmConfig):
         "end the run.",
         "delay_between_env_runner_restarts_s": "seconds before a failed rollout actor is "
         "restarted.",
+        "encoder": "a VAE run or checkpoint whose encoder (its mean, on each frame) replaces "
+        "the Nature CNN (Atari, a2c and dqn).",
+        "encoder_mode": "frozen (the VAE's weights kept) or finetune (trained at encoder_lr).",
+        "encoder_lr": "the encoder's learning rate with encoder_mode=finetune (null: lr).",
     }
+    # Whether the algorithm's networks take an encoder torso (``encoder``) for image frames:
+    # its config then has the ``ENCODER_RULES`` keys.
+    TAKES_ENCODER: ClassVar[bool] = False
     # AlgorithmConfig sets ``env_runner_cls = None`` unannotated, so mypy takes its type as None.
     env_runner_cls: type | None  # type: ignore[assignment]
 
@@ -77,6 +101,15 @@ class RlgenConfig(AlgorithmConfig):
         self.delay_between_env_runner_restarts_s = 2.0
         # Non-finite gradient steps are skipped; this many in a row end the run.
         self.max_nonfinite_updates = 20
+        if self.TAKES_ENCODER:
+            # Another job's encoder as the torso (Atari): where it comes from, frozen or
+            # fine-tuned, and its learning rate (None: lr). ``_encoder_export`` is what
+            # ``algorithms.configure`` read from it: layers and, when a run starts, weights.
+            self.encoder: str | None = None
+            self.encoder_mode = "frozen"
+            self.encoder_lr: float | None = None
+        self._encoder_export: dict[str, Any] | None = None  # layers, shape, input, origin
+        self._encoder_weights = DriverOnly()
 
     def atari_defaults(self) -> RlgenConfig:
         """The algorithm's Atari settings (its ``ATARI_DEFAULTS``), applied for ``ALE/`` envs
@@ -110,6 +143,43 @@ class RlgenConfig(AlgorithmConfig):
     def check_spaces(self, observation_space: Any, action_space: Any) -> None:
         """Raise ValueError when the env's spaces do not fit this config."""
 
+    def set_encoder(self, export: dict[str, Any]) -> None:
+        """The encoder ``encoder`` names, as ``jobs.export`` gives it: its description goes to
+        the RLModules (which build it with fresh weights), its weights, when a run starts,
+        stay here (``encoder_weights``) until the run loop loads them into the built
+        Algorithm; a run rebuilt from its spec gets them from its checkpoint instead."""
+        self._encoder_export = {k: v for k, v in export.items() if k != "weights"}
+        self._encoder_weights = DriverOnly(export.get("weights"))
+
+    def encoder_weights(self) -> dict[str, Any] | None:
+        """The pretrained encoder's arrays by parameter name, in the process that read them
+        (None elsewhere, and without an encoder)."""
+        return self._encoder_weights.value
+
+    def check_encoder(self, observation_space: Any) -> None:
+        """The encoder torso built once for this env's frames (ValueError of one line): a
+        layer, size or weight that does not fit is found here, before a run directory."""
+        if getattr(self, "encoder", None) is None:
+            return
+        if getattr(self, "model_torso", "auto") == "mlp":
+            raise ValueError("encoder replaces the image torso; model_torso=mlp asks for none")
+        from algorithms.common.frame_encoder import FrameEncoderTorso
+
+        shape = tuple(observation_space.shape)
+        if len(shape) != 3:
+            raise ValueError(f"encoder needs stacked frames (k, H, W), this env gives {shape}")
+        assert self._encoder_export is not None, "build_config sets the encoder's export"
+        export = dict(self._encoder_export)
+        if self.encoder_weights() is not None:
+            export["weights"] = self.encoder_weights()
+        FrameEncoderTorso(export, frames=shape[0], frame_shape=(shape[1], shape[2]))
+
+    def encoder_model_config(self) -> dict[str, Any]:
+        """The RLModule's model config entries of the encoder torso (none without one)."""
+        if getattr(self, "encoder", None) is None:
+            return {}
+        return {"encoder": self._encoder_export, "encoder_mode": self.encoder_mode}
+
     def validate(self) -> None:
         check_rules(self)
         self.env_runner_cls = self.env_runner_class()
@@ -127,6 +197,14 @@ class RlgenConfig(AlgorithmConfig):
     def derive(self) -> None:
         """Set the RLlib fields that follow from this algorithm's own (checked before RLlib's
         ``validate`` reads them); nothing by default."""
+
+
+# The keys of an algorithm that takes an encoder torso (``TAKES_ENCODER``).
+ENCODER_RULES: dict[str, Rule] = {
+    "encoder": text("a VAE run directory or checkpoint", optional=True),
+    "encoder_mode": choice(*ENCODER_MODES),
+    "encoder_lr": number(0.0, low_open=True, optional=True),
+}
 
 
 def check_cnn_observations(model_torso: str, shape: tuple[int, ...]) -> None:

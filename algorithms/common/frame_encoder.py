@@ -22,6 +22,9 @@ MAX_LAYERS = 32
 MAX_WIDTH = 1 << 16  # channels or features of one layer
 MAX_WEIGHTS = 1 << 26  # all of the encoder's weights
 FEATURES = 512
+# Where an encoder's weights sit in a policy's state dict: ``<net>.torso.encoder.<name>`` or
+# ``pi_torso.encoder.<name>`` (what ``image_torso`` builds goes in an attribute named torso).
+ENCODER_PREFIX = "torso.encoder."
 INPUTS = ("threshold", "scaled")
 
 
@@ -105,7 +108,13 @@ class FrameEncoderTorso(nn.Module):
         if export.get("input") not in INPUTS:
             raise ValueError(f"the encoder's input {export.get('input')!r}: one of {INPUTS}")
         self.encoder = build_encoder(export.get("layers"))
-        load_weights(self.encoder, export.get("weights"))
+        if "weights" in export:
+            load_weights(self.encoder, export["weights"])
+        else:  # rebuilt from a run's spec: its checkpoint holds the weights
+            self.encoder.to_empty(device="cpu")
+            for layer in self.encoder:
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    layer.reset_parameters()
         with torch.no_grad():  # its output is the VAE's (mean, log-variance)
             out = self.encoder(torch.zeros(1, 1, *frame_shape))
         if out.shape != (1, 2 * latent):
@@ -124,3 +133,34 @@ class FrameEncoderTorso(nn.Module):
 
     def forward(self, x_BKHW: torch.Tensor) -> torch.Tensor:
         return self.project(self.means(x_BKHW).flatten(1))
+
+
+def image_torso(obs_shape: tuple[int, ...], cfg: dict[str, Any]) -> tuple[nn.Module, int]:
+    """The torso for (k, 84, 84) frames an RLModule's model config asks for: the Nature CNN,
+    or with ``encoder`` (an export) a ``FrameEncoderTorso``, its encoder's weights frozen
+    (``encoder_mode=frozen``) or trainable. Returns the torso and its output width."""
+    from algorithms.common.networks import nature_cnn
+
+    if cfg.get("encoder") is None:
+        if len(obs_shape) != 3 or tuple(obs_shape[1:]) != (84, 84):
+            raise ValueError(f"the Nature CNN needs (C, 84, 84) observations, got {obs_shape}")
+        return nature_cnn(obs_shape[0])
+    if len(obs_shape) != 3:
+        raise ValueError(f"an encoder torso needs stacked frames (k, H, W), got {obs_shape}")
+    frames, height, width = obs_shape
+    torso = FrameEncoderTorso(cfg["encoder"], frames=frames, frame_shape=(height, width))
+    if cfg.get("encoder_mode", "frozen") == "frozen":
+        torso.encoder.requires_grad_(False)
+    return torso, FEATURES
+
+
+def encoder_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The trainable parameters of every pretrained encoder inside ``module`` (what a
+    fine-tuning run steps at ``encoder_lr``)."""
+    return [
+        p
+        for torso in module.modules()
+        if isinstance(torso, FrameEncoderTorso)
+        for p in torso.encoder.parameters()
+        if p.requires_grad
+    ]

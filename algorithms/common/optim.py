@@ -7,13 +7,20 @@ Population Based Training exploit: the better trial's checkpoint with a perturbe
 its first step with the old rate. ``ConfiguredLearningRate`` puts the configured rate back as
 soon as the optimizer state is loaded (a fixed rate; a schedule is applied by RLlib after the
 next update, as before), and logs the rate every step really uses.
+
+``register_optimizers``: a module's optimizers, with a pretrained encoder (``encoder``) left
+out (frozen) or stepped by an optimizer of its own at ``encoder_lr`` (finetune).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from algorithms.common import metrics as M
+from algorithms.common.frame_encoder import encoder_parameters
 from algorithms.rllib_compat import (
     OptimizerStateHook,
     optimizer_learning_rates,
@@ -33,3 +40,39 @@ class ConfiguredLearningRate(OptimizerStateHook):
         for module_id, lr in optimizer_learning_rates(self).items():
             self.metrics.log_value((module_id, M.LEARNING_RATE), lr, window=1)
         super().apply_gradients(gradients_dict)  # type: ignore[misc]
+
+
+ENCODER_OPTIMIZER = "encoder"
+
+
+def register_optimizers(
+    learner: Any,
+    module_id: str,
+    config: Any,
+    make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+) -> None:
+    """The module's optimizer (``make(params)``) over its parameters at ``lr``. With an encoder
+    torso, only trainable parameters are registered: a frozen encoder's are in no optimizer
+    (so no step can move them, and a checkpoint keeps them as they came); a fine-tuned one's
+    are in a second optimizer, ``encoder``, at ``encoder_lr`` (None: ``lr``), so each moves at
+    its own rate (one optimizer's param groups all get the rate RLlib's scheduler sets)."""
+    module = learner.module[module_id]
+    params = learner.get_parameters(module)
+    if config.encoder is None:
+        learner.register_optimizer(
+            module_id=module_id, optimizer=make(params), params=params,
+            lr_or_lr_schedule=config.lr,
+        )  # fmt: skip
+        return
+    encoder = encoder_parameters(module)
+    in_encoder = {id(p) for p in encoder}
+    rest = [p for p in params if p.requires_grad and id(p) not in in_encoder]
+    learner.register_optimizer(
+        module_id=module_id, optimizer=make(rest), params=rest, lr_or_lr_schedule=config.lr
+    )
+    if encoder:
+        lr = config.lr if config.encoder_lr is None else config.encoder_lr
+        learner.register_optimizer(
+            module_id=module_id, optimizer_name=ENCODER_OPTIMIZER, optimizer=make(encoder),
+            params=encoder, lr_or_lr_schedule=lr,
+        )  # fmt: skip

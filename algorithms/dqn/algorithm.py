@@ -27,7 +27,7 @@ from ray.rllib.utils.metrics import (
 
 from algorithms.common import metrics as M
 from algorithms.common.base import RlgenAlgorithm
-from algorithms.common.config import MAX_BATCH, RlgenConfig, check_cnn_observations
+from algorithms.common.config import ENCODER_RULES, MAX_BATCH, RlgenConfig, check_cnn_observations
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.replay import FrameReplay
 from algorithms.dqn.updates import update_from_sample
@@ -89,8 +89,10 @@ class DQNConfig(RlgenConfig):
         self.num_env_runners = 0
 
     ATARI_DEFAULTS = ATARI_DEFAULTS
+    TAKES_ENCODER = True
     REUSED_RLLIB_KEYS = ("learning_starts", "prioritized_replay")
     RULES = {
+        **ENCODER_RULES,
         "replay_ratio": number(0.0, low_open=True),
         "n_step": integer(1),
         "updates_per_learner_call": integer(1),
@@ -191,6 +193,7 @@ class DQNConfig(RlgenConfig):
                 "hiddens": list(self.model_hiddens),
                 "dueling": self.dueling,
                 "epsilon": list(self.epsilon),
+                **self.encoder_model_config(),
             },
         )
 

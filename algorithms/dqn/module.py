@@ -18,7 +18,8 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from algorithms.common.networks import mlp_torso, nature_cnn
+from algorithms.common.frame_encoder import image_torso
+from algorithms.common.networks import mlp_torso
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.losses import dueling_q
 
@@ -29,10 +30,8 @@ class QNetwork(nn.Module):
         self.image = cfg.get("torso", "auto") == "cnn" or (
             cfg.get("torso", "auto") == "auto" and len(obs_shape) == 3
         )
-        if self.image:
-            if len(obs_shape) != 3 or tuple(obs_shape[1:]) != (84, 84):
-                raise ValueError(f"the Nature CNN needs (C, 84, 84) observations, got {obs_shape}")
-            self.torso, width = nature_cnn(obs_shape[0])
+        if self.image:  # the Nature CNN, or another job's encoder (``encoder``)
+            self.torso, width = image_torso(obs_shape, cfg)
         else:
             self.torso, width = mlp_torso(
                 int(np.prod(obs_shape)), list(cfg.get("hiddens", [128, 128]))
@@ -54,7 +53,8 @@ class QNetwork(nn.Module):
 
 class DQNTorchRLModule(TorchRLModule, InferenceOnlyAPI):
     """model_config: ``torso`` (auto|cnn|mlp), ``hiddens``, ``dueling``,
-    ``epsilon`` ([start, end, env steps])."""
+    ``epsilon`` ([start, end, env steps]), and ``encoder`` / ``encoder_mode`` (another job's
+    encoder as the image torso: ``frame_encoder.image_torso``)."""
 
     # RLlib types these Optional; the spec that builds this module always sets them
     # (``DQNConfig.check_spaces`` admits only Discrete actions), and
