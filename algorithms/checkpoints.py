@@ -6,7 +6,10 @@ newest two are kept. Found by runkit's one rule.
 RLlib's part is pickled (classes and constructors included), so it is only ever restored from
 the run's own directory (``--resume``). ``rlgen eval`` and the end-of-run video read
 ``policy_weights.pt`` with ``torch.load(weights_only=True)`` into a module rebuilt from the run
-spec in ``rlgen_state.json``: a checkpoint handed to rlgen cannot run code."""
+spec in ``rlgen_state.json``: a checkpoint handed to rlgen cannot run code.
+
+``load_encoder``: a new run's weights that come from elsewhere (a VAE's encoder), put into the
+built Algorithm; its checkpoints hold them from then on."""
 
 from __future__ import annotations
 
@@ -94,3 +97,28 @@ def save_policy_weights(algo: Any, path: Path) -> None:
 
     state = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
     torch.save({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}, path)
+
+
+def load_encoder(algo: Any, weights: dict[str, Any] | None) -> None:
+    """A new run's pretrained encoder weights (``encoder``) into every copy of its torso
+    (the policy's and the value function's, the target network's) on the Learners, then
+    synced to the rollout actors: the modules were built with fresh weights in their place."""
+    if weights is None:
+        return
+    import numpy as np
+
+    from algorithms.common.frame_encoder import ENCODER_PREFIX
+
+    state = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
+    loaded = 0
+    for key in state:
+        name = key.partition(ENCODER_PREFIX)[2]
+        if name in weights:
+            state[key] = np.asarray(weights[name], dtype=np.float32)
+            loaded += 1
+    if not loaded or loaded % len(weights):
+        raise RunFailed(f"the policy has {loaded} encoder weights for {len(weights)} exported")
+    algo.learner_group.set_weights({MODULE_ID: state})
+    algo.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True, timeout_seconds=60
+    )

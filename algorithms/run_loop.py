@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from algorithms.checkpoints import STATE_FILE, find_checkpoint, save_checkpoint
+from algorithms.checkpoints import STATE_FILE, find_checkpoint, load_encoder, save_checkpoint
 from algorithms.common import metrics as M
 from algorithms.configure import Importer, RLRunSpec, build_config
 from envs import permit_env_module
@@ -221,7 +221,7 @@ def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
     )
     algo = config.build_algo()
     if ckpt is None:
-        _load_encoder(algo, config.encoder_weights())
+        load_encoder(algo, config.encoder_weights())
     if ckpt is not None:
         try:
             algo.restore_from_path(str(ckpt))
@@ -232,32 +232,6 @@ def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
                 f"{first_line(exc)[:200]}); the run directory is left as it was"
             ) from None
     return algo
-
-
-def _load_encoder(algo: Any, weights: dict[str, Any] | None) -> None:
-    """A new run's pretrained encoder weights (``encoder``) into every copy of its torso
-    (the policy's and the value function's, the target network's) on the Learners, then
-    synced to the rollout actors: the modules were built with fresh weights in their place."""
-    if weights is None:
-        return
-    import numpy as np
-
-    from algorithms.checkpoints import MODULE_ID
-    from algorithms.common.frame_encoder import ENCODER_PREFIX
-
-    state = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
-    loaded = 0
-    for key in state:
-        name = key.partition(ENCODER_PREFIX)[2]
-        if name in weights:
-            state[key] = np.asarray(weights[name], dtype=np.float32)
-            loaded += 1
-    if not loaded or loaded % len(weights):
-        raise RunFailed(f"the policy has {loaded} encoder weights for {len(weights)} exported")
-    algo.learner_group.set_weights({MODULE_ID: state})
-    algo.env_runner_group.sync_weights(
-        from_worker_or_learner_group=algo.learner_group, inference_only=True, timeout_seconds=60
-    )
 
 
 class _Loop:

@@ -24,6 +24,9 @@ def register_ale() -> None:
     if not _ALE_REGISTERED:
         import ale_py
 
+        # The emulator's banner (its version, "Powered by Stella") on stderr at every first
+        # game of a process: kept off the terminal, where a refused command prints one line.
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         gym.register_envs(ale_py)
         _ALE_REGISTERED = True
 

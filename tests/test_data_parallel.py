@@ -132,6 +132,38 @@ def test_a2c_two_learners_equal_one(ray_local):
         two.stop()
 
 
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_a2c_two_learners_equal_one_with_a_vae_encoder(tmp_path, ray_local, mode):
+    """A VAE's encoder as the torso (Breakout): frozen (in no optimizer, no gradient) or
+    fine-tuned (an optimizer of its own at encoder_lr), two Learners take one Learner's step."""
+    import jobs
+    from algorithms.checkpoints import load_encoder
+    from algorithms.configure import RLRunSpec, build_config
+    from tests.vae_checkpoints import small_frame_vae
+
+    vae = small_frame_vae(tmp_path / "vae")
+    spec = RLRunSpec(
+        algorithm="a2c", env="ALE/Breakout-v5", num_env_runners=0, num_envs_per_env_runner=3,
+        seed=0, overrides={"encoder": str(vae), "encoder_mode": mode, "encoder_lr": 1e-4,
+                           "rollout_fragment_length": 10, "shared_torso": False},
+    )  # fmt: skip
+    config = build_config(spec, importer=jobs.export)
+    one = _with_learners(config, 0)
+    load_encoder(one, config.encoder_weights())
+    two = _with_learners(config.copy(copy_frozen=False), 2)
+    two.learner_group.set_weights(one.learner_group.get_weights())
+    try:
+        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
+        episodes = one.env_runner.sample(num_timesteps=30, random_actions=True)
+        assert len(episodes) == 3  # 3 chunks of 10 steps: shards of 10 and 20
+        _compare_updates(one, two, episodes)
+        names = [n for n in _grads(one)[0] if "encoder." in n]
+        assert bool(names) == (mode == "finetune"), names  # two torsos, each trained or not
+    finally:
+        one.stop()
+        two.stop()
+
+
 def _dqn_pair(**training):
     base = dict(
         learning_starts=0,

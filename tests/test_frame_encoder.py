@@ -13,23 +13,8 @@ import torch
 
 import jobs
 from algorithms.common.frame_encoder import FrameEncoderTorso
-from generative.configure import load_job
 from runkit.errors import UserError
-
-
-def _checkpoint(path, model="vae", shape=(1, 84, 84), **config):
-    """A checkpoint as the training job writes it (weights from torch's initialisation)."""
-    job = load_job(model)
-    cfg = job.config_class.from_overrides(model, config)
-    torch.manual_seed(0)
-    net = job.build_model(cfg, shape)
-    path.mkdir(parents=True)
-    state = {
-        "model": net.state_dict(), "epoch": 1, "elapsed_s": 1.0, "config": cfg.to_dict(),
-        "shape": list(shape), "model_name": model,
-    }  # fmt: skip
-    torch.save(state, path / "state.pt")
-    return net
+from tests.vae_checkpoints import write_checkpoint as _checkpoint
 
 
 @pytest.mark.parametrize(("arch", "binarize"), [("mlp", "dynamic"), ("conv", "threshold")])

@@ -45,6 +45,11 @@ class DriverOnly:
     def __deepcopy__(self, memo: dict) -> DriverOnly:
         return self
 
+    def __eq__(self, other: object) -> bool:  # configs compare equal when they hold the same
+        return isinstance(other, DriverOnly) and other.value is self.value
+
+    __hash__ = object.__hash__
+
 
 class RlgenConfig(AlgorithmConfig):
     ATARI_DEFAULTS: ClassVar[dict[str, Any]] = {}

@@ -20,7 +20,7 @@ from torch import nn
 
 MAX_LAYERS = 32
 MAX_WIDTH = 1 << 16  # channels or features of one layer
-MAX_WEIGHTS = 1 << 26  # all of the encoder's weights
+MAX_WEIGHTS = 1 << 25  # all of the encoder's weights (a conv VAE of 84x84 frames, 512 units: 14.5M)
 FEATURES = 512
 # Where an encoder's weights sit in a policy's state dict: ``<net>.torso.encoder.<name>`` or
 # ``pi_torso.encoder.<name>`` (what ``image_torso`` builds goes in an attribute named torso).
