@@ -6,6 +6,7 @@ writes nothing. Concurrency, PBT and a killed driver are in test_tune_runs.py.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from algorithms import ALGORITHMS
 from algorithms.reinforce.algorithm import ReinforceConfig
 from generative.vae.config import VAEConfig
 from tests.test_vae_job import _small_dataset
+from tests.vae_checkpoints import small_frame_vae
 from tune_configs.spaces import gen_space, rl_space
 from tuning.run import build_tuner
 from tuning.summary import HPARAM_METRIC_PREFIX
@@ -62,22 +64,36 @@ def test_misspelled_search_key_fails_when_the_module_is_imported():
         gen_space(VAEConfig, latnt_dim=tune.choice([8, 16]))
 
 
+def test_an_experiment_refuses_to_start_without_what_it_needs(tmp_path, rlgen_here):
+    out = tmp_path / "exp"
+    proc = rlgen_here("tune", "a2c_atari_pretrained", "--output", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        "rlgen: error: tune a2c_atari_pretrained: give --set encoder=... (a VAE run or "
+        "checkpoint trained on Breakout frames)"
+    )
+    assert not out.exists()
+
+
 def test_every_experiment_builds_its_tuner(tmp_path, ray_local):
     names = sorted(tune_configs.EXPERIMENTS)
     assert names == sorted(
         ["reinforce_cartpole", "a2c_cartpole", "dqn_cartpole", "dqn_atari", "a2c_atari",
-         "vae_mnist5k", "pixelcnn_mnist5k"]
+         "a2c_atari_pretrained", "vae_mnist5k", "pixelcnn_mnist5k"]
     )  # fmt: skip
+    vae = str(small_frame_vae(tmp_path / "vae"))
     cpus = ray_local.cluster_resources()["CPU"]
     assert "GPU" not in ray_local.cluster_resources()  # the counts below are for CPUs alone
     for name in names:
         exp = tune_configs.load_experiment(name)
         assert exp.name == name and exp.doc.strip(), name
         assert "Expect" in exp.doc, f"{name}: its docstring states what result to expect"
+        for key, _ in exp.needs:  # what the user gives with --set (a VAE run of theirs)
+            exp = dataclasses.replace(exp, space={**exp.space, key: vae})
         tuner = build_tuner(exp, tmp_path / name)  # every candidate value is checked here
         tc = tuner._local_tuner._tune_config
         assert tc.num_samples == exp.num_samples
-        expected = PopulationBasedTraining if "atari" in name else ASHAScheduler
+        expected = PopulationBasedTraining if name in ("dqn_atari", "a2c_atari") else ASHAScheduler
         assert type(tc.scheduler) is expected, name
         if expected is PopulationBasedTraining:  # it compares how good trials are now
             assert (tc.metric, tc.mode) == (None, None)

@@ -46,6 +46,9 @@ def customize(
         if value is not None and (isinstance(value, bool) or value <= 0):
             raise UserError(f"--{name.replace('_', '-')} {value}: must be positive")
     merged = {**exp.space, **(overrides or {}), **(space or {})}
+    for key, what in exp.needs:
+        if merged.get(key) is None:
+            raise UserError(f"tune {exp.name}: give --set {key}=... ({what})")
     changes: dict[str, Any] = {"space": merged}
     if num_samples is not None:
         changes["num_samples"] = num_samples

@@ -76,6 +76,9 @@ class Experiment:
     perturbation_interval: int = 10  # PBT: training iterations between exploits
     grace_fraction: float = 0.25  # ASHA: no trial is stopped before this share of its budget
     checkpoint_every: int = 10  # RL: iterations between checkpoints (PBT: the interval)
+    # Keys the user fixes for every trial (``--set KEY=...``), each with what it names: values
+    # from their own machine (``encoder``: a VAE run of theirs) that no experiment can hold.
+    needs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.job not in jobs.names():
