@@ -222,7 +222,7 @@ def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
     algo = config.build_algo()
     if ckpt is None:
         load_encoder(algo, config.encoder_weights())
-    if ckpt is not None:
+    else:
         try:
             algo.restore_from_path(str(ckpt))
         except Exception as exc:  # noqa: BLE001 - any failure here means a bad checkpoint

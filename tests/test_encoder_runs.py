@@ -17,17 +17,12 @@ import jobs
 import rlgen_cli
 from algorithms.common.frame_encoder import ENCODER_PREFIX
 from runkit.errors import UserError
+from tests.test_record import _one_line_refusal
 from tests.vae_checkpoints import small_frame_vae, write_checkpoint
 
 BREAKOUT = "ALE/Breakout-v5"
 # Small A2C updates: 2 envs x 5 steps per update, one update per iteration.
 SMALL_A2C = ("--set", "rollout_fragment_length=5", "--set", "min_sample_timesteps_per_iteration=0")
-
-
-def _one_line_refusal(proc, needle: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0], proc.stderr
 
 
 def _encoder_entries(state: dict) -> dict[str, tuple[str, np.ndarray]]:
