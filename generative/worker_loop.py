@@ -178,14 +178,15 @@ class _Rank0:
         run_dir = Path(w.lc["run_dir"])
         # This worker's node may not be the driver's: copy the run directory from here.
         mirror = Mirror(w.lc["storage"], run_dir) if w.lc.get("storage") else None
-        resumed_at = w.first_epoch if w.resumed else None  # a retry or --resume
-        writer = ScalarWriter(run_dir / "tensorboard", resumed_at=resumed_at)
+        # From the first epoch this attempt trains: a retry (with or without a checkpoint) or
+        # --resume hides what an earlier attempt logged past it.
+        writer = ScalarWriter(run_dir / "tensorboard", resumed_at=w.first_epoch)
         test_images, _ = read_split(w.lc["test_split"])
         fixed = torch.Generator().manual_seed(0)  # one fixed binarization of the test set
         x_test = binarize(torch.as_tensor(test_images), w.cfg.binarize, generator=fixed)
         return cls(run_dir=run_dir, writer=writer, x_test=x_test, mirror=mirror)
 
-    def end_epoch(self, w: _Worker, metrics: dict[str, Any], t0: float) -> bool:
+    def end_epoch(self, w: _Worker, metrics: dict[str, Any], t0: float, faults: NoFaults) -> bool:
         """Evaluate, log, save and report the epoch ``metrics`` describe (begun at ``t0``);
         whether the caller asked to stop."""
         core = unwrap(w.model)
@@ -197,6 +198,7 @@ class _Rank0:
         w.elapsed_s += time.monotonic() - t0
         metrics["elapsed_s"] = w.elapsed_s
         self.log(metrics, grids)
+        faults.before_report()
         self.save_and_report(w, core, metrics)
         epoch, lc = metrics["epoch"], w.lc
         relay.wait_committed(lc["relay"], epoch)
@@ -267,8 +269,9 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
                 )
             break
         if rank0 is None:
+            faults.before_report()
             ray.train.report(metrics)  # every worker reports once per epoch
-        stop = rank0 is not None and rank0.end_epoch(w, metrics, t0)
+        stop = rank0 is not None and rank0.end_epoch(w, metrics, t0, faults)
         if _agree(stop, w.world, w.device):
             break
     if rank0 is not None:

@@ -24,15 +24,19 @@ def read_png(path: Path | str) -> np.ndarray:
         return np.asarray(image).copy()
 
 
-def tensorboard_images(events: Path | str, tag: str) -> dict[int, np.ndarray]:
-    """Step -> the decoded pixels of every image summary ``tag`` in one event file."""
+def tensorboard_images(logdir: Path | str, tag: str) -> dict[int, np.ndarray]:
+    """Step -> the decoded pixels of every image summary ``tag`` TensorBoard shows for a run's
+    ``tensorboard`` directory: every event file in it, in order, with each restart marker's
+    purge applied (a retried attempt's file hides the steps it writes again). A step shown
+    twice fails."""
     from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(events), size_guidance={"images": 0})
+    acc = EventAccumulator(str(logdir), size_guidance={"images": 0})
     acc.Reload()
     out = {}
     for event in acc.Images(tag):
+        assert event.step not in out, f"{tag}: step {event.step} shown twice in {logdir}"
         with Image.open(io.BytesIO(event.encoded_image_string)) as image:
             pixels = np.asarray(image).copy()
         assert pixels.shape[:2] == (event.height, event.width), (tag, event.step)
