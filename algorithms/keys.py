@@ -71,16 +71,19 @@ def describe(algorithm: str) -> dict[str, Any]:
 
 
 def class_docs(cls: type) -> dict[str, str]:
-    """``KEY_DOCS`` of the class and its bases, and the ``Args:`` of its ``training()``
-    docstring (each key's text up to its first full stop)."""
+    """``KEY_DOCS`` of the class and its bases, and the ``Args:`` of their ``training()``
+    docstrings (each key's text up to its first full stop; a subclass's over its base's)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         docs.update(vars(klass).get("KEY_DOCS", {}))
-    text = inspect.getdoc(getattr(cls, "training", None)) or ""
-    args = text.partition("Args:")[2]
-    for name, body in re.findall(r"^    (\w+): (.*?)(?=^    \w+: |\Z)", args, flags=re.M | re.S):
-        sentence = " ".join(body.split())
-        docs[name] = sentence.split(". ")[0].rstrip(".") + "."
+        if not klass.__module__.startswith("algorithms."):
+            continue  # RLlib's own (its keys have RLLIB_KEY_DOCS)
+        text = inspect.getdoc(vars(klass).get("training")) or ""
+        args = text.partition("Args:")[2]
+        pattern = r"^    (\w+): (.*?)(?=^    \w+: |\Z)"
+        for name, body in re.findall(pattern, args, flags=re.M | re.S):
+            sentence = " ".join(body.split())
+            docs[name] = sentence.split(". ")[0].rstrip(".") + "."
     return docs
 
 

@@ -79,7 +79,7 @@ def test_callback_stops_a_generative_run_after_the_same_epoch(tmp_path, ray_loca
         ("vae", {"env": "CartPole-v1"}, "--env is for RL jobs"),
         ("vae", {"overrides": {"epochs": 0}}, "epochs=0 is out of range"),
         ("dqn", {"env": "Pendulum-v1"}, "Discrete action space"),
-        ("ppo", {"env": "CartPole-v1"}, "unknown algorithm or model"),
+        ("trpo", {"env": "CartPole-v1"}, "unknown algorithm or model"),
         ("a2c", {}, "--env is required"),
     ],
 )

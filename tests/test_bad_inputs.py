@@ -170,7 +170,7 @@ def test_bad_input_from_a_fresh_process(tmp_path, case):
 # The same kinds of input through the Python API: a UserError with one line naming the input,
 # nothing written. Each row: (case, call(rlgen, tmp), needle).
 API_CASES: list[tuple[str, Any, str]] = [
-    ("unknown job", lambda r, t: r.train("ppo", env="CartPole-v1"), "unknown algorithm or model"),
+    ("unknown job", lambda r, t: r.train("trpo", env="CartPole-v1"), "unknown algorithm or model"),
     ("no env", lambda r, t: r.train("reinforce"), "--env is required"),
     ("unknown env", lambda r, t: r.train("reinforce", env="CartPol-v1"), "CartPole-v1"),
     ("env module that does not import",

@@ -15,6 +15,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from algorithms.common import returns as rt
+from algorithms.common.pg_losses import logp_and_entropy
 
 ADVANTAGES = Postprocessing.ADVANTAGES
 VALUE_TARGETS = Postprocessing.VALUE_TARGETS
@@ -85,19 +86,32 @@ class GeneralizedAdvantages(ConnectorV2):
         return batch
 
 
+OLD_LOGP = "old_logp"  # log pi_old(a_t|s_t), the sampling policy's (PPO)
+OLD_VALUES = "old_values"  # V_old(s_t), the sampling critic's (PPO's value clipping)
+
+
 def advantage_batch(
-    module: Any, episodes: list[Any], *, gamma: float, lambda_: float
+    module: Any, episodes: list[Any], *, gamma: float, lambda_: float, old_policy: bool = False
 ) -> dict[str, np.ndarray]:
     """The train batch of A2C from episode chunks, without the connector pipeline: one row per
     env step, chunk after chunk, with ``obs``, ``actions``, ``advantages`` and
     ``value_targets``; the same numbers as ``GeneralizedAdvantages`` after RLlib's default
     pieces (the same V forward over every chunk's observations s_0..s_T, the same equation:
     ``returns.gae_advantages_batch`` on all chunks at once, where the connector gives it one
-    chunk at a time through ``returns.gae_advantages``)."""
+    chunk at a time through ``returns.gae_advantages``).
+
+    ``old_policy``: also ``old_logp`` and ``old_values``, the log-probability of each action
+    and the value of each state under the module as it is (the weights that sampled the
+    chunks, in a synchronous round), from the same one forward pass."""
     chunks = [e for e in episodes if len(e) > 0]
     lengths = np.array([len(e) for e in chunks], dtype=np.int64)
     obs = np.concatenate([np.asarray(e.get_observations()) for e in chunks])
-    values = GeneralizedAdvantages.values_of(module, obs).astype(np.float64)
+    actions = np.concatenate([np.asarray(e.get_actions()) for e in chunks])
+    if old_policy:
+        dist_inputs, values32 = _policy_and_values(module, obs)
+    else:
+        values32 = GeneralizedAdvantages.values_of(module, obs)
+    values = values32.astype(np.float64)
     width = int(lengths.max())
     real = np.arange(width)[None, :] < lengths[:, None]  # (C, T): step t of chunk c exists
     starts = np.cumsum(lengths + 1) - lengths - 1  # row of each chunk's s_0 in obs
@@ -115,9 +129,30 @@ def advantage_batch(
         gamma=gamma,
         lambda_=lambda_,
     )
-    return {
+    columns = {
         Columns.OBS: obs[rows],
-        Columns.ACTIONS: np.concatenate([np.asarray(e.get_actions()) for e in chunks]),
+        Columns.ACTIONS: actions,
         ADVANTAGES: advantages[real],
         VALUE_TARGETS: targets[real],
     }
+    if old_policy:
+        columns[OLD_VALUES] = values32[rows]
+        columns[OLD_LOGP] = _log_probs(module, dist_inputs[torch.as_tensor(rows)], actions)
+    return columns
+
+
+def _policy_and_values(module: Any, obs: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """The policy's distribution inputs (a tensor on the module's device) and V(s) (float32
+    numpy) of every row of ``obs``, one training forward pass without a graph."""
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        out = module.forward_train({Columns.OBS: torch.as_tensor(obs, device=device)})
+    return out[Columns.ACTION_DIST_INPUTS], out[Columns.VF_PREDS].float().cpu().numpy()
+
+
+def _log_probs(module: Any, dist_inputs: torch.Tensor, actions: np.ndarray) -> np.ndarray:
+    """log pi(a_t|s_t) of each action under ``dist_inputs`` (float32 numpy)."""
+    with torch.no_grad():
+        actions_t = torch.as_tensor(actions, device=dist_inputs.device)
+        logp, _ = logp_and_entropy(module.get_train_action_dist_cls(), dist_inputs, actions_t)
+    return logp.float().cpu().numpy()

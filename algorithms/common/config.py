@@ -84,7 +84,7 @@ class RlgenConfig(AlgorithmConfig):
         "delay_between_env_runner_restarts_s": "seconds before a failed rollout actor is "
         "restarted.",
         "encoder": "a VAE run or checkpoint whose encoder (its mean, on each frame) replaces "
-        "the Nature CNN (Atari, a2c and dqn).",
+        "the Nature CNN (Atari; a2c, dqn and ppo).",
         "encoder_mode": "frozen (the VAE's weights kept) or finetune (trained at encoder_lr).",
         "encoder_lr": "the encoder's learning rate with encoder_mode=finetune (null: lr).",
     }

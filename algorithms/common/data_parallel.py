@@ -29,6 +29,11 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def rank() -> int:
+    """This Learner's rank in the DDP group (0 when there is no group)."""
+    return dist.get_rank() if world_size() > 1 else 0
+
+
 def all_sum(x: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of ``x`` over every Learner (a detached copy; ``x`` itself as is
     when there is one Learner)."""
@@ -100,3 +105,12 @@ class WholeEpisodes(TrainingData):
             (TrainingData(episodes=part), {})
             for part in shard_whole_episodes(self.episodes, num_shards)
         ]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every Learner, in rank order (``[obj]`` when there is one Learner)."""
+    if world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

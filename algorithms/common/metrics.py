@@ -24,6 +24,12 @@ NONFINITE_ABORT = "nonfinite_abort"  # 1 once max_nonfinite_updates were skipped
 ENTROPY_COEFF = "entropy_coeff"  # A2C: the scheduled value used in the step
 LEARNING_RATE = "learning_rate"  # what the optimizer stepped with (read before the step)
 
+# PPO Learner metrics.
+APPROX_KL = "approx_kl"  # the epoch's mean approximate KL(pi_old || pi) over its minibatches
+CLIP_FRACTION = "clip_fraction"  # share of the last minibatch's steps outside the clip range
+CLIP_PARAM = "clip_param"  # the scheduled clip eps used in the update
+EPOCHS_DONE = "epochs_done"  # epochs taken on the last batch (fewer after a KL early stop)
+
 # DQN Learner metrics.
 Q_MEAN = "q_mean"
 TD_ERROR_ABS_MEAN = "td_error_abs_mean"
@@ -31,6 +37,7 @@ TD_LOSS = "td_loss"
 LEARNER_KEYS = (
     POLICY_LOSS, VALUE_LOSS, ENTROPY, BASELINE_MEAN, ADVANTAGE_STD,
     Q_MEAN, TD_ERROR_ABS_MEAN, TD_LOSS, ENTROPY_COEFF, LEARNING_RATE,
+    APPROX_KL, CLIP_FRACTION, CLIP_PARAM, EPOCHS_DONE,
 )  # fmt: skip
 
 # Metrics the Algorithm logs itself (not its Learners).
@@ -60,6 +67,10 @@ TB_TAGS = {
     MOVING_AVERAGE_BASELINE: "learner/moving_average_baseline",
     ENV_STEPS_PER_S: "perf/env_steps_per_s",
     NONFINITE_UPDATES: "learner/nonfinite_updates_skipped",
+    APPROX_KL: "learner/approx_kl",
+    CLIP_FRACTION: "learner/clip_fraction",
+    CLIP_PARAM: "learner/clip_param",
+    EPOCHS_DONE: "learner/epochs_done",
     Q_MEAN: "learner/q_mean",
     TD_ERROR_ABS_MEAN: "learner/td_error_abs_mean",
     TD_LOSS: "learner/td_loss",

@@ -36,6 +36,17 @@ class ConfiguredLearningRate(OptimizerStateHook):
     def optimizer_state_loaded(self) -> None:
         restore_fixed_learning_rates(self)
 
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)  # type: ignore[misc]
+        # RLlib's lr schedule sets each param group's rate to its scheduler's tensor (after
+        # every update), which torch's multi-tensor (foreach) Adam refuses: the update's
+        # steps take the same rate as a float.
+        for module_id in self.module.keys():  # type: ignore[attr-defined]
+            for _, optimizer in self.get_optimizers_for_module(module_id):  # type: ignore[attr-defined]
+                for group in optimizer.param_groups:
+                    if isinstance(group["lr"], torch.Tensor):
+                        group["lr"] = float(group["lr"])
+
     def apply_gradients(self, gradients_dict: dict) -> None:
         for module_id, lr in optimizer_learning_rates(self).items():
             self.metrics.log_value((module_id, M.LEARNING_RATE), lr, window=1)

@@ -1,0 +1,151 @@
+"""PPO Learner: A2C's batch plus the sampling policy's log-probabilities and values, then
+epochs of shuffled minibatches, one guarded, clipped gradient step each (math: ``losses.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from algorithms.a2c.connectors import (
+    ADVANTAGES,
+    OLD_LOGP,
+    OLD_VALUES,
+    VALUE_TARGETS,
+    advantage_batch,
+)
+from algorithms.a2c.learner import A2CTorchLearner
+from algorithms.common import metrics as M
+from algorithms.common import pg_losses
+from algorithms.common.data_parallel import BatchStats, gather_objects, rank
+from algorithms.common.schedules import scalar_or_schedule
+from algorithms.ppo import losses
+from algorithms.rllib_compat import device_of
+
+COLUMNS = (Columns.OBS, Columns.ACTIONS, ADVANTAGES, VALUE_TARGETS, OLD_LOGP, OLD_VALUES)
+
+
+def global_rows(shards: list[list[tuple[str, int]]], mine: int) -> tuple[np.ndarray, int]:
+    """Shard ``mine``'s rows' places in the whole batch, and its size. ``shards`` holds every
+    Learner's chunks as (key, length) in its batch order; the whole batch orders the chunks by
+    key (unique per chunk), so it is the same however the chunks were sharded."""
+    everything = sorted(chunk for shard in shards for chunk in shard)
+    starts, total = {}, 0
+    for key, length in everything:
+        starts[key] = total
+        total += length
+    own = [np.arange(starts[k], starts[k] + n) for k, n in shards[mine]]
+    return (np.concatenate(own) if own else np.zeros(0, np.int64)), total
+
+
+class PPOTorchLearner(A2CTorchLearner):
+    def build(self) -> None:
+        super().build()
+        self.clip_param = scalar_or_schedule(self.config.clip_param, 0)
+        self._env_steps = 0  # the lifetime env-step count at this update (seeds its shuffles)
+        self._chunks: list[tuple[str, int]] = []  # this Learner's (key, length), batch order
+        self._minibatch_kl = 0.0
+
+    def batch_from_episodes(self, training_data: Any) -> Any:
+        """A2C's batch with ``old_logp`` and ``old_values`` (``advantage_batch``)."""
+        episodes = [e for e in (training_data.episodes or []) if len(e) > 0]
+        if not episodes:
+            return None
+        self._chunks = [(f"{e.id_}/{e.t_started}", len(e)) for e in episodes]
+        module = self.module[DEFAULT_MODULE_ID].unwrapped()
+        columns = advantage_batch(
+            module, episodes, gamma=self.config.gamma, lambda_=self.config.lambda_,
+            old_policy=True,
+        )  # fmt: skip
+        tensors = {k: torch.from_numpy(v).to(device_of(self)) for k, v in columns.items()}
+        steps = sum(len(e) for e in episodes)
+        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(tensors)}, env_steps=steps)
+
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)
+        self._env_steps = int(timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) or 0)
+        self.clip_param = scalar_or_schedule(self.config.clip_param, self._env_steps)
+
+    def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:
+        """The batch's ``num_epochs`` epochs of minibatches, one RLlib update step each
+        (``TorchLearner._update``: forward, loss, the guarded gradient, the optimizer step).
+        Every Learner takes the same number of steps (DDP averages each one): the plan comes
+        from the whole batch, and the KL early stop from statistics of the whole batch."""
+        columns = batch[DEFAULT_MODULE_ID]
+        rows, total = global_rows(gather_objects(self._chunks), rank())
+        config = self.config
+        plan = losses.minibatch_rows(
+            rows,
+            num_rows=total,
+            num_minibatches=max(1, round(total / config.minibatch_size)),
+            num_epochs=config.num_epochs,
+            seed=[int(config.seed or 0), self._env_steps],
+        )
+        device = device_of(self)
+        result: tuple[Any, Any, Any] = ({}, {}, {})
+        epochs_done, epoch_kl = 0, 0.0
+        for parts in plan:
+            kl = []
+            for part in parts:
+                index = torch.as_tensor(part, device=device)
+                minibatch = {k: columns[k][index] for k in COLUMNS}
+                result = super()._update({DEFAULT_MODULE_ID: minibatch}, **kwargs)
+                kl.append(self._minibatch_kl)
+            epochs_done, epoch_kl = epochs_done + 1, float(np.mean(kl))
+            if config.kl_target is not None and epoch_kl > config.kl_target:
+                break
+        self.metrics.log_dict(
+            {M.APPROX_KL: epoch_kl, M.EPOCHS_DONE: epochs_done, M.CLIP_PARAM: self.clip_param},
+            key=DEFAULT_MODULE_ID,
+            window=1,
+        )
+        return result
+
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
+        module = self.module[module_id].unwrapped()
+        logp_B, entropy_B = pg_losses.logp_and_entropy(
+            module.get_train_action_dist_cls(),
+            fwd_out[Columns.ACTION_DIST_INPUTS],
+            batch[Columns.ACTIONS],
+        )
+        values_B = fwd_out[Columns.VF_PREDS]
+        raw_adv_B = batch[ADVANTAGES]
+        # Means and statistics over the whole minibatch, however many Learners share it.
+        stats = BatchStats(len(raw_adv_B), raw_adv_B.device)
+        terms = losses.ppo_loss(
+            logp_B=logp_B,
+            old_logp_B=batch[OLD_LOGP],
+            advantages_B=pg_losses.normalize_advantages(
+                raw_adv_B, config.advantage_normalization, batch_mean=stats.mean
+            ),
+            entropy_B=entropy_B,
+            values_B=values_B,
+            old_values_B=batch[OLD_VALUES],
+            returns_B=batch[VALUE_TARGETS],
+            clip=self.clip_param,
+            vf_clip=config.vf_clip_param,
+            vf_coeff=config.vf_coeff,
+            entropy_coeff=self.entropy_coeff,
+            mean=stats.share_of_mean,
+            stat_mean=stats.mean,
+        )
+        self._minibatch_kl = float(terms.approx_kl)
+        self.metrics.log_dict(
+            {
+                M.POLICY_LOSS: terms.policy_loss,
+                M.VALUE_LOSS: terms.value_loss,
+                M.ENTROPY: terms.entropy,
+                M.ENTROPY_COEFF: self.entropy_coeff,
+                M.CLIP_FRACTION: terms.clip_fraction,
+                M.BASELINE_MEAN: stats.mean(values_B),
+                M.ADVANTAGE_STD: stats.std(raw_adv_B),
+            },
+            key=module_id,
+            window=1,
+        )
+        return terms.total
