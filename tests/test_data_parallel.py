@@ -1,5 +1,5 @@
 """Tier 2: two data-parallel Learners (DDP over gloo, on a real local Ray cluster) take the same
-update as one Learner on the same batch, for REINFORCE, A2C and DQN: the same gradient and the
+update as one Learner on the same batch, for REINFORCE, A2C, PPO and DQN: the same gradient and the
 same weights after the step, the same TD errors in the replay's priorities; and ``rlgen train
 --set num_learners=2`` trains on two Learner actors."""
 
@@ -16,7 +16,9 @@ import rlgen_cli
 from algorithms.a2c.algorithm import A2CConfig
 from algorithms.common.data_parallel import shard_whole_episodes
 from algorithms.dqn.algorithm import DQNConfig
+from algorithms.ppo.algorithm import PPOConfig
 from algorithms.reinforce.algorithm import ReinforceConfig
+from algorithms.rllib_compat import local_learner
 from envs import rllib_env_name
 
 # Random-policy CartPole episodes last ~10-40 steps: a limit of 20 truncates some of them.
@@ -127,6 +129,38 @@ def test_a2c_two_learners_equal_one(ray_local):
         episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
         assert len(episodes) >= 3
         _compare_updates(one, two, episodes)
+    finally:
+        one.stop()
+        two.stop()
+
+
+@pytest.mark.parametrize("kl_target", [None, 1e-6])
+def test_ppo_two_learners_equal_one(ray_local, kl_target):
+    """Three epochs of four shuffled minibatches: each Learner holds its whole chunks (unequal
+    shards) and its rows of each minibatch (some minibatch rows on one side only), and the
+    two take one Learner's twelve steps: the same last gradient and weights. With a KL
+    target no update can meet, both stop after the first epoch, together."""
+    config = (
+        PPOConfig()
+        .environment("CartPole-v1", env_config=SHORT_CARTPOLE)
+        .env_runners(num_envs_per_env_runner=3, rollout_fragment_length=15)
+        .training(
+            num_epochs=3, minibatch_size=11, lambda_=0.9, kl_target=kl_target, vf_clip_param=0.2
+        )  # fmt: skip
+        .debugging(seed=0)
+    )
+    one, two = _one_and_two(config)
+    try:
+        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
+        episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
+        assert len(episodes) >= 3
+        _compare_updates(one, two, episodes)
+        done = [r.get() for r in two.learner_group.foreach_learner(lambda lr: lr.epochs_done)]
+        assert done == [1 if kl_target else 3] * 2
+        # The KL that decides is the whole minibatch's, on each Learner.
+        kl = [r.get() for r in two.learner_group.foreach_learner(lambda lr: lr.minibatch_kl)]
+        assert kl == pytest.approx([local_learner(one.learner_group).minibatch_kl] * 2, rel=1e-4)
+        assert kl[0] > 0
     finally:
         one.stop()
         two.stop()
@@ -243,6 +277,7 @@ def learner_updates(monkeypatch):
     [
         ("reinforce", ["--set", "episodes_per_batch=4"]),
         ("a2c", []),
+        ("ppo", []),
         ("dqn", ["--set", "learning_starts=300", "--set", "prioritized_replay=true"]),
     ],
 )

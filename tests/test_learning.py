@@ -1,6 +1,7 @@
-"""Tier 3: REINFORCE, DQN and A2C learn CartPole-v1, run through the ``rlgen train`` CLI as a user
-would."""
+"""Tier 3: REINFORCE, DQN, A2C and PPO learn CartPole-v1, run through the ``rlgen train`` CLI as
+a user would."""
 
+import importlib
 import json
 
 import pytest
@@ -60,12 +61,13 @@ def test_dqn_solves_cartpole_within_budget(tmp_path):
     assert json.loads(ev.stdout)["greedy_return_mean"] >= 400
 
 
-def test_a2c_solves_cartpole_within_budget(tmp_path):
-    from algorithms.a2c import expected
-
-    out = tmp_path / "a2c"
+@pytest.mark.parametrize("algorithm", ["a2c", "ppo"])
+def test_actor_critic_solves_cartpole_within_budget(tmp_path, algorithm):
+    """A2C and PPO with their defaults, each on its fixed seed, within its budget."""
+    expected = importlib.import_module(f"algorithms.{algorithm}.expected")
+    out = tmp_path / algorithm
     proc = run_cli(
-        "train", "a2c", "--env", "CartPole-v1",
+        "train", algorithm, "--env", "CartPole-v1",
         "--stop-reward", str(CARTPOLE_SOLVED_RETURN),
         "--max-env-steps", str(expected.CARTPOLE_MAX_ENV_STEPS),
         "--seed", str(expected.LEARNING_TEST_SEED), "--video-frames", "0", "--output", str(out),

@@ -108,7 +108,11 @@ class PPOConfig(A2CConfig):
             kl_target: stop the batch's remaining epochs once an epoch's mean approximate KL
                 divergence exceeds it (null: always every epoch).
         """
-        self._set_given(dict(locals()))
+        given = {"clip_param": clip_param, "vf_clip_param": vf_clip_param, "kl_target": kl_target}
+        super().training(**kwargs)  # A2C's keys and RLlib's
+        for name, value in given.items():
+            if value is not NotProvided:
+                setattr(self, name, value)
         return self
 
     def validate(self) -> None:

@@ -49,7 +49,8 @@ class PPOTorchLearner(A2CTorchLearner):
         self.clip_param = scalar_or_schedule(self.config.clip_param, 0)
         self._env_steps = 0  # the lifetime env-step count at this update (seeds its shuffles)
         self._chunks: list[tuple[str, int]] = []  # this Learner's (key, length), batch order
-        self._minibatch_kl = 0.0
+        self.minibatch_kl = 0.0
+        self.epochs_done = 0  # of the last batch (fewer than num_epochs after a KL stop)
 
     def batch_from_episodes(self, training_data: Any) -> Any:
         """A2C's batch with ``old_logp`` and ``old_values`` (``advantage_batch``)."""
@@ -95,10 +96,11 @@ class PPOTorchLearner(A2CTorchLearner):
                 index = torch.as_tensor(part, device=device)
                 minibatch = {k: columns[k][index] for k in COLUMNS}
                 result = super()._update({DEFAULT_MODULE_ID: minibatch}, **kwargs)
-                kl.append(self._minibatch_kl)
+                kl.append(self.minibatch_kl)
             epochs_done, epoch_kl = epochs_done + 1, float(np.mean(kl))
             if config.kl_target is not None and epoch_kl > config.kl_target:
                 break
+        self.epochs_done = epochs_done
         self.metrics.log_dict(
             {M.APPROX_KL: epoch_kl, M.EPOCHS_DONE: epochs_done, M.CLIP_PARAM: self.clip_param},
             key=DEFAULT_MODULE_ID,
@@ -134,7 +136,7 @@ class PPOTorchLearner(A2CTorchLearner):
             mean=stats.share_of_mean,
             stat_mean=stats.mean,
         )
-        self._minibatch_kl = float(terms.approx_kl)
+        self.minibatch_kl = float(terms.approx_kl)
         self.metrics.log_dict(
             {
                 M.POLICY_LOSS: terms.policy_loss,
