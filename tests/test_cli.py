@@ -249,19 +249,21 @@ def _entropy_coeff(step: float) -> float:
     return 0.02 * (1.0 - min(step, 4000) / 4000)
 
 
-def test_a2c_train_resume_eval(tmp_path, ray_local, rlgen_here):
-    """The same run directory contract as REINFORCE: result.json, TensorBoard tags (the
-    entropy coefficient's schedule included), --resume and eval; through the Python API and
-    ``rlgen_cli.main`` in this process (REINFORCE's round trip above runs the commands)."""
-    out = tmp_path / "a2c"
+@pytest.mark.parametrize("algorithm,scheduled", [("a2c", "entropy_coeff"), ("ppo", "clip_param")])
+def test_actor_critic_train_resume_eval(tmp_path, ray_local, rlgen_here, algorithm, scheduled):
+    """The same run directory contract as REINFORCE: result.json, TensorBoard tags (a scheduled
+    coefficient included: A2C's entropy coefficient, PPO's clip), --resume and eval; through
+    the Python API and ``rlgen_cli.main`` in this process (REINFORCE's round trip above runs
+    the commands)."""
+    out = tmp_path / algorithm
     first = rlgen.train(
-        "a2c", env="CartPole-v1", max_env_steps=2000, seed=0, num_env_runners=2,
-        overrides={"entropy_coeff": [[0, 0.02], [4000, 0.0]]}, video_frames=0, output=out,
+        algorithm, env="CartPole-v1", max_env_steps=2000, seed=0, num_env_runners=2,
+        overrides={scheduled: [[0, 0.02], [4000, 0.0]]}, video_frames=0, output=out,
     )  # fmt: skip
     r1 = json.loads((out / "result.json").read_text())
     assert r1 == rlgen.to_dict(first)
-    assert r1["algorithm"] == "a2c" and r1["env_steps"] >= 2000
-    rlgen.train("a2c", resume=out, max_env_steps=4000)
+    assert r1["algorithm"] == algorithm and r1["env_steps"] >= 2000
+    rlgen.train(algorithm, resume=out, max_env_steps=4000)
     r2 = json.loads((out / "result.json").read_text())
     assert r2["env_steps"] >= 4000 and r2["checkpoint"] != r1["checkpoint"]
 
@@ -274,7 +276,7 @@ def test_a2c_train_resume_eval(tmp_path, ray_local, rlgen_here):
         assert {"episode/return_mean", "learner/value_loss", "learner/entropy"} <= set(
             acc.Tags()["scalars"]
         )
-        curves.append([(e.step, e.value) for e in acc.Scalars("learner/entropy_coeff")])
+        curves.append([(e.step, e.value) for e in acc.Scalars(f"learner/{scheduled}")])
     first_run, resumed = curves
     assert first_run[-1][0] == r1["env_steps"] < resumed[0][0]
     assert resumed[-1][0] == r2["env_steps"]

@@ -47,7 +47,7 @@ def rl_checkpoints(tmp_path_factory):
     """One short run of each algorithm on CartPole; {algorithm: newest checkpoint}."""
     root = tmp_path_factory.mktemp("rl")
     out = {}
-    for algorithm in ("reinforce", "a2c", "dqn"):
+    for algorithm in ("reinforce", "a2c", "ppo", "dqn"):
         result = rlgen.train(
             algorithm, env="CartPole-v1", max_env_steps=600, seed=1, video_frames=0,
             output=root / algorithm,
@@ -56,7 +56,7 @@ def rl_checkpoints(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "dqn"])
+@pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "ppo", "dqn"])
 def test_rebuilt_module_equals_rllib_restore(rl_checkpoints, algorithm, ray_local):
     from ray.rllib.core.rl_module.rl_module import RLModule
 

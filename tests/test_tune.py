@@ -79,7 +79,7 @@ def test_every_experiment_builds_its_tuner(tmp_path, ray_local):
     names = sorted(tune_configs.EXPERIMENTS)
     assert names == sorted(
         ["reinforce_cartpole", "a2c_cartpole", "dqn_cartpole", "dqn_atari", "a2c_atari",
-         "a2c_atari_pretrained", "vae_mnist5k", "pixelcnn_mnist5k"]
+         "a2c_atari_pretrained", "ppo_cartpole", "ppo_atari", "vae_mnist5k", "pixelcnn_mnist5k"]
     )  # fmt: skip
     vae = str(small_frame_vae(tmp_path / "vae"))
     cpus = ray_local.cluster_resources()["CPU"]
@@ -93,7 +93,8 @@ def test_every_experiment_builds_its_tuner(tmp_path, ray_local):
         tuner = build_tuner(exp, tmp_path / name)  # every candidate value is checked here
         tc = tuner._local_tuner._tune_config
         assert tc.num_samples == exp.num_samples
-        expected = PopulationBasedTraining if name in ("dqn_atari", "a2c_atari") else ASHAScheduler
+        pbt = ("dqn_atari", "a2c_atari", "ppo_atari")
+        expected = PopulationBasedTraining if name in pbt else ASHAScheduler
         assert type(tc.scheduler) is expected, name
         if expected is PopulationBasedTraining:  # it compares how good trials are now
             assert (tc.metric, tc.mode) == (None, None)

@@ -19,7 +19,7 @@ EXPERIMENTS = {
     name: f"tune_configs.{name}"
     for name in (
         "reinforce_cartpole", "a2c_cartpole", "dqn_cartpole", "dqn_atari", "a2c_atari",
-        "a2c_atari_pretrained", "vae_mnist5k", "pixelcnn_mnist5k",
+        "a2c_atari_pretrained", "ppo_cartpole", "ppo_atari", "vae_mnist5k", "pixelcnn_mnist5k",
     )
 }  # fmt: skip
 
