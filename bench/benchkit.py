@@ -1,11 +1,13 @@
-"""Helpers the benchmark scripts share: timing wrappers, step counts, and RLlib's built-in
-algorithms run on CartPole-v1 to the same 100-episode criterion as ours."""
+"""Helpers the benchmark scripts share: timing wrappers, step counts, RLlib's built-in
+algorithms run on CartPole-v1 to the same 100-episode criterion as ours, the machine a report
+was measured on, and learning curves read from a run's TensorBoard and drawn."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,30 +90,38 @@ def parts_to_run(only: str, known: tuple[str, ...], parser: Any) -> list[str]:
     return parts
 
 
+def machine_info() -> dict[str, Any]:
+    """This machine as the reports record it, without starting Ray."""
+    import os
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "gpu": torch.cuda.is_available(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": version("ray"),
+    }
+
+
 def open_report(path: Path) -> tuple[dict[str, Any], Callable[[], None]]:
     """Start a local Ray instance with this machine's 2 CPUs (quiet), load the report at
     ``path`` if an earlier run left one (parts not rerun keep their figures), record the
     machine, and return the report with a function that writes it back."""
     import logging
-    import os
-    import platform
 
     import ray
-    import torch
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     for name in ("ray.rllib", "ray.tune"):
         logging.getLogger(name).setLevel(logging.ERROR)
     path.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    report["machine"] = {
-        "cpus": os.cpu_count(),
-        "gpu": torch.cuda.is_available(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-    }
+    report["machine"] = machine_info()
 
     def save() -> None:
         path.write_text(json.dumps(report, indent=2) + "\n")
@@ -198,6 +208,46 @@ def plain_generative_loop(model: str, epochs: int, threads: int = 1, **overrides
             seen += len(x)
         rates.append(seen / (time.monotonic() - t0))
     return {"threads": threads, "train_images_per_s_per_epoch": [round(r, 1) for r in rates]}
+
+
+def read_scalars(tensorboard_dir: Path, tag: str) -> list[tuple[int, float, float]]:
+    """``tag`` in a run's TensorBoard event files: (step, seconds since the run's first event,
+    value) by step. A step written twice (a resumed run) keeps the later file's value."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points: dict[int, tuple[float, float]] = {}
+    start = math.inf
+    for events in sorted(tensorboard_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        start = min(start, acc.FirstEventTimestamp())
+        if tag in acc.Tags()["scalars"]:
+            points.update({e.step: (e.wall_time, e.value) for e in acc.Scalars(tag)})
+    return [(step, wall - start, value) for step, (wall, value) in sorted(points.items())]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot drawing to files only (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_curves(
+    ax: Any, curves: Mapping[str, Sequence[tuple[float, float]]], xlabel: str, ylabel: str
+) -> None:
+    """One labelled line per non-empty (x, y) curve on ``ax``, with a grid and a legend."""
+    for label, points in curves.items():
+        if points:
+            marker = "o" if len(points) == 1 else None  # a lone point draws no line
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, marker=marker)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def set_headline(

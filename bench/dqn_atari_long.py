@@ -26,38 +26,22 @@ import sys
 import time
 from pathlib import Path
 
+from benchkit import draw_curves, pyplot, read_scalars
+
 from runkit.overrides import merge_overrides
 
 OUT = Path(__file__).resolve().parent / "results"
 
 
 def read_curve(tensorboard_dir: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    points: dict[int, float] = {}
-    for events in sorted(tensorboard_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            points.update({e.step: e.value for e in acc.Scalars(tag)})
-    return sorted(points.items())
+    return [(step, value) for step, _, value in read_scalars(tensorboard_dir, tag)]
 
 
 def plot(curves: dict[str, list[tuple[int, float]]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label, points in curves.items():
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
-    ax.set_xlabel("env steps (agent steps, 4 frames each)")
-    ax.set_ylabel("return")
+    draw_curves(ax, curves, "env steps (agent steps, 4 frames each)", "return")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -51,6 +51,7 @@ class PPOTorchLearner(A2CTorchLearner):
         self._chunks: list[tuple[str, int]] = []  # this Learner's (key, length), batch order
         self.minibatch_kl = 0.0
         self.epochs_done = 0  # of the last batch (fewer than num_epochs after a KL stop)
+        self._last_step: Any = None  # the last step's loss terms and statistics, for logging
 
     def batch_from_episodes(self, training_data: Any) -> Any:
         """A2C's batch with ``old_logp`` and ``old_values`` (``advantage_batch``)."""
@@ -101,12 +102,30 @@ class PPOTorchLearner(A2CTorchLearner):
             if config.kl_target is not None and epoch_kl > config.kl_target:
                 break
         self.epochs_done = epochs_done
+        self._log_last_step(epoch_kl)
+        return result
+
+    def _log_last_step(self, epoch_kl: float) -> None:
+        """The update's figures: the last minibatch's loss terms and statistics (logged once
+        per update, not after every step: RLlib keeps window-1 values only), the last epoch's
+        mean KL, the epochs taken and the clip used."""
+        terms, stats, values_B, raw_adv_B = self._last_step
         self.metrics.log_dict(
-            {M.APPROX_KL: epoch_kl, M.EPOCHS_DONE: epochs_done, M.CLIP_PARAM: self.clip_param},
+            {
+                M.POLICY_LOSS: terms.policy_loss,
+                M.VALUE_LOSS: terms.value_loss,
+                M.ENTROPY: terms.entropy,
+                M.ENTROPY_COEFF: self.entropy_coeff,
+                M.CLIP_FRACTION: terms.clip_fraction,
+                M.BASELINE_MEAN: stats.mean(values_B),
+                M.ADVANTAGE_STD: stats.std(raw_adv_B),
+                M.APPROX_KL: epoch_kl,
+                M.EPOCHS_DONE: self.epochs_done,
+                M.CLIP_PARAM: self.clip_param,
+            },
             key=DEFAULT_MODULE_ID,
             window=1,
         )
-        return result
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
         module = self.module[module_id].unwrapped()
@@ -137,17 +156,5 @@ class PPOTorchLearner(A2CTorchLearner):
             stat_mean=stats.mean,
         )
         self.minibatch_kl = float(terms.approx_kl)
-        self.metrics.log_dict(
-            {
-                M.POLICY_LOSS: terms.policy_loss,
-                M.VALUE_LOSS: terms.value_loss,
-                M.ENTROPY: terms.entropy,
-                M.ENTROPY_COEFF: self.entropy_coeff,
-                M.CLIP_FRACTION: terms.clip_fraction,
-                M.BASELINE_MEAN: stats.mean(values_B),
-                M.ADVANTAGE_STD: stats.std(raw_adv_B),
-            },
-            key=module_id,
-            window=1,
-        )
+        self._last_step = (terms, stats, values_B.detach(), raw_adv_B)
         return terms.total
