@@ -98,17 +98,22 @@ class A2CTorchLearner(EpisodeBatchHook, ConfiguredLearningRate, NonFiniteGuard, 
         step = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) or 0
         self.entropy_coeff = scalar_or_schedule(self.config.entropy_coeff, step)
 
-    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
+    def step_terms(self, module_id: str, batch: dict, fwd_out: dict) -> tuple:
+        """What the loss of a step is made of: log pi(a|s) and the entropy per step, V(s), the
+        advantages as the batch holds them, and ``BatchStats`` over the whole (mini)batch,
+        however many Learners share it."""
         module = self.module[module_id].unwrapped()
         logp_B, entropy_B = losses.logp_and_entropy(
             module.get_train_action_dist_cls(),
             fwd_out[Columns.ACTION_DIST_INPUTS],
             batch[Columns.ACTIONS],
         )
-        values_B = fwd_out[Columns.VF_PREDS]
         raw_adv_B = batch[ADVANTAGES]
-        # Means and statistics over the whole batch, however many Learners share it.
         stats = BatchStats(len(raw_adv_B), raw_adv_B.device)
+        return logp_B, entropy_B, fwd_out[Columns.VF_PREDS], raw_adv_B, stats
+
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
+        logp_B, entropy_B, values_B, raw_adv_B, stats = self.step_terms(module_id, batch, fwd_out)
         value_loss = losses.value_loss(
             values_B=values_B, returns_B=batch[VALUE_TARGETS], mean=stats.share_of_mean
         )

@@ -3,6 +3,7 @@ epochs of shuffled minibatches, one guarded, clipped gradient step each (math: `
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from algorithms.a2c.connectors import (
 from algorithms.a2c.learner import A2CTorchLearner
 from algorithms.common import metrics as M
 from algorithms.common import pg_losses
-from algorithms.common.data_parallel import BatchStats, gather_objects, rank
+from algorithms.common.data_parallel import gather_objects, rank
 from algorithms.common.schedules import scalar_or_schedule
 from algorithms.ppo import losses
 from algorithms.rllib_compat import device_of
@@ -43,6 +44,17 @@ def global_rows(shards: list[list[tuple[str, int]]], mine: int) -> tuple[np.ndar
     return (np.concatenate(own) if own else np.zeros(0, np.int64)), total
 
 
+def chunk_key(episode: Any) -> str:
+    """A key of an episode chunk that is the same in every run of the same seed (RLlib's
+    episode ids are random): where the chunk starts in its episode, its length, and a digest
+    of its first observation and its actions. Chunks sorted by key give the whole batch one
+    order, whatever the order they arrived in or the Learners they were sharded to."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(np.ascontiguousarray(episode.get_observations(0)).tobytes())
+    digest.update(np.ascontiguousarray(episode.get_actions()).tobytes())
+    return f"{episode.t_started:012d}/{len(episode):06d}/{digest.hexdigest()}"
+
+
 class PPOTorchLearner(A2CTorchLearner):
     def build(self) -> None:
         super().build()
@@ -58,7 +70,7 @@ class PPOTorchLearner(A2CTorchLearner):
         episodes = [e for e in (training_data.episodes or []) if len(e) > 0]
         if not episodes:
             return None
-        self._chunks = [(f"{e.id_}/{e.t_started}", len(e)) for e in episodes]
+        self._chunks = [(chunk_key(e), len(e)) for e in episodes]
         module = self.module[DEFAULT_MODULE_ID].unwrapped()
         columns = advantage_batch(
             module, episodes, gamma=self.config.gamma, lambda_=self.config.lambda_,
@@ -128,16 +140,7 @@ class PPOTorchLearner(A2CTorchLearner):
         )
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict):
-        module = self.module[module_id].unwrapped()
-        logp_B, entropy_B = pg_losses.logp_and_entropy(
-            module.get_train_action_dist_cls(),
-            fwd_out[Columns.ACTION_DIST_INPUTS],
-            batch[Columns.ACTIONS],
-        )
-        values_B = fwd_out[Columns.VF_PREDS]
-        raw_adv_B = batch[ADVANTAGES]
-        # Means and statistics over the whole minibatch, however many Learners share it.
-        stats = BatchStats(len(raw_adv_B), raw_adv_B.device)
+        logp_B, entropy_B, values_B, raw_adv_B, stats = self.step_terms(module_id, batch, fwd_out)
         terms = losses.ppo_loss(
             logp_B=logp_B,
             old_logp_B=batch[OLD_LOGP],
