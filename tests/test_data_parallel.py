@@ -3,6 +3,7 @@ update as one Learner on the same batch, for REINFORCE, A2C, PPO and DQN: the sa
 same weights after the step, the same TD errors in the replay's priorities; and ``rlgen train
 --set num_learners=2`` trains on two Learner actors."""
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -80,6 +81,23 @@ def _compare_updates(one, two, episodes):
     _assert_same(_weights(two), _weights(one))
 
 
+@contextlib.contextmanager
+def _chunks_into_one_and_two(config):
+    """One Learner and two take an update on the same 45 random-action steps of 3 envs x 15
+    (chunks cut by the rollout length, ended by termination and by truncation), compared by
+    ``_compare_updates``; yields (one, two) for more checks, then stops both."""
+    one, two = _one_and_two(config)
+    try:
+        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
+        episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
+        assert len(episodes) >= 3
+        _compare_updates(one, two, episodes)
+        yield one, two
+    finally:
+        one.stop()
+        two.stop()
+
+
 def test_whole_episode_shards_cover_every_episode_once():
     lengths = [30, 5, 12, 7, 1, 9]
     episodes = [list(range(n)) for n in lengths]
@@ -122,16 +140,8 @@ def test_a2c_two_learners_equal_one(ray_local):
         .training(advantage_normalization="centre_and_scale", lambda_=0.9)
         .debugging(seed=0)
     )
-    one, two = _one_and_two(config)
-    try:
-        # Chunks cut by the rollout length, ended by termination and by truncation.
-        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
-        episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
-        assert len(episodes) >= 3
-        _compare_updates(one, two, episodes)
-    finally:
-        one.stop()
-        two.stop()
+    with _chunks_into_one_and_two(config):
+        pass
 
 
 @pytest.mark.parametrize("kl_target", [None, 1e-6])
@@ -149,21 +159,13 @@ def test_ppo_two_learners_equal_one(ray_local, kl_target):
         )  # fmt: skip
         .debugging(seed=0)
     )
-    one, two = _one_and_two(config)
-    try:
-        one.env_runner.env.single_action_space.seed(RANDOM_ACTIONS_SEED)
-        episodes = one.env_runner.sample(num_timesteps=45, random_actions=True)
-        assert len(episodes) >= 3
-        _compare_updates(one, two, episodes)
+    with _chunks_into_one_and_two(config) as (one, two):
         done = [r.get() for r in two.learner_group.foreach_learner(lambda lr: lr.epochs_done)]
         assert done == [1 if kl_target else 3] * 2
         # The KL that decides is the whole minibatch's, on each Learner.
         kl = [r.get() for r in two.learner_group.foreach_learner(lambda lr: lr.minibatch_kl)]
         assert kl == pytest.approx([local_learner(one.learner_group).minibatch_kl] * 2, rel=1e-4)
         assert kl[0] > 0
-    finally:
-        one.stop()
-        two.stop()
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])

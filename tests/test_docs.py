@@ -88,7 +88,7 @@ def test_check_fails_when_the_page_is_edited_by_hand(tmp_path):
     [
         ({"ours": "fast"}, "must be a number"),
         ({"ours": float("nan")}, "must be finite"),
-        ({"peer": 2.0}, "together or not at all"),
+        ({"peer": 2.0, "peer_name": None}, "together or not at all"),
         ({"command": ""}, "non-empty string"),
         ({"ratio": 2.0}, "exactly the keys"),
     ],
