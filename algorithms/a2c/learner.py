@@ -72,10 +72,16 @@ class A2CTorchLearner(EpisodeBatchHook, ConfiguredLearningRate, NonFiniteGuard, 
             and any(len(e) for e in episodes)
         ):
             return None
+        return self.advantage_train_batch(episodes)
+
+    def advantage_train_batch(self, episodes: list, *, old_policy: bool = False) -> Any:
+        """``advantage_batch``'s columns of ``episodes`` (with the sampling policy's
+        log-probabilities and values where ``old_policy``) as the Learner's train batch."""
         module = self.module[DEFAULT_MODULE_ID].unwrapped()
         columns = advantage_batch(
-            module, episodes, gamma=self.config.gamma, lambda_=self.config.lambda_
-        )
+            module, episodes, gamma=self.config.gamma, lambda_=self.config.lambda_,
+            old_policy=old_policy,
+        )  # fmt: skip
         tensors = {k: torch.from_numpy(v).to(device_of(self)) for k, v in columns.items()}
         steps = sum(len(e) for e in episodes)
         return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(tensors)}, env_steps=steps)

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algorithms.a2c.connectors import (
@@ -18,7 +17,6 @@ from algorithms.a2c.connectors import (
     OLD_LOGP,
     OLD_VALUES,
     VALUE_TARGETS,
-    advantage_batch,
 )
 from algorithms.a2c.learner import A2CTorchLearner
 from algorithms.common import metrics as M
@@ -71,14 +69,7 @@ class PPOTorchLearner(A2CTorchLearner):
         if not episodes:
             return None
         self._chunks = [(chunk_key(e), len(e)) for e in episodes]
-        module = self.module[DEFAULT_MODULE_ID].unwrapped()
-        columns = advantage_batch(
-            module, episodes, gamma=self.config.gamma, lambda_=self.config.lambda_,
-            old_policy=True,
-        )  # fmt: skip
-        tensors = {k: torch.from_numpy(v).to(device_of(self)) for k, v in columns.items()}
-        steps = sum(len(e) for e in episodes)
-        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(tensors)}, env_steps=steps)
+        return self.advantage_train_batch(episodes, old_policy=True)
 
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
