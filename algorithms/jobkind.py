@@ -12,7 +12,7 @@ from algorithms import ALGORITHMS
 from runkit.jobkind import JobKind, RunRequest
 from runkit.results import Report, RLResult
 from runkit.rundir import RESULT_FILE, read_json, write_json_atomic
-from runkit.trials import EXPLOIT_DIR, ORIGIN_FILE, TrialSetup, log_line
+from runkit.trials import EXPLOIT_DIR, ORIGIN_FILE, TrialSetup, last_report, log_line
 
 # What an RL trial reports to Tune besides the run's own metrics, and what experiments rank by:
 # the mean of the 100-game return over the trial's env-step budget (the area under its learning
@@ -149,7 +149,7 @@ class RLKind(JobKind):
             video_frames=0, **setup.limits,
         )  # fmt: skip
         if held:
-            _report(*held[-1], trial_id=trial_id)
+            _report(*held[-1], trial_id=trial_id, last=True)
 
     def finished_metrics(self, run_dir: Path) -> dict[str, Any]:
         result = read_json(run_dir / RESULT_FILE)
@@ -207,11 +207,13 @@ def _exploited(run_dir: Path, trial_id: str) -> tuple[Path | None, str | None]:
     return start_from, origin
 
 
-def _report(rep: Report, curve_value: float, trial_id: str) -> None:
+def _report(rep: Report, curve_value: float, trial_id: str, last: bool = False) -> None:
     """The run's report to Tune, with the trial's ranking value and its checkpoint."""
     from ray import tune
 
     metrics = {**rep.metrics, CURVE_METRIC: curve_value}
+    if last:
+        metrics = last_report(metrics)
     checkpoint = None
     if rep.checkpoint is not None:
         write_json_atomic(Path(rep.checkpoint) / ORIGIN_FILE, {"trial_id": trial_id})

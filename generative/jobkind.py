@@ -12,7 +12,7 @@ from runkit import cluster
 from runkit.jobkind import JobKind, RunRequest
 from runkit.results import GenerativeResult, Report
 from runkit.rundir import RESULT_FILE, RUN_FILE, read_json
-from runkit.trials import TrialSetup, log_line
+from runkit.trials import TrialSetup, last_report, log_line
 
 TRIAL_MEMORY_BYTES = 64 * 2**20  # what a trial (waiting on its Train job) reserves
 
@@ -125,7 +125,7 @@ class GenerativeKind(JobKind):
             resume=resume,
             train_callbacks=[_epochs_but_the_last(_final_epoch(setup, overrides))],
         )
-        tune.report(self.finished_metrics(run_dir))
+        tune.report(last_report(self.finished_metrics(run_dir)))
 
     def finished_metrics(self, run_dir: Path) -> dict[str, Any]:
         result = read_json(run_dir / RESULT_FILE)

@@ -30,6 +30,13 @@ class TrialSetup:
     checkpoint_every: int = 10
 
 
+def last_report(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A trial's last report to Tune. ``done`` ends the trial on it before the scheduler is
+    asked: Population Based Training would otherwise exploit into a run with nothing left to
+    train (the trial restarted under a new config, reporting the old run's result again)."""
+    return {**metrics, "done": True}
+
+
 def trial_log(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + TRIAL_LOG_SUFFIX)
 

@@ -21,9 +21,11 @@ from ray import tune
 import rlgen
 import rlgen_cli
 import tune_configs
+from runkit.trials import last_report
 from tests.conftest import ROOT, files_holding
 from tests.test_tune import FIXED, HALF_A_CPU, _trial_runs
 from tuning.run import build_tuner
+from tuning.tuner import scheduler
 
 
 def _spans(out: Path) -> dict[str, tuple[int, int | None]]:
@@ -99,16 +101,20 @@ def test_pbt_exploit_changes_the_lr_the_optimizer_steps_with(tmp_path, ray_local
     exp = dataclasses.replace(
         base,
         name="reinforce_cartpole_pbt",
-        space={**FIXED, "lr": tune.loguniform(1e-4, 1e-2)},
+        # lrs that learn fast: longer games, fewer iterations, fewer pauses at the sync points
+        space={**FIXED, "lr": tune.loguniform(2e-3, 1e-2)},
         scheduler="pbt",
         num_samples=2,
-        max_env_steps=6000,
-        perturbation_interval=2,
+        max_env_steps=4000,
+        perturbation_interval=4,
+        pbt_synch=True,  # both trials are compared at iteration 4, however they were scheduled
     )
     out = tmp_path / "exp"
     rlgen.tune(exp, output=out)
     logs = "".join(p.read_text() for p in (out / "trials").glob("*.log"))
     assert "exploit" in logs, logs
+    # A trial's last report ends it: no exploit restarts a run that has nothing left to train.
+    assert "finished before" not in logs, logs
     exploits = 0
     for progress in out.glob("run_trial_*/result.json"):
         rows = [json.loads(line) for line in progress.read_text().splitlines()]
@@ -119,6 +125,21 @@ def test_pbt_exploit_changes_the_lr_the_optimizer_steps_with(tmp_path, ray_local
                 assert used == pytest.approx(after["config"]["lr"], rel=1e-6)
                 assert not math.isclose(used, before["config"]["lr"], rel_tol=1e-3)
     assert exploits >= 1
+
+
+def test_a_trials_last_report_ends_it_before_the_scheduler_is_asked():
+    """Tune consults no scheduler on a report that ends its trial: PBT cannot exploit a trial
+    on its last report (which would restart a run with nothing left to train under a new
+    config). And the experiment's ``pbt_synch`` reaches the scheduler."""
+    from ray.tune.experiment import Trial
+
+    trial = Trial("__fake", stopping_criterion={})  # Tune's name for a trainable never run
+    assert trial.should_stop(last_report({"env_steps": 4000}))
+    assert not trial.should_stop({"env_steps": 4000})
+    exp = tune_configs.load_experiment("reinforce_cartpole")
+    for synch in (False, True):
+        pbt = scheduler(dataclasses.replace(exp, scheduler="pbt", pbt_synch=synch))
+        assert pbt._synch is synch
 
 
 def _assert_continued_from(run: Path, iteration: int) -> None:

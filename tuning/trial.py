@@ -19,7 +19,7 @@ from typing import Any
 
 import jobs
 from runkit.rundir import RESULT_FILE
-from runkit.trials import TrialSetup, log_line
+from runkit.trials import TrialSetup, last_report, log_line
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -31,6 +31,6 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     run_dir = Path(setup.trials_dir) / trial_id
     if (run_dir / RESULT_FILE).is_file():
         log_line(run_dir, "finished before: its result reported again, nothing trained")
-        tune.report(kind.finished_metrics(run_dir))
+        tune.report(last_report(kind.finished_metrics(run_dir)))
         return
     kind.run_trial({**setup.fixed, **config}, setup, run_dir, trial_id)
