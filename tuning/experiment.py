@@ -74,10 +74,6 @@ class Experiment:
     num_workers: int = 1  # generative: Ray Train workers per trial
     seed: int = 0  # every trial's seed unless the space searches ``seed``
     perturbation_interval: int = 10  # PBT: training iterations between exploits
-    # PBT: every trial waits at each perturbation point until all have reached it (each is
-    # paused and restored there), so each trial is compared with the others at the same
-    # iteration; without it a trial that runs ahead is compared with older scores, or with none.
-    pbt_synch: bool = False
     grace_fraction: float = 0.25  # ASHA: no trial is stopped before this share of its budget
     checkpoint_every: int = 10  # RL: iterations between checkpoints (PBT: the interval)
     # Keys the user fixes for every trial (``--set KEY=...``), each with what it names: values

@@ -49,7 +49,6 @@ def scheduler(exp: Experiment) -> Any:
             hyperparam_mutations=exp.searched,
             quantile_fraction=0.25,
             resample_probability=0.25,
-            synch=exp.pbt_synch,
         )
     time_attr, max_t = exp.kind.asha_clock(exp.limits())
     return ASHAScheduler(
