@@ -33,20 +33,26 @@ TIER_CALLS = {
 }
 
 
-# Test modules that share runs (tests/gen_runs.py trains each generative model once per test
-# process): under xdist (``--dist loadgroup``) they go to the same worker.
-SHARED_RUNS = {"test_vae_job": "gen_runs", "test_pixelcnn_job": "gen_runs"}
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for tier in _tiers(item):
             item.add_marker(tier)
         if not any(item.get_closest_marker(tier) for tier in SLOW_TIERS):
             item.add_marker("fast")
-        # One xdist worker per module (its module-scoped runs are made once), or per group.
-        module = item.module.__name__.rpartition(".")[2] if item.module else item.nodeid
-        item.add_marker(pytest.mark.xdist_group(SHARED_RUNS.get(module, module)))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        from tests.scheduling import order_items
+
+        order_items(items)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``: the suite's own grouping and order (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.scheduling import make_scheduler
+
+    return make_scheduler(config, log)
 
 
 def _tiers(item: pytest.Item) -> set[str]:
