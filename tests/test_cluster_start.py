@@ -134,3 +134,48 @@ def test_the_command_leaves_no_ray_process_of_the_instance_it_started(tmp_path):
     while _processes_marked(mark) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_marked(mark) == []
+
+
+def _ray_processes_here() -> dict[str, int]:
+    """How many of this process's descendants run each of Ray's Python services (by the
+    script in their command line)."""
+    scripts = {
+        "API server": "dashboard/dashboard.py",
+        "autoscaler monitor": "autoscaler/_private/monitor.py",
+        "log monitor": "_private/log_monitor.py",
+        "raylet": "raylet/raylet",
+    }
+    found = dict.fromkeys(scripts, 0)
+    for pid in cluster._descendants(cluster._parents()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        for what, script in scripts.items():
+            found[what] += script in line
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
+def test_an_embedded_start_runs_only_what_the_job_uses(ray_stopped):
+    """An RL job's instance runs no API server, autoscaler monitor or log monitor; a job that
+    runs Ray Train afterwards in the same process gets the API server, and with it Ray's state
+    API fails at once, as Ray Train's helpers expect (without it, the call retries for 40 s)."""
+    import time
+
+    from ray.util.state import get_actor
+    from ray.util.state.exception import RayStateApiException
+
+    ray = ray_stopped
+    cluster.connect(api_server=False)
+    assert _ray_processes_here() == {
+        "API server": 0, "autoscaler monitor": 0, "log monitor": 0, "raylet": 1,
+    }  # fmt: skip
+    assert ray.get(ray.remote(lambda: 7).remote()) == 7
+    cluster.connect()
+    assert _ray_processes_here()["API server"] == 1
+    start = time.monotonic()
+    with pytest.raises(RayStateApiException):
+        get_actor("0" * 32, address=ray.get_runtime_context().gcs_address, timeout=5)
+    assert time.monotonic() - start < 5

@@ -1,0 +1,97 @@
+"""The one place where rlgen reaches into Ray core's private parts (Ray 2.60.x).
+
+An embedded instance (``runkit.cluster.connect`` starting Ray for one run) lives exactly as long
+as that run, and nobody attaches to it. Ray's local start still launches, besides the GCS,
+the raylet and its agents, three Python processes that such an instance never uses:
+
+- the autoscaler monitor (one node that never scales);
+- the log monitor (rlgen starts Ray with ``log_to_driver=False``: nothing reads what it sends);
+- the API server, which with ``include_dashboard=False`` loads only the usage-stats module,
+  and which ``ray.init`` waits for until it answers (about 2.5 s on two busy cores).
+
+Together they cost about 3.4 s of CPU and 2.5 s of wall time per start (measured on this
+project's 2-core machine). ``lean_local_start`` skips them while Ray starts an instance here.
+One user of the API server remains: Ray Train's helpers ask Ray's state API whether the Train
+controller is alive, and without the server that call retries for 40 s instead of failing at
+once. So jobs that run Ray Train ask for it (``connect(api_server=True)``), and an instance
+started lean in this process gets it late (``start_api_server``) when one of them runs after
+a job that did not.
+
+What is touched: ``ray._private.node.Node.start_monitor``, ``start_log_monitor`` and
+``start_api_server`` (the methods ``Node.start_head_processes`` and
+``Node.start_ray_processes`` call), replaced on the class only for the duration of the
+``ray.init`` call; ``ray._private.worker._global_node``, the head node this process started,
+with its ``head`` flag and its ``all_processes`` (``PROCESS_TYPE_DASHBOARD``: the API server).
+``tests/test_ray_compat.py`` checks each against the installed Ray. Joining a cluster
+(``RAY_ADDRESS``, a head started with ``ray start --head``) starts none of these processes
+here and is unchanged.
+
+Importing this module on a Ray outside ``SUPPORTED_RAY`` raises ``ImportError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+from ray._private import node as ray_node
+from ray._private import ray_constants
+
+SUPPORTED_RAY = re.compile(r"2\.60\.\d+")
+if not SUPPORTED_RAY.fullmatch(ray.__version__):
+    raise ImportError(
+        f"rlgen's Ray start was written against Ray 2.60.x; this is Ray {ray.__version__}"
+    )
+
+# The Node methods a lean start replaces, by what each would start.
+SKIPPED = {
+    "autoscaler monitor": "start_monitor",
+    "log monitor": "start_log_monitor",
+    "API server": "start_api_server",
+}
+API_SERVER = "API server"
+
+
+def _not_started(_node: Any, *args: Any, **kwargs: Any) -> None:
+    """Stands in for a skipped ``Node.start_*`` method while Ray starts."""
+
+
+@contextlib.contextmanager
+def lean_local_start(*, api_server: bool) -> Iterator[None]:
+    """While inside, a Ray instance started in this process starts without the processes in
+    ``SKIPPED`` (the API server too unless ``api_server``). The methods are back on leaving."""
+    names = [m for what, m in SKIPPED.items() if not (api_server and what == API_SERVER)]
+    saved = {name: ray_node.Node.__dict__[name] for name in names}
+    for name in names:
+        setattr(ray_node.Node, name, _not_started)
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(ray_node.Node, name, method)
+
+
+def head_started_here() -> Any | None:
+    """The head node of the instance this process started, or None (joined, or not started)."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return node if node is not None and getattr(node, "head", False) else None
+
+
+def has_api_server() -> bool:
+    """Whether the instance this process started runs its API server (True when this process
+    started none: a cluster it joined keeps its own)."""
+    node = head_started_here()
+    return node is None or ray_constants.PROCESS_TYPE_DASHBOARD in node.all_processes
+
+
+def start_api_server() -> None:
+    """Start the API server of a lean instance this process started (see the module's
+    docstring); nothing where it runs already or Ray was joined."""
+    node = head_started_here()
+    if node is not None and not has_api_server():
+        node.start_api_server(include_dashboard=False, raise_on_failure=False)

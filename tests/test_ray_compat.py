@@ -1,0 +1,64 @@
+"""The fence around Ray core's start (``runkit/ray_compat.py``): the Node methods a lean start
+replaces are still the ones Ray's start calls, with the signatures used; they are back after
+the start, also when it fails; another Ray series is refused. What an embedded instance runs
+then is tested on a real start in ``tests/test_cluster_start.py``."""
+
+from __future__ import annotations
+
+import inspect
+import runpy
+
+import pytest
+import ray
+from ray._private import node as ray_node
+from ray._private import worker as ray_worker
+
+from runkit import ray_compat
+from tests.conftest import ROOT
+
+
+def test_another_ray_series_is_refused(monkeypatch):
+    monkeypatch.setattr(ray, "__version__", "2.61.0")
+    with pytest.raises(ImportError, match="Ray 2.60.x; this is Ray 2.61.0"):
+        runpy.run_path(str(ROOT / "runkit" / "ray_compat.py"))
+
+
+@pytest.mark.parametrize(
+    "name, caller",
+    [
+        ("start_monitor", "start_head_processes"),
+        ("start_api_server", "start_head_processes"),
+        ("start_log_monitor", "start_ray_processes"),
+    ],
+)
+def test_rays_start_calls_each_replaced_method(name, caller):
+    """Replacing the method skips the process only while Ray's start reaches it through
+    ``self``: a start that called a module function instead would start it anyway."""
+    assert name in ray_compat.SKIPPED.values()
+    assert f"self.{name}(" in inspect.getsource(getattr(ray_node.Node, caller))
+
+
+def test_the_replaced_methods_keep_their_signatures():
+    def params(name):
+        return list(inspect.signature(getattr(ray_node.Node, name)).parameters)
+
+    assert params("start_monitor") == ["self"]
+    assert params("start_log_monitor") == ["self"]
+    assert params("start_api_server") == ["self", "include_dashboard", "raise_on_failure"]
+    made = inspect.getsource(ray_node.Node.__init__)
+    assert "self.head = head" in made and "self.all_processes: dict = {}" in made
+    started = inspect.getsource(ray_node.Node.start_api_server)
+    assert "self.all_processes[ray_constants.PROCESS_TYPE_DASHBOARD]" in started
+    assert hasattr(ray_worker, "_global_node")
+
+
+@pytest.mark.parametrize("api_server", [False, True])
+def test_the_methods_are_replaced_only_inside_and_back_after_a_failure(api_server):
+    before = {name: ray_node.Node.__dict__[name] for name in ray_compat.SKIPPED.values()}
+    with pytest.raises(RuntimeError, match="start failed"):
+        with ray_compat.lean_local_start(api_server=api_server):
+            inside = {name: ray_node.Node.__dict__[name] for name in before}
+            raise RuntimeError("start failed")
+    assert {name: ray_node.Node.__dict__[name] for name in before} == before
+    replaced = {name for name in before if inside[name] is not before[name]}
+    assert replaced == ({"start_monitor", "start_log_monitor"} if api_server else set(before))
