@@ -51,6 +51,22 @@ def test_a_start_ray_gave_up_on_is_cleaned_up_and_made_again(ray_stopped, monkey
     assert "Ray did not start in time" in capsys.readouterr().err
 
 
+def test_a_start_ray_gives_up_on_every_time_is_made_a_fixed_number_of_times(
+    ray_stopped, monkeypatch
+):
+    ray = ray_stopped
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise Exception(f"{cluster.STARTUP_TIMEOUT}. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(Exception, match="timed out during startup"):
+        cluster.connect()
+    assert len(calls) == cluster.START_ATTEMPTS == 3
+
+
 def test_other_start_failures_are_not_retried(ray_stopped, monkeypatch):
     ray = ray_stopped
     calls = []
