@@ -82,16 +82,10 @@ def head_started_here() -> Any | None:
     return node if node is not None and getattr(node, "head", False) else None
 
 
-def has_api_server() -> bool:
-    """Whether the instance this process started runs its API server (True when this process
-    started none: a cluster it joined keeps its own)."""
-    node = head_started_here()
-    return node is None or ray_constants.PROCESS_TYPE_DASHBOARD in node.all_processes
-
-
 def start_api_server() -> None:
     """Start the API server of a lean instance this process started (see the module's
-    docstring); nothing where it runs already or Ray was joined."""
+    docstring); nothing where it runs already or Ray was joined (a joined cluster keeps its
+    own)."""
     node = head_started_here()
-    if node is not None and not has_api_server():
+    if node is not None and ray_constants.PROCESS_TYPE_DASHBOARD not in node.all_processes:
         node.start_api_server(include_dashboard=False, raise_on_failure=False)

@@ -26,13 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from runkit.cluster import STARTUP_TIMEOUT  # what Ray says when it gave up on its own start
+
 MARKER = "RLGEN_TEST_RAY_SESSION"  # environment variable set on every process of a session
 
 # What a process says when the port it was handed is taken (Ray's dashboard, gRPC, sshd).
 BIND_FAILURE = re.compile(r"already (in use|occupied)|address in use|failed to bind", re.I)
-# What `ray start` says when it gave up waiting for its raylet (a fixed 30 s; seen when both
-# cores are busy with the rest of the suite): nothing of the test's, so the start is made again.
-STARTUP_TIMEOUT = "The current node timed out during startup"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +259,7 @@ def start_on_free_ports(
         assert not left, f"a failed start left processes running: {describe(left)}"
         if BIND_FAILURE.search(f"{problem}\n{output}"):
             why = "a bind failure"
-        elif STARTUP_TIMEOUT in output:
+        elif STARTUP_TIMEOUT in output:  # Ray's fixed raylet wait, hit when both cores are busy
             why = "Ray's start-up timeout"
         else:
             raise AssertionError(f"start failed ({problem}): {output[-3000:]}")
