@@ -25,7 +25,7 @@ CURVE_FILE = "rlgen_trial_curve.json"  # in a trial's run directory: the value i
 
 class RLKind(JobKind):
     noun = "RL jobs"
-    needs_api_server = False  # RLlib and Tune's trials never ask Ray's state API
+    trials_need_api_server = False  # RLlib and Tune's trials never ask Ray's state API
     target_arg = "env"
     target_flag = "--env"
     own_args = (

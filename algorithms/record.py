@@ -62,7 +62,7 @@ def record(
     config = _config(policy, num_env_runners, num_envs_per_env_runner, seed)
     metadata = _metadata(env_id, config, policy, seed)
     target.mkdir(parents=True, exist_ok=True)
-    cluster.connect(api_server=False)
+    cluster.connect()
     counts = _run_actors(config, policy, metadata, target, steps, num_env_runners)
     result = RecordResult(
         out=str(target), env=env_id, steps=counts["steps"], frames=counts["frames"],

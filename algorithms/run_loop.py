@@ -208,7 +208,7 @@ def _start_state(ckpt: Path | None) -> dict[str, Any]:
 def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
     """Ray connected, the Algorithm built (its Learner on a GPU where the cluster has one) and
     restored from ``ckpt``; a checkpoint that cannot be restored is a UserError."""
-    cluster.connect(preload=PRELOAD, api_server=False)
+    cluster.connect(preload=PRELOAD)
     # The one change to the checked config: where the Learner runs, decided now that the
     # cluster is known, on a copy (the checked config is frozen).
     config = config.copy(copy_frozen=False)

@@ -230,7 +230,7 @@ def run(
 
     dataset = resolve(spec.dataset)
     h, w, c = check_dataset(dataset)["train"].shape
-    cluster.connect()
+    cluster.connect()  # no API server: its one user here is left out (generative/train_compat.py)
     use_gpu = cluster.decide_gpu(spec.use_gpu, spec.num_workers)
 
     def show(report: Report) -> None:
@@ -276,6 +276,7 @@ def make_trainer(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from generative import train_compat
     from generative.data.images import split_path
 
     # A run stored at a URI keeps its Train checkpoints there: every worker's node reaches it.
@@ -287,7 +288,8 @@ def make_trainer(
     if not read_here(str(train_split)):
         datasets["train"] = ray.data.read_parquet(str(train_split)).select_columns(["image"])
         train_split = None
-    return TorchTrainer(
+    trainer_class = train_compat.LeanTorchTrainer if train_compat.lean_here() else TorchTrainer
+    return trainer_class(
         train_loop_per_worker,
         train_loop_config={
             "model": spec.model,

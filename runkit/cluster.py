@@ -23,14 +23,14 @@ from runkit.errors import UserError, first_line
 GPU_CHOICES = ("auto", "yes", "no")
 
 
-def connect(preload: Sequence[str] = (), *, api_server: bool = True) -> None:
+def connect(preload: Sequence[str] = (), *, api_server: bool = False) -> None:
     """Join the running cluster (``RAY_ADDRESS``, or the started head), else start one here;
     say which on stderr (its GCS address, nodes, CPUs and GPUs). Before any job makes its
     actors, secrets in the environment are kept out of the runtime envs Ray logs.
 
     An instance started here runs only the processes a run uses (``runkit.ray_compat``); its
-    API server only with ``api_server``, which jobs running Ray Train need (an instance this
-    process started without it gets it now).
+    API server only with ``api_server``, which Tune experiments of Ray Train jobs need (an
+    instance this process started without it gets it now).
 
     ``preload``: modules the job imports next, imported on a second thread while Ray starts
     (most of ``ray.init`` is waiting for Ray's own processes). Ray starts on this thread: the

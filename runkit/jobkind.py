@@ -55,9 +55,9 @@ class JobKind(abc.ABC):
     mode: ClassVar[str]  # "max" or "min"
     time_key: ClassVar[str]  # a trial's clock: the x-axis of its curves
     resource_keys: ClassVar[tuple[str, ...]] = ()  # config keys that size a run's resources
-    # Whether its runs use Ray's API server (Ray Train's helpers do): an embedded instance
-    # starts it only then (``runkit.cluster.connect``).
-    needs_api_server: ClassVar[bool] = True
+    # Whether its Tune trials use Ray's API server (Ray Train's placement-group cleaner does): a
+    # Tune experiment's embedded instance starts it only then (``runkit.cluster.connect``).
+    trials_need_api_server: ClassVar[bool] = True
 
     @abc.abstractmethod
     def jobs(self) -> dict[str, str]:

@@ -11,11 +11,12 @@ the raylet and its agents, three Python processes that such an instance never us
 
 Together they cost about 3.4 s of CPU and 2.5 s of wall time per start (measured on this
 project's 2-core machine). ``lean_local_start`` skips them while Ray starts an instance here.
-One user of the API server remains: Ray Train's helpers ask Ray's state API whether the Train
-controller is alive, and without the server that call retries for 40 s instead of failing at
-once. So jobs that run Ray Train ask for it (``connect(api_server=True)``), and an instance
-started lean in this process gets it late (``start_api_server``) when one of them runs after
-a job that did not.
+One user of the API server remains: Ray Train's placement-group cleaner asks Ray's state API
+whether the Train controller is alive, and without the server that call retries for 40 s
+instead of failing at once. A trainer in the process that started the instance goes without
+the cleaner (``generative/train_compat.py``); a Tune experiment of Train jobs, whose trials
+keep it, asks for the server (``connect(api_server=True)``), and an instance started lean in
+this process gets it late (``start_api_server``) when such an experiment follows a run.
 
 What is touched: ``ray._private.node.Node.start_monitor``, ``start_log_monitor`` and
 ``start_api_server`` (the methods ``Node.start_head_processes`` and

@@ -175,21 +175,22 @@ def _ray_processes_here() -> dict[str, int]:
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
 def test_an_embedded_start_runs_only_what_the_job_uses(ray_stopped):
-    """An RL job's instance runs no API server, autoscaler monitor or log monitor; a job that
-    runs Ray Train afterwards in the same process gets the API server, and with it Ray's state
-    API fails at once, as Ray Train's helpers expect (without it, the call retries for 40 s)."""
+    """A job's instance runs no API server, autoscaler monitor or log monitor; a Tune
+    experiment of Train jobs afterwards in the same process gets the API server, and with it
+    Ray's state API fails at once, as Train's placement-group cleaner expects (without it, the
+    call retries for 40 s)."""
     import time
 
     from ray.util.state import get_actor
     from ray.util.state.exception import RayStateApiException
 
     ray = ray_stopped
-    cluster.connect(api_server=False)
+    cluster.connect()
     assert _ray_processes_here() == {
         "API server": 0, "autoscaler monitor": 0, "log monitor": 0, "raylet": 1,
     }  # fmt: skip
     assert ray.get(ray.remote(lambda: 7).remote()) == 7
-    cluster.connect()
+    cluster.connect(api_server=True)
     assert _ray_processes_here()["API server"] == 1
     start = time.monotonic()
     with pytest.raises(RayStateApiException):

@@ -85,7 +85,7 @@ def tune(
         write_json_atomic(out / EXPERIMENT_FILE, _experiment_record(exp, search))
         print(f"rlgen: experiment directory {out}", file=sys.stderr)
     quiet_tune()
-    cluster.connect(api_server=exp.kind.needs_api_server)
+    cluster.connect(api_server=exp.kind.trials_need_api_server)
     if resume:
         resources, _ = trial_resources(exp, check_values(exp))
         tuner = ray_tune.Tuner.restore(
