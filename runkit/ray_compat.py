@@ -11,6 +11,14 @@ the raylet and its agents, three Python processes that such an instance never us
 
 Together they cost about 3.4 s of CPU and 2.5 s of wall time per start (measured on this
 project's 2-core machine). ``lean_local_start`` skips them while Ray starts an instance here.
+It also turns off the raylet's start of one idle Python worker per CPU when the first driver
+connects (Ray's ``prestart_worker_first_driver`` setting, which the raylet reads from
+``RAY_prestart_worker_first_driver``): those start while the run is still importing and
+building its job, and compete with it for the cores; a Train job's actors carry a runtime env
+and never use them. Ray then starts workers when the first task or actor asks for them.
+Measured back to back, alternating: ``rlgen train reinforce`` (1,000 steps) 11.3 s -> 10.1 s
+(means of 7, faster in 6), ``rlgen train vae`` (500 images) 22.7 s -> 21.4 s (means of 3).
+A user's own setting of the variable is kept.
 One user of the API server remains: Ray Train's placement-group cleaner asks Ray's state API
 whether the Train controller is alive, and without the server that call retries for 40 s
 instead of failing at once. A trainer in the process that started the instance goes without
@@ -33,6 +41,7 @@ Importing this module on a Ray outside ``SUPPORTED_RAY`` raises ``ImportError``.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -54,6 +63,9 @@ SKIPPED = {
     "API server": "start_api_server",
 }
 API_SERVER = "API server"
+# Ray's setting for the idle workers started when the first driver connects, as the raylet
+# reads it from its environment.
+PRESTART_ENV = "RAY_prestart_worker_first_driver"
 
 
 def _not_started(_node: Any, *args: Any, **kwargs: Any) -> None:
@@ -63,16 +75,23 @@ def _not_started(_node: Any, *args: Any, **kwargs: Any) -> None:
 @contextlib.contextmanager
 def lean_local_start(*, api_server: bool) -> Iterator[None]:
     """While inside, a Ray instance started in this process starts without the processes in
-    ``SKIPPED`` (the API server too unless ``api_server``). The methods are back on leaving."""
+    ``SKIPPED`` (the API server too unless ``api_server``) and without prestarted workers
+    (unless the user set ``PRESTART_ENV``). The methods and the environment are back on
+    leaving."""
     names = [m for what, m in SKIPPED.items() if not (api_server and what == API_SERVER)]
     saved = {name: ray_node.Node.__dict__[name] for name in names}
     for name in names:
         setattr(ray_node.Node, name, _not_started)
+    users_prestart = PRESTART_ENV in os.environ
+    if not users_prestart:
+        os.environ[PRESTART_ENV] = "0"
     try:
         yield
     finally:
         for name, method in saved.items():
             setattr(ray_node.Node, name, method)
+        if not users_prestart:
+            os.environ.pop(PRESTART_ENV, None)
 
 
 def head_started_here() -> Any | None:

@@ -154,22 +154,37 @@ def test_the_command_leaves_no_ray_process_of_the_instance_it_started(tmp_path):
 
 def _ray_processes_here() -> dict[str, int]:
     """How many of this process's descendants run each of Ray's Python services (by the
-    script in their command line)."""
+    script in their command line), and how many Python workers the instance's raylet runs
+    (not those of an instance stopped earlier in this process, which may still be ending)."""
+    from ray._private import worker
+
     scripts = {
         "API server": "dashboard/dashboard.py",
         "autoscaler monitor": "autoscaler/_private/monitor.py",
         "log monitor": "_private/log_monitor.py",
         "raylet": "raylet/raylet",
     }
-    found = dict.fromkeys(scripts, 0)
-    for pid in cluster._descendants(cluster._parents()):
+    found = dict.fromkeys([*scripts, "Python worker"], 0)
+    parents = cluster._parents()
+    lines = {}
+    for pid in cluster._descendants(parents):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                line = f.read().replace(b"\0", b" ").decode(errors="replace")
+                lines[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+    session = worker._global_node.get_session_dir_path()
+    raylets = {pid for pid, line in lines.items() if "raylet/raylet" in line and session in line}
+    for pid, line in lines.items():
         for what, script in scripts.items():
             found[what] += script in line
+        # A worker: default_worker.py, titled ray::IDLE or ray::<task> once it runs (the
+        # raylet's agents are titled ray::<name>Agent).
+        program = line.split(" ", 1)[0]
+        is_worker = "default_worker.py" in line or (
+            program.startswith("ray::") and not program.endswith("Agent")
+        )
+        found["Python worker"] += parents.get(pid) in raylets and is_worker
     return found
 
 
@@ -188,6 +203,7 @@ def test_an_embedded_start_runs_only_what_the_job_uses(ray_stopped):
     cluster.connect()
     assert _ray_processes_here() == {
         "API server": 0, "autoscaler monitor": 0, "log monitor": 0, "raylet": 1,
+        "Python worker": 0,  # none before a task asks for one
     }  # fmt: skip
     assert ray.get(ray.remote(lambda: 7).remote()) == 7
     cluster.connect(api_server=True)

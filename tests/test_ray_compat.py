@@ -6,6 +6,7 @@ then is tested on a real start in ``tests/test_cluster_start.py``."""
 from __future__ import annotations
 
 import inspect
+import os
 import runpy
 
 import pytest
@@ -62,3 +63,25 @@ def test_the_methods_are_replaced_only_inside_and_back_after_a_failure(api_serve
     assert {name: ray_node.Node.__dict__[name] for name in before} == before
     replaced = {name for name in before if inside[name] is not before[name]}
     assert replaced == ({"start_monitor", "start_log_monitor"} if api_server else set(before))
+
+
+def test_the_raylet_still_reads_the_prestart_setting():
+    """Ray's settings reach the raylet by name; one it no longer knows would be ignored."""
+    import pathlib
+
+    raylet = pathlib.Path(ray.__file__).parent / "core" / "src" / "ray" / "raylet" / "raylet"
+    assert ray_compat.PRESTART_ENV.removeprefix("RAY_").encode() in raylet.read_bytes()
+
+
+@pytest.mark.parametrize("users", [None, "1"])
+def test_prestart_is_off_only_inside_and_a_users_setting_is_kept(monkeypatch, users):
+    if users is None:
+        monkeypatch.delenv(ray_compat.PRESTART_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ray_compat.PRESTART_ENV, users)
+    with pytest.raises(RuntimeError, match="start failed"):
+        with ray_compat.lean_local_start(api_server=False):
+            inside = os.environ.get(ray_compat.PRESTART_ENV)
+            raise RuntimeError("start failed")
+    assert inside == (users or "0")
+    assert os.environ.get(ray_compat.PRESTART_ENV) == users
