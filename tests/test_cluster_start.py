@@ -51,31 +51,31 @@ def test_a_start_ray_gave_up_on_is_cleaned_up_and_made_again(ray_stopped, monkey
     assert "Ray did not start in time" in capsys.readouterr().err
 
 
-def test_a_start_ray_gives_up_on_every_time_is_made_a_fixed_number_of_times(
-    ray_stopped, monkeypatch
-):
-    ray = ray_stopped
-    calls = []
+def _init_failing_with(error: Exception, ray, monkeypatch) -> list[dict]:
+    """``ray.init`` replaced by one that raises ``error``; the list its calls are added to."""
+    calls: list[dict] = []
 
     def init(**kwargs):
         calls.append(kwargs)
-        raise Exception(f"{cluster.STARTUP_TIMEOUT}. This could happen because ...")
+        raise error
 
     monkeypatch.setattr(ray, "init", init)
+    return calls
+
+
+def test_a_start_ray_gives_up_on_every_time_is_made_a_fixed_number_of_times(
+    ray_stopped, monkeypatch
+):
+    timeout = Exception(f"{cluster.STARTUP_TIMEOUT}. This could happen because ...")
+    calls = _init_failing_with(timeout, ray_stopped, monkeypatch)
     with pytest.raises(Exception, match="timed out during startup"):
         cluster.connect()
     assert len(calls) == cluster.START_ATTEMPTS == 3
 
 
 def test_other_start_failures_are_not_retried(ray_stopped, monkeypatch):
-    ray = ray_stopped
-    calls = []
-
-    def init(**kwargs):
-        calls.append(kwargs)
-        raise RuntimeError("object store memory is too small")
-
-    monkeypatch.setattr(ray, "init", init)
+    error = RuntimeError("object store memory is too small")
+    calls = _init_failing_with(error, ray_stopped, monkeypatch)
     with pytest.raises(RuntimeError, match="too small"):
         cluster.connect()
     assert len(calls) == 1
@@ -83,14 +83,7 @@ def test_other_start_failures_are_not_retried(ray_stopped, monkeypatch):
 
 def test_a_timeout_joining_a_cluster_is_not_retried(ray_stopped, monkeypatch):
     """Joining (``RAY_ADDRESS`` set) starts no process here: nothing to clean up or retry."""
-    ray = ray_stopped
-    calls = []
-
-    def init(**kwargs):
-        calls.append(kwargs)
-        raise Exception(f"{cluster.STARTUP_TIMEOUT}.")
-
-    monkeypatch.setattr(ray, "init", init)
+    calls = _init_failing_with(Exception(f"{cluster.STARTUP_TIMEOUT}."), ray_stopped, monkeypatch)
     monkeypatch.setenv("RAY_ADDRESS", "auto")
     with pytest.raises(Exception, match="timed out during startup"):
         cluster.connect()
