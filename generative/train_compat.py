@@ -8,8 +8,10 @@ such a run never uses. Each is an actor in a new Python process, on the job's pa
 - the placement-group cleaner, a detached actor that removes the workers' placement group if
   the Train controller dies without removing it. Here a dead process takes the whole instance
   with it; the case left, a controller that dies while this process lives on, is covered by
-  ``LeanTorchTrainer`` removing any placement group its fit left behind. The cleaner is also
-  the one part of a Train job that asks Ray's state API, and so needs Ray's API server.
+  ``LeanTorchTrainer`` removing the placement groups made during a fit that failed that way
+  (fits in one process run one after the other: ``rlgen.train`` returns when its run ends).
+  The cleaner is also the one part of a Train job that asks Ray's state API, and so needs
+  Ray's API server.
 - the autoscaling coordinator, to which the controller sends its resource requests for the
   cluster's autoscaler. An embedded instance has no autoscaler (``runkit.ray_compat``).
 - the dataset manager, made even when the job passes no dataset (small datasets are read by
@@ -101,8 +103,11 @@ class LeanTorchTrainer(TorchTrainer):  # type: ignore[misc]
         before = live_placement_groups()
         try:
             return super()._initialize_and_run_controller(**controller_init_kwargs)  # type: ignore[misc]
-        finally:
+        except BaseException:
+            # The controller died (or the fit was interrupted) before it removed the workers'
+            # placement group; one that ends, even with an error, removes it itself.
             remove_placement_groups(live_placement_groups() - before)
+            raise
 
 
 def live_placement_groups() -> set[str]:

@@ -1,7 +1,8 @@
 """The fence around Ray Train (``generative/train_compat.py``): what it relies on is still in
 the installed Ray (fast); a run in the process that started Ray makes none of the helpers it
 drops, with two Train workers, and leaves no placement group; a fit whose controller died
-leaves none either; a trainer anywhere else keeps Ray Train's own set-up."""
+leaves none either, and one that ended touches none; a trainer anywhere else keeps Ray Train's
+own set-up."""
 
 from __future__ import annotations
 
@@ -149,6 +150,30 @@ def test_a_fit_whose_controller_died_leaves_no_placement_group(ray_local, monkey
     policy = given["scaling_policy"]
     assert type(policy) is train_compat.NoAutoscalerScalingPolicy
     assert policy.scaling_config is trainer.scaling_config
+
+
+def test_a_fit_that_ends_removes_no_placement_group(ray_local, monkeypatch):
+    """A controller that ends, even with an error in its result, has removed its own group
+    (the real run's test shows it): one alive afterwards, made meanwhile by something else in
+    this process, is left alone."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    def controller_ends(self, **kwargs):
+        other = placement_group([{"CPU": 0.01}])
+        ray.get(other.ready(), timeout=60)
+        return other
+
+    monkeypatch.setattr(TorchTrainer, "_initialize_and_run_controller", controller_ends)
+    trainer = train_compat.LeanTorchTrainer(
+        lambda: None, scaling_config=ScalingConfig(num_workers=2)
+    )
+    other = trainer._initialize_and_run_controller(
+        scaling_policy=FixedScalingPolicy(scaling_config=trainer.scaling_config)
+    )
+    try:
+        assert other.id.hex() in train_compat.live_placement_groups()
+    finally:
+        remove_placement_group(other)
 
 
 def test_a_trainer_in_a_process_that_joined_ray_keeps_rays_set_up(ray_local):
