@@ -86,6 +86,7 @@ def _driver_without_ray(monkeypatch) -> list[dict]:
     TorchTrainer that only keeps the loop config its workers would get (returned)."""
     import ray.train.torch
 
+    from generative import train_compat
     from runkit import cluster
 
     loop_configs: list[dict] = []
@@ -103,6 +104,8 @@ def _driver_without_ray(monkeypatch) -> list[dict]:
     monkeypatch.setattr(cluster, "alive_nodes", lambda: 1)
     monkeypatch.setattr(run_loop, "Relay", _Relay)
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
+    # Also where this process started Ray (an earlier test's instance), the trainer is the fake.
+    monkeypatch.setattr(train_compat, "LeanTorchTrainer", Trainer)
     return loop_configs
 
 
