@@ -162,16 +162,18 @@ def test_killed_driver_resumes_without_running_a_trial_twice(tmp_path):
     out = tmp_path / "exp"
     args = [
         sys.executable, str(ROOT / "rlgen.py"), "tune", "reinforce_cartpole", "--output",
-        str(out), "--num-samples", "2", "--max-env-steps", "12000",
-        "--set", "episodes_per_batch=8", "--set", "baseline=value",
+        str(out), "--num-samples", "2", "--max-env-steps", "24000",
+        "--set", "episodes_per_batch=4", "--set", "baseline=value",
     ]  # fmt: skip
     secret = f"aws-{os.urandom(16).hex()}"  # must reach no file of the experiment
     env = dict(os.environ, PYTHONWARNINGS="ignore", AWS_SECRET_ACCESS_KEY=secret)
     driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        # Both trials running, each with a checkpoint (ASHA's first rung, at a quarter of the
-        # budget, comes after the first checkpoint at iteration 10).
+        # Both trials running, each with a checkpoint. ASHA's first rung, at a quarter of the
+        # budget (6,000 env steps), comes after the first checkpoint at iteration 10 (40
+        # episodes) whatever lr a trial draws: with 8 episodes per iteration and a 3,000-step
+        # rung, a trial that learned fast was once stopped at 3,381 steps with no checkpoint.
         while time.monotonic() < deadline:
             runs = list((out / "trials").glob("*/checkpoints/iter_*")) if out.exists() else []
             if len({p.parts[-3] for p in runs}) == 2:
