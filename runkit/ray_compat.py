@@ -14,8 +14,9 @@ project's 2-core machine). ``lean_local_start`` skips them while Ray starts an i
 It also turns off the raylet's start of one idle Python worker per CPU when the first driver
 connects (Ray's ``prestart_worker_first_driver`` setting, which the raylet reads from
 ``RAY_prestart_worker_first_driver``): those start while the run is still importing and
-building its job, and compete with it for the cores; a Train job's actors carry a runtime env
-and never use them. Ray then starts workers when the first task or actor asks for them.
+building its job, and compete with it for the cores (enabling them again once a lean Train
+job's actors no longer carried a runtime env made ``rlgen train vae`` no faster). Ray then
+starts workers when the first task or actor asks for them.
 Measured back to back, alternating: ``rlgen train reinforce`` (1,000 steps) 11.3 s -> 10.1 s
 (means of 7, faster in 6), ``rlgen train vae`` (500 images) 22.7 s -> 21.4 s (means of 3).
 A user's own setting of the variable is kept.

@@ -22,7 +22,7 @@ class LearningRun:
     out: Path  # the run directory
     result: dict[str, Any]  # its result.json
     stderr: str  # what the run printed on stderr (the progress lines)
-    poll_intervals: list[str]  # the controller's health-check setting at each report
+    poll_intervals: list[str]  # the controller's health-check interval at each report
     driver_kept_env: bool  # the driver's environment after the run is as it was before
 
 
@@ -30,16 +30,19 @@ _RUNS: dict[str, LearningRun | BaseException] = {}
 
 
 def _record_poll_interval(path: str) -> Any:
-    """A Ray Train callback (it runs in the job's controller process) that writes the
-    controller's health-check interval setting to ``path`` at each report."""
+    """A Ray Train callback (it runs in the job's controller process) that writes the interval
+    the controller polls its workers at to ``path`` at each report."""
     from ray.train import UserCallback
-
-    from generative.run_loop import TRAIN_POLL_ENV
 
     class Record(UserCallback):
         def after_report(self, run_context: Any, metrics: Any, checkpoint: Any) -> None:
+            import gc
+
+            from ray.train.v2._internal.execution.controller import TrainController
+
+            (controller,) = [o for o in gc.get_objects() if isinstance(o, TrainController)]
             with open(path, "a") as f:
-                f.write(f"{os.environ.get(TRAIN_POLL_ENV)}\n")
+                f.write(f"{controller._health_check_interval_s}\n")
 
     return Record()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import runpy
 from collections import Counter
 
@@ -19,17 +20,19 @@ from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.train.v2._internal.callbacks.placement_group_callback import (
     PlacementGroupCleanerCallback,
 )
+from ray.train.v2._internal.execution.controller import TrainController, controller
 from ray.train.v2._internal.execution.scaling_policy import ScalingPolicy
 from ray.train.v2._internal.execution.scaling_policy.factory import create_scaling_policy
 from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 import rlgen
-from generative import train_compat
+from generative import train_compat, train_controller
 from tests.conftest import ROOT
 from tests.test_vae_job import _small_dataset
 
 DROPPED = {"PlacementGroupCleaner", "_AutoscalingCoordinatorActor", "DatasetManager"}
+HEALTH, PREEMPTION = sorted(train_controller.READ_AT_INIT)
 
 
 def test_another_ray_series_is_refused(monkeypatch):
@@ -84,6 +87,53 @@ def test_the_policy_reaches_the_coordinator_only_through_the_methods_replaced():
     assert policy._coordinator_client is None
 
 
+def test_the_controller_start_taken_over_is_rays_with_a_runtime_env():
+    """Ray Train starts its controller on the driver's node with no CPU, its Ctrl-C handler,
+    ``run`` and then ``get_result``, and hands it the Train settings as a runtime env: the steps
+    ``LeanTorchTrainer._run_lean_controller`` takes, less that env."""
+    theirs = inspect.getsource(DataParallelTrainer._initialize_and_run_controller)
+    for step in (
+        "env_vars = get_env_vars_to_propagate()", "num_cpus=0,", "label_selector={",
+        "ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()",
+        'runtime_env={"env_vars": env_vars}', ")(TrainController)",
+        "controller_actor_cls.remote(**controller_init_kwargs)",
+        "self._register_sigint_handler(controller)", "ray.get(controller.run.remote())",
+        "return ray.get(controller.get_result.remote())",
+    ):  # fmt: skip
+        assert step in theirs, step
+    ours = inspect.getsource(train_compat.LeanTorchTrainer._run_lean_controller)
+    assert "runtime_env" not in ours and "self._register_sigint_handler(controller)" in ours
+
+
+def test_the_settings_taken_as_arguments_are_read_in_the_controllers_init_only():
+    """Restoring them after ``__init__`` is safe: nothing else in the controller reads them.
+    And the flag the lean controller sets is the one ``ray.get`` checks before warning."""
+    init = inspect.getsource(TrainController.__init__)
+    module = inspect.getsource(controller)
+    for name in ("HEALTH_CHECK_INTERVAL_S_ENV_VAR", "ENABLE_PREEMPTION_WATCHER_ENV_VAR"):
+        assert module.count(name) == init.count(name) + 1 >= 2, name  # and the import
+    assert train_controller.READ_AT_INIT == {HEALTH, PREEMPTION}
+    assert "blocking_get_inside_async_warned" in inspect.getsource(ray._private.worker.get)
+
+
+def test_the_lean_controller_sees_its_settings_only_while_its_init_runs(monkeypatch):
+    seen = {}
+
+    def init(self, **kwargs):
+        seen.update(kwargs, env={n: os.environ.get(n) for n in (HEALTH, PREEMPTION)})
+
+    monkeypatch.setattr(TrainController, "__init__", init)
+    monkeypatch.setattr(ray._private.worker, "blocking_get_inside_async_warned", False)
+    monkeypatch.setenv(HEALTH, "9")  # the worker's own environment has one of them
+    monkeypatch.delenv(PREEMPTION, raising=False)
+    train_controller.LeanTrainController(settings={HEALTH: "0.5", PREEMPTION: "0"}, run_id=7)
+    assert seen == {"run_id": 7, "env": {HEALTH: "0.5", PREEMPTION: "0"}}
+    assert os.environ[HEALTH] == "9" and PREEMPTION not in os.environ
+    assert ray._private.worker.blocking_get_inside_async_warned is True
+    with pytest.raises(ValueError, match="RAY_TRAIN_COLLECTIVE_TIMEOUT_S"):
+        train_controller.LeanTrainController(settings={"RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "5"})
+
+
 def _callbacks(trainer_class, datasets):
     trainer = trainer_class(lambda: None, scaling_config=ScalingConfig(num_workers=2),
                             datasets=datasets)  # fmt: skip
@@ -113,15 +163,29 @@ def test_a_run_in_the_process_that_started_ray_makes_none_of_the_dropped_helpers
     assert train_compat.lean_here()  # this test process started the session's instance
     data = _small_dataset(tmp_path / "digits", n_train=64, n_test=16)
     before = _actors()
+    envs_before = _runtime_envs_made()
     result = rlgen.train(
         "vae", dataset=str(data), epochs=1, num_workers=2, overrides={"iw_samples": 2},
         output=tmp_path / "run",
     )  # fmt: skip
     made = Counter(name for aid, name in _actors().items() if aid not in before)
     assert result.epochs == 1 and result.num_workers == 2
-    assert made["TrainController"] == 1 and made["RayTrainWorker"] == 2
+    assert made["LeanTrainController"] == 1 and made["RayTrainWorker"] == 2
     assert not DROPPED & set(made), made
     assert train_compat.live_placement_groups() == set()
+    # No actor of the run needed a runtime env, and the controller got rlgen's setting that
+    # turns the preemption watcher off (Ray Train's default makes one).
+    assert _runtime_envs_made() == envs_before
+    assert "PreemptionWatcher" not in made
+
+
+def _runtime_envs_made() -> list[str]:
+    """The runtime envs the instance's agent has made, from its log."""
+    from runkit import ray_compat
+
+    log = os.path.join(ray_compat.head_started_here().get_logs_dir_path(), "runtime_env_agent.log")
+    with open(log) as f:
+        return [line for line in f if "Creating runtime env" in line]
 
 
 def test_a_fit_whose_controller_died_leaves_no_placement_group(ray_local, monkeypatch):
@@ -137,7 +201,11 @@ def test_a_fit_whose_controller_died_leaves_no_placement_group(ray_local, monkey
         ray.get(placement_group([{"CPU": 0.01}]).ready(), timeout=60)
         raise RuntimeError("controller died")
 
-    monkeypatch.setattr(TorchTrainer, "_initialize_and_run_controller", controller_dies)
+    monkeypatch.setattr(
+        train_compat.LeanTorchTrainer,
+        "_run_lean_controller",
+        lambda self, settings, kwargs: controller_dies(self, **kwargs),
+    )
     trainer = train_compat.LeanTorchTrainer(
         lambda: None, scaling_config=ScalingConfig(num_workers=2)
     )
@@ -163,7 +231,11 @@ def test_a_fit_that_ends_removes_no_placement_group(ray_local, monkeypatch):
         ray.get(other.ready(), timeout=60)
         return other
 
-    monkeypatch.setattr(TorchTrainer, "_initialize_and_run_controller", controller_ends)
+    monkeypatch.setattr(
+        train_compat.LeanTorchTrainer,
+        "_run_lean_controller",
+        lambda self, settings, kwargs: controller_ends(self, **kwargs),
+    )
     trainer = train_compat.LeanTorchTrainer(
         lambda: None, scaling_config=ScalingConfig(num_workers=2)
     )
@@ -180,3 +252,36 @@ def test_a_trainer_in_a_process_that_joined_ray_keeps_rays_set_up(ray_local):
     """A Tune trial's actor (and any process that joined) is not where the instance was
     started: it gets Ray Train's trainer, helpers and all."""
     assert ray.get(ray.remote(lambda: train_compat.lean_here()).remote()) is False
+
+
+@pytest.mark.parametrize(
+    "env, lean",
+    [
+        ({}, True),
+        ({HEALTH: "0.5", PREEMPTION: "0"}, True),
+        ({"RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "5"}, False),
+    ],
+)
+def test_train_settings_the_lean_controller_does_not_take_get_rays_own_start(
+    ray_local, monkeypatch, env, lean
+):
+    for name in (HEALTH, PREEMPTION):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started = []
+    monkeypatch.setattr(
+        train_compat.LeanTorchTrainer,
+        "_run_lean_controller",
+        lambda self, settings, kwargs: started.append(("lean", settings)),
+    )
+    monkeypatch.setattr(
+        TorchTrainer, "_initialize_and_run_controller", lambda self, **kw: started.append("ray")
+    )
+    trainer = train_compat.LeanTorchTrainer(
+        lambda: None, scaling_config=ScalingConfig(num_workers=2)
+    )
+    trainer._initialize_and_run_controller(
+        scaling_policy=FixedScalingPolicy(scaling_config=trainer.scaling_config)
+    )
+    assert started == ([("lean", env)] if lean else ["ray"])
