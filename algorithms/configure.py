@@ -302,3 +302,16 @@ def check_observations(env_id: str, space: Any) -> None:
         raise UserError(
             f"--env {env_id}: observations of {size:,} values, more than {MAX_OBSERVATION_SIZE:,}"
         )
+
+
+def actor_cpus(config: Any) -> tuple[str, float]:
+    """The CPUs the run's actors ask Ray for, all at once: rollout actors and Learner actors
+    (RLlib's ``num_cpus_per_learner="auto"``: one each, none with a GPU). (what, how many)"""
+    per_learner = config.num_cpus_per_learner
+    if per_learner == "auto":
+        per_learner = 0 if config.num_gpus_per_learner else 1
+    what = f"{config.num_env_runners} rollout actors x {config.num_cpus_per_env_runner:g} CPU"
+    if config.num_learners:
+        what += f" and {config.num_learners} Learner actors x {per_learner:g} CPU"
+    need = config.num_env_runners * config.num_cpus_per_env_runner
+    return what, need + config.num_learners * per_learner

@@ -17,7 +17,7 @@ from typing import Any
 
 from algorithms.checkpoints import STATE_FILE, find_checkpoint, load_encoder, save_checkpoint
 from algorithms.common import metrics as M
-from algorithms.configure import Importer, RLRunSpec, build_config
+from algorithms.configure import Importer, RLRunSpec, actor_cpus, build_config
 from envs import permit_env_module
 from runkit import cluster
 from runkit.errors import RunFailed, UserError, first_line
@@ -214,10 +214,8 @@ def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
     config = config.copy(copy_frozen=False)
     use_gpu_learner_if_present(config, spec)
     config.freeze()
-    cluster.warn_if_short_of_cpus(
-        f"{config.num_env_runners} rollout actors x {config.num_cpus_per_env_runner} CPU",
-        config.num_env_runners * config.num_cpus_per_env_runner,
-        hint=" (or --set num_cpus_per_env_runner=...)",
+    cluster.check_cpus(
+        *actor_cpus(config), hint="--set num_cpus_per_env_runner=... or num_cpus_per_learner=..."
     )
     algo = config.build_algo()
     if ckpt is None:

@@ -250,13 +250,23 @@ def decide_gpu(use_gpu: str, count: int) -> bool:
     return enough
 
 
-def warn_if_short_of_cpus(what: str, need: float, *, hint: str = "") -> None:
-    """Ray holds an actor back until its CPUs are free: say so when a job asks for more CPUs
-    than the cluster has now, instead of leaving it to wait in silence."""
+def check_cpus(what: str, need: float, *, hint: str) -> None:
+    """Ray holds actors back until their CPUs are free. When a job asks for more CPUs than the
+    cluster has: on an instance this process started (no node joins it, so the run would wait
+    for ever) a UserError; on a cluster joined, a warning that the run waits until CPUs join.
+    ``hint``: the settings that lower the count."""
+    from runkit import ray_compat
+
     have = cluster_cpus()
-    if need > have:
-        print(
-            f"rlgen: {what} need {need:g} CPUs and this cluster has {have:g}; the run waits "
-            f"until CPUs join{hint}",
-            file=sys.stderr,
+    if need <= have:
+        return
+    if ray_compat.head_started_here() is not None:
+        raise UserError(
+            f"{what} need {need:g} CPUs at once and this machine's Ray instance has {have:g}; "
+            f"fewer actors, or {hint}"
         )
+    print(
+        f"rlgen: {what} need {need:g} CPUs and this cluster has {have:g}; the run waits "
+        f"until CPUs join (or {hint})",
+        file=sys.stderr,
+    )

@@ -90,7 +90,7 @@ def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path,
     monkeypatch.setattr(ReinforceConfig, "build_algo", build_algo)
     monkeypatch.setattr(cluster, "connect", lambda preload=(), api_server=False: None)
     monkeypatch.setattr(cluster, "decide_gpu", lambda use_gpu, count: gpu)
-    monkeypatch.setattr(cluster, "warn_if_short_of_cpus", lambda *a, **k: None)
+    monkeypatch.setattr(cluster, "check_cpus", lambda *a, **k: None)
     monkeypatch.setattr(run_loop, "save_checkpoint", lambda algo, run_dir, spec, state: tmp_path)
     monkeypatch.setattr(run_loop, "run", run)
     result = run_loop.train(
