@@ -27,7 +27,8 @@ on to its synchronization actor and every Train worker, and a worker with a runt
 started through Ray's set-up process, which imports Ray once more first.
 ``generative/train_controller.py`` takes the settings as an argument instead. When the driver
 has Train settings that controller does not take, Ray Train's own start is used.
-Measured, ``rlgen train vae`` with 500 images: 20.3 s -> 18.5 s (means of 4, alternating).
+Measured, ``rlgen train vae`` with 500 images: 20.4 s -> 18.8 s (means of 9 alternating
+pairs, faster in each).
 
 A trainer anywhere else (a Tune trial's actor; a cluster joined with ``RAY_ADDRESS`` or
 started with ``ray start --head``) keeps all of Ray Train's helpers: ``lean_here()`` is false
