@@ -95,11 +95,10 @@ class RLKind(JobKind):
         """The Algorithm process, its rollout actors and remote Learners, as RLlib asks for
         them (``default_resource_request``), GPUs for the Learners where the cluster has them."""
         from algorithms.configure import RLRunSpec
-        from algorithms.run_loop import use_gpu_learner_if_present
+        from algorithms.run_loop import placed
 
         # The fixed keys are every trial's overrides: a fixed num_gpus_per_learner is kept.
-        config = config.copy(copy_frozen=False)  # the checked config stays as built
-        use_gpu_learner_if_present(config, RLRunSpec(algorithm=job, env=target, overrides=fixed))
+        config = placed(config, RLRunSpec(algorithm=job, env=target, overrides=fixed))
         pgf = config.algo_class.default_resource_request(config)
         return pgf, dict(pgf.required_resources)
 

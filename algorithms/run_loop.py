@@ -85,19 +85,35 @@ def train(
         given={**given, "env": env, "overrides": overrides},
         keep=("env",),
         write_on_resume=False,  # run() writes it once the checkpoint has loaded
+        ready=lambda spec: connect_for(config, spec),
     )
     return run(
         spec, run_dir, resume=resume, on_report=on_report, config=config, start_from=start_from
     )
 
 
-def use_gpu_learner_if_present(config: Any, spec: RLRunSpec) -> None:
-    """GPU use is automatic: a cluster with a GPU gets the Learner on it, unless the user set
-    ``num_gpus_per_learner`` themselves (``--set num_gpus_per_learner=0`` keeps it on CPU)."""
-    if "num_gpus_per_learner" in spec.overrides:
-        return
-    if cluster.decide_gpu("auto", max(1, config.num_learners)):
+def connect_for(config: Any, spec: RLRunSpec) -> None:
+    """Ray, before the run writes anything: actors the cluster cannot hold are refused there
+    (on an instance started here; a warning on a cluster joined)."""
+    cluster.connect(preload=PRELOAD)
+    cluster.check_cpus(
+        *actor_cpus(placed(config, spec)),
+        hint="--set num_cpus_per_env_runner=... or num_cpus_per_learner=...",
+    )
+
+
+def placed(config: Any, spec: RLRunSpec) -> Any:
+    """The one change to the checked config, on a frozen copy (the checked one stays as it is):
+    where the Learners run, decided once the cluster is known. GPU use is automatic: a cluster
+    with a GPU gets the Learner on it, unless the user set ``num_gpus_per_learner`` themselves
+    (``--set num_gpus_per_learner=0`` keeps it on CPU)."""
+    config = config.copy(copy_frozen=False)
+    if "num_gpus_per_learner" not in spec.overrides and cluster.decide_gpu(
+        "auto", max(1, config.num_learners)
+    ):
         config.learners(num_gpus_per_learner=1)
+    config.freeze()
+    return config
 
 
 def _get(result: dict, *keys: str, default: float = math.nan) -> float:
@@ -208,15 +224,8 @@ def _start_state(ckpt: Path | None) -> dict[str, Any]:
 def _start_algo(config: Any, spec: RLRunSpec, ckpt: Path | None) -> Any:
     """Ray connected, the Algorithm built (its Learner on a GPU where the cluster has one) and
     restored from ``ckpt``; a checkpoint that cannot be restored is a UserError."""
-    cluster.connect(preload=PRELOAD)
-    # The one change to the checked config: where the Learner runs, decided now that the
-    # cluster is known, on a copy (the checked config is frozen).
-    config = config.copy(copy_frozen=False)
-    use_gpu_learner_if_present(config, spec)
-    config.freeze()
-    cluster.check_cpus(
-        *actor_cpus(config), hint="--set num_cpus_per_env_runner=... or num_cpus_per_learner=..."
-    )
+    cluster.connect(preload=PRELOAD)  # connected already by train() (connect_for)
+    config = placed(config, spec)
     algo = config.build_algo()
     if ckpt is None:
         load_encoder(algo, config.encoder_weights())

@@ -25,8 +25,9 @@ RUN_FILE = "run.json"
 RESULT_FILE = "result.json"
 
 
-def new_run_dir(output: str | None, *, prefix: str, resume: bool) -> Path:
-    """Return the run directory, created (mode 0700, as are the parents it needs) if new.
+def new_run_dir(output: str | None, *, prefix: str, resume: bool, create: bool = True) -> Path:
+    """Return the run directory, created (mode 0700, as are the parents it needs) if new and
+    ``create`` (else checked only: ``make_run_dir`` creates it).
 
     ``output=None`` makes a fresh ``runs/<prefix>-<timestamp>``. An existing non-empty directory
     is refused unless ``resume``; ``resume`` on a directory without ``run.json`` is refused. An
@@ -52,13 +53,19 @@ def new_run_dir(output: str | None, *, prefix: str, resume: bool) -> Path:
             f"--output {path}: already exists and is not empty; pass --resume to continue that "
             "run or choose a new directory"
         )
+    if create:
+        make_run_dir(path)
+    return path.resolve()
+
+
+def make_run_dir(path: Path) -> None:
+    """Create the (checked) new run directory ``path``, or make an existing empty one private."""
     if path.is_dir():
         try:
             os.chmod(path, 0o700)
         except OSError as exc:
             raise UserError(f"--output {path}: cannot be made private ({exc.strerror})") from None
     make_private_dirs(path)
-    return path.resolve()
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -112,6 +119,7 @@ def open_run(
     given: dict[str, Any] | None = None,
     keep: tuple[str, ...] = (),
     write_on_resume: bool = True,
+    ready: Callable[[S], None] | None = None,
 ) -> tuple[S, Path]:
     """The sequence every run starts with, RL and generative alike.
 
@@ -123,18 +131,24 @@ def open_run(
     are merged over the stored ones; then ``prepare``. Either way run.json is (re)written and
     ``(spec, run_dir)`` returned; with ``write_on_resume=False`` a resumed run's run.json is
     left to the caller (``write_spec``), which writes it once the checkpoint has loaded, so a
-    refused checkpoint leaves the run as it was.
+    refused checkpoint leaves the run as it was. ``ready(spec)``, if given, is called once the
+    input and the output are accepted and before anything is written.
     """
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if resume:
         run_dir = new_run_dir(None if output is None else str(output), prefix="", resume=True)
         spec = _stored_spec(spec_class, run_dir, kind, job, job_field, given, keep)
         prepare(spec)
+        if ready is not None:
+            ready(spec)
     else:
         spec = fresh()
         prepare(spec)
         out = None if output is None else str(output)
-        run_dir = new_run_dir(out, prefix=prefix(spec), resume=False)
+        run_dir = new_run_dir(out, prefix=prefix(spec), resume=False, create=False)
+        if ready is not None:
+            ready(spec)
+        make_run_dir(run_dir)
     if write_on_resume or not resume:
         write_spec(run_dir, kind, spec)
     print(f"rlgen: run directory {run_dir}", file=sys.stderr)

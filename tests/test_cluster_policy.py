@@ -100,14 +100,15 @@ def test_rl_learner_gets_a_gpu_when_the_cluster_has_enough(
     fake_gpus, reinforce_config, gpus, learners, overrides, expected
 ):
     from algorithms.configure import RLRunSpec
-    from algorithms.run_loop import use_gpu_learner_if_present
+    from algorithms.run_loop import placed
 
     fake_gpus.set(gpus)
     config = reinforce_config.copy(copy_frozen=False)
     config.learners(num_learners=learners, num_gpus_per_learner=0)
+    config.freeze()
     spec = RLRunSpec(algorithm="reinforce", env="CartPole-v1", overrides=overrides)
-    use_gpu_learner_if_present(config, spec)
-    assert config.num_gpus_per_learner == expected
+    used = placed(config, spec)
+    assert used.num_gpus_per_learner == expected and config.num_gpus_per_learner == 0
     assert fake_gpus.calls == (0 if overrides else 1)
 
 

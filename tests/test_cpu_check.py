@@ -1,7 +1,8 @@
 """An RL run whose actors ask for more CPUs than the cluster has: Ray would hold them back
 until CPUs free up. On an instance the run started itself no node ever joins, so that is a
-refusal (exit 2, one line) instead of a run that waits in silence; on a joined cluster, a
-warning. The count includes the Learner actors (RLlib's ``num_cpus_per_learner="auto"``)."""
+refusal (exit 2, one line, the run directory not made) instead of a run that waits in silence;
+on a joined cluster, a warning. The count includes the Learner actors (RLlib's
+``num_cpus_per_learner="auto"``)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def test_two_learners_beyond_the_machines_cpus_exit_2_with_one_line(tmp_path):
         "--max-env-steps", "100", "--output", str(tmp_path / "run"), timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
     [line] = [line for line in proc.stderr.splitlines() if line.startswith("rlgen: error")]
     assert re.fullmatch(
         r"rlgen: error: 1 rollout actors x 1 CPU and 2 Learner actors x 1000 CPU need 2001 CPUs "
