@@ -27,7 +27,7 @@ RESULT_FILE = "result.json"
 
 def new_run_dir(output: str | None, *, prefix: str, resume: bool, create: bool = True) -> Path:
     """Return the run directory, created (mode 0700, as are the parents it needs) if new and
-    ``create`` (else checked only: ``make_run_dir`` creates it).
+    ``create`` (else checked only and returned as named: ``make_run_dir`` creates it).
 
     ``output=None`` makes a fresh ``runs/<prefix>-<timestamp>``. An existing non-empty directory
     is refused unless ``resume``; ``resume`` on a directory without ``run.json`` is refused. An
@@ -53,8 +53,9 @@ def new_run_dir(output: str | None, *, prefix: str, resume: bool, create: bool =
             f"--output {path}: already exists and is not empty; pass --resume to continue that "
             "run or choose a new directory"
         )
-    if create:
-        make_run_dir(path)
+    if not create:
+        return path  # not resolved: a symlink named here is refused, never followed
+    make_run_dir(path)
     return path.resolve()
 
 
@@ -149,6 +150,7 @@ def open_run(
         if ready is not None:
             ready(spec)
         make_run_dir(run_dir)
+        run_dir = run_dir.resolve()
     if write_on_resume or not resume:
         write_spec(run_dir, kind, spec)
     print(f"rlgen: run directory {run_dir}", file=sys.stderr)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from runkit import paths, storage
-from runkit.rundir import new_run_dir, write_json_atomic
+from runkit.errors import UserError
+from runkit.rundir import new_run_dir, open_run, write_json_atomic
 from tests import test_hostile_paths
 from tests.test_hostile_paths import _mode, _tree
 
@@ -167,3 +168,25 @@ def test_directories_rlgen_creates_are_private_whatever_the_umask(
         os.umask(old)
     assert {str(p): _mode(p) for p in made} == {str(p): 0o700 for p in made}
     assert _mode(run_json) & 0o077 == 0  # 0600 less what the umask takes
+
+
+@dataclasses.dataclass
+class _RunSpec:
+    job: str = "x"
+
+
+def test_an_output_named_by_a_dangling_symlink_is_refused_not_followed(tmp_path):
+    """The run directory is made after the ``ready`` hook (which may start Ray): a symlink given
+    as ``--output`` is refused there, and its target is not made."""
+
+    target = tmp_path / "elsewhere" / "run"
+    (tmp_path / "out").symlink_to(target, target_is_directory=True)
+    ready = []
+    with pytest.raises(UserError, match="exists and is not a directory"):
+        open_run(
+            _RunSpec, kind="rl", job="x", job_field="job", output=tmp_path / "out", resume=False,
+            fresh=_RunSpec, prepare=lambda spec: None, prefix=lambda spec: "x",
+            ready=ready.append,
+        )  # fmt: skip
+    assert not target.exists() and not target.parent.exists()
+    assert len(ready) == 1
