@@ -256,6 +256,7 @@ def _set_env(config: Any, spec: RLRunSpec, env_spec: Any) -> None:
     if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise UserError(f"--env {spec.env}: action space {act_space} is not Discrete or Box")
     check_observations(spec.env, obs_space)
+    config.note_observations(obs_space)
     try:
         config.check_spaces(obs_space, act_space)
     except ValueError as exc:

@@ -24,7 +24,7 @@ RLLIB_KEY_DOCS = {
     "shuffle_batch_per_epoch": "shuffle the batch each epoch (RLlib).",
     "num_learners": "data-parallel Learner actors (0: one Learner in the driver).",
     "num_cpus_per_learner": "CPUs reserved by each Learner actor.",
-    "num_gpus_per_learner": "GPUs per Learner (auto: one when the cluster has them).",
+    "num_gpus_per_learner": "GPUs per Learner (auto: 1 for an image torso on a cluster with GPUs).",
     "num_env_runners": "rollout actors (0: sample in the driver); also --num-env-runners.",
     "num_envs_per_env_runner": "envs stepped together in each rollout actor.",
     "num_cpus_per_env_runner": "CPUs reserved by each rollout actor.",

@@ -104,13 +104,12 @@ def connect_for(config: Any, spec: RLRunSpec) -> None:
 
 def placed(config: Any, spec: RLRunSpec) -> Any:
     """The one change to the checked config, on a frozen copy (the checked one stays as it is):
-    where the Learners run, decided once the cluster is known. GPU use is automatic: a cluster
-    with a GPU gets the Learner on it, unless the user set ``num_gpus_per_learner`` themselves
-    (``--set num_gpus_per_learner=0`` keeps it on CPU)."""
+    where the Learners run, decided once the cluster is known. Automatic: a GPU per Learner
+    where the cluster has them and a GPU speeds the Learner up (``learner_gpu_pays``), unless
+    ``--set num_gpus_per_learner`` says (0 keeps the Learners on CPU, 1 puts an MLP on a GPU)."""
     config = config.copy(copy_frozen=False)
-    if "num_gpus_per_learner" not in spec.overrides and cluster.decide_gpu(
-        "auto", max(1, config.num_learners)
-    ):
+    pays = "num_gpus_per_learner" not in spec.overrides and config.learner_gpu_pays()
+    if pays and cluster.decide_gpu("auto", max(1, config.num_learners)):
         config.learners(num_gpus_per_learner=1)
     config.freeze()
     return config

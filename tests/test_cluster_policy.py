@@ -77,14 +77,15 @@ def test_unknown_gpu_choice_is_refused_before_asking_the_cluster(fake_gpus):
 
 
 @pytest.fixture(scope="module")
-def reinforce_config():
-    """A checked REINFORCE CartPole config (RLlib imported, nothing started); copy per case."""
+def image_config():
+    """A checked A2C config for Atari frames, so the Nature CNN (RLlib imported, an ALE env read
+    for its spaces, nothing started); copy per case."""
     from algorithms.configure import RLRunSpec, build_config
 
-    return build_config(RLRunSpec(algorithm="reinforce", env="CartPole-v1"))
+    return build_config(RLRunSpec(algorithm="a2c", env="ALE/Pong-v5"))
 
 
-# (GPUs in the cluster, remote Learners, --set keys) -> num_gpus_per_learner
+# (GPUs in the cluster, remote Learners, --set keys) -> num_gpus_per_learner, for an image torso
 LEARNER_GPUS = [
     (0, 0, {}, 0),
     (1, 0, {}, 1),
@@ -97,19 +98,57 @@ LEARNER_GPUS = [
 
 @pytest.mark.parametrize(("gpus", "learners", "overrides", "expected"), LEARNER_GPUS)
 def test_rl_learner_gets_a_gpu_when_the_cluster_has_enough(
-    fake_gpus, reinforce_config, gpus, learners, overrides, expected
+    fake_gpus, image_config, gpus, learners, overrides, expected
 ):
     from algorithms.configure import RLRunSpec
     from algorithms.run_loop import placed
 
     fake_gpus.set(gpus)
-    config = reinforce_config.copy(copy_frozen=False)
+    config = image_config.copy(copy_frozen=False)
     config.learners(num_learners=learners, num_gpus_per_learner=0)
     config.freeze()
-    spec = RLRunSpec(algorithm="reinforce", env="CartPole-v1", overrides=overrides)
+    spec = RLRunSpec(algorithm="a2c", env="ALE/Pong-v5", overrides=overrides)
     used = placed(config, spec)
     assert used.num_gpus_per_learner == expected and config.num_gpus_per_learner == 0
     assert fake_gpus.calls == (0 if overrides else 1)
+
+
+# (algorithm, env, --set keys) -> whether the networks take an image torso
+TORSOS = [
+    ("reinforce", "CartPole-v1", {}, False),
+    ("dqn", "CartPole-v1", {}, False),
+    ("ppo", "CartPole-v1", {}, False),
+    ("a2c", "ALE/Pong-v5", {"model_torso": "mlp"}, False),  # an MLP over the frames
+    ("a2c", "ALE/Pong-v5", {}, True),
+    ("dqn", "ALE/Pong-v5", {}, True),
+    ("ppo", "ALE/Pong-v5", {"model_torso": "cnn"}, True),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "env", "overrides", "image"), TORSOS)
+def test_learner_takes_the_gpu_only_for_an_image_torso(fake_gpus, algorithm, env, overrides, image):
+    """A GPU slows the small MLPs of vector observations down (docs/benchmarks.md,
+    learner_device): ``auto`` leaves such a Learner on CPU on a cluster with GPUs, without asking
+    the cluster, and gives an image torso's Learner its GPU (the rule the modules build their
+    torso by, ``networks.uses_cnn``)."""
+    from algorithms.configure import RLRunSpec, build_config
+    from algorithms.run_loop import placed
+
+    spec = RLRunSpec(algorithm=algorithm, env=env, overrides=overrides)
+    config = build_config(spec)
+    fake_gpus.set(4)
+    assert placed(config, spec).num_gpus_per_learner == (1 if image else 0)
+    assert fake_gpus.calls == (1 if image else 0)
+
+
+def test_an_mlp_learner_goes_on_the_gpu_when_the_user_says(fake_gpus):
+    """``--set num_gpus_per_learner=1`` is the user's choice and is kept for an MLP."""
+    from algorithms.configure import RLRunSpec, build_config
+    from algorithms.run_loop import placed
+
+    spec = RLRunSpec(algorithm="dqn", env="CartPole-v1", overrides={"num_gpus_per_learner": 1})
+    fake_gpus.set(1)
+    assert placed(build_config(spec), spec).num_gpus_per_learner == 1
 
 
 def _experiment(name: str, **changes):
@@ -121,17 +160,25 @@ def _experiment(name: str, **changes):
 
 
 @pytest.mark.parametrize(
-    ("gpus", "fixed", "gpu_per_trial"),
-    [(0, {}, 0), (1, {}, 1), (1, {"num_gpus_per_learner": 0}, 0)],
+    ("name", "gpus", "fixed", "gpu_per_trial"),
+    [
+        ("dqn_atari", 0, {}, 0),
+        ("dqn_atari", 1, {}, 1),
+        ("dqn_atari", 1, {"num_gpus_per_learner": 0}, 0),
+        ("reinforce_cartpole", 1, {}, 0),  # an MLP Learner stays on CPU
+        ("reinforce_cartpole", 1, {"num_gpus_per_learner": 1}, 1),
+    ],
 )
-def test_tune_rl_trial_reserves_the_learner_gpu_its_run_uses(fake_gpus, gpus, fixed, gpu_per_trial):
-    """A Tune RL trial reserves what its run will take: a GPU for the Learner when the cluster
-    has one, none when the experiment fixes ``num_gpus_per_learner=0`` (``rlgen tune --set``),
-    which every trial's run keeps."""
+def test_tune_rl_trial_reserves_the_learner_gpu_its_run_uses(
+    fake_gpus, name, gpus, fixed, gpu_per_trial
+):
+    """A Tune RL trial reserves what its run will take: a GPU for an image torso's Learner when
+    the cluster has one, none for an MLP's, and what the experiment fixes
+    (``rlgen tune --set num_gpus_per_learner=...``), which every trial's run keeps."""
     from tuning.run import check_values, trial_resources
 
-    exp = _experiment("reinforce_cartpole")
-    exp = _experiment("reinforce_cartpole", space={**exp.space, **fixed})
+    exp = _experiment(name)
+    exp = _experiment(name, space={**exp.space, **fixed})
     fake_gpus.set(gpus)
     _, need = trial_resources(exp, check_values(exp))
     assert need.get("GPU", 0.0) == gpu_per_trial, need

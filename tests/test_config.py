@@ -55,8 +55,9 @@ def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path,
     """``run_loop.train`` (what ``rlgen train`` runs) to its result, Ray and the Algorithm
     replaced: the config is built once and handed to ``run`` frozen, its env id checked once
     (the registration for RLlib is told the build checked it), no env is built again to read
-    the spaces, and what reaches ``build_algo`` is frozen too; with a GPU in the cluster the
-    Learner goes on it, set on a copy."""
+    the spaces, and what reaches ``build_algo`` is frozen too; with a GPU in the cluster (and
+    a Learner that gains from one: REINFORCE's MLP does not, test_cluster_policy checks that
+    choice) the Learner goes on it, set on a copy."""
     from algorithms import run_loop
     from algorithms.reinforce.algorithm import ReinforceConfig
     from runkit import cluster
@@ -90,6 +91,7 @@ def test_a_run_builds_and_checks_its_config_once(counted, monkeypatch, tmp_path,
     monkeypatch.setattr(ReinforceConfig, "build_algo", build_algo)
     monkeypatch.setattr(cluster, "connect", lambda preload=(), api_server=False: None)
     monkeypatch.setattr(cluster, "decide_gpu", lambda use_gpu, count: gpu)
+    monkeypatch.setattr(ReinforceConfig, "learner_gpu_pays", lambda self: True)
     monkeypatch.setattr(cluster, "check_cpus", lambda *a, **k: None)
     monkeypatch.setattr(run_loop, "save_checkpoint", lambda algo, run_dir, spec, state: tmp_path)
     monkeypatch.setattr(run_loop, "run", run)

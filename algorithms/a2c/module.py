@@ -21,12 +21,13 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from algorithms.common.frame_encoder import image_torso
-from algorithms.common.networks import acting_forward, dist_inputs, mlp_torso, policy_output
-
-
-def uses_cnn(torso: str, obs_shape: tuple[int, ...]) -> bool:
-    """``auto`` picks the CNN for (C, H, W) observations and the MLP for everything else."""
-    return torso == "cnn" or (torso == "auto" and len(obs_shape) == 3)
+from algorithms.common.networks import (
+    acting_forward,
+    dist_inputs,
+    mlp_torso,
+    policy_output,
+    uses_cnn,
+)
 
 
 class A2CTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):

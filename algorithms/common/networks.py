@@ -15,6 +15,12 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _AS_FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
 
 
+def uses_cnn(torso: str, obs_shape: tuple[int, ...]) -> bool:
+    """The image torso (the Nature CNN, or another job's encoder) or an MLP: ``auto`` picks the
+    image torso for (C, H, W) observations and the MLP for everything else."""
+    return torso == "cnn" or (torso == "auto" and len(obs_shape) == 3)
+
+
 def nature_cnn(in_channels: int) -> tuple[nn.Module, int]:
     """Mnih et al. 2015: three convolutions and a 512-unit layer, for (C, 84, 84) inputs
     already scaled to [0, 1]. Returns the torso and its output width."""

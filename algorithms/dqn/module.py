@@ -19,7 +19,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from algorithms.common.frame_encoder import image_torso
-from algorithms.common.networks import mlp_torso
+from algorithms.common.networks import mlp_torso, uses_cnn
 from algorithms.common.schedules import linear_schedule
 from algorithms.dqn.losses import dueling_q
 
@@ -27,9 +27,7 @@ from algorithms.dqn.losses import dueling_q
 class QNetwork(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, cfg: dict) -> None:
         super().__init__()
-        self.image = cfg.get("torso", "auto") == "cnn" or (
-            cfg.get("torso", "auto") == "auto" and len(obs_shape) == 3
-        )
+        self.image = uses_cnn(cfg.get("torso", "auto"), obs_shape)
         if self.image:  # the Nature CNN, or another job's encoder (``encoder``)
             self.torso, width = image_torso(obs_shape, cfg)
         else:
