@@ -27,11 +27,12 @@ def _save_as_on_gpu(obj: Any, path: Path, monkeypatch) -> None:
 
 
 def test_the_files_really_name_the_gpu(tmp_path, monkeypatch):
-    """Without a map location such a file does not load on this machine: the tests below
-    would prove nothing if it did."""
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: the file would load onto its GPU")
+    """Without a map location such a file comes back on the GPU, or, on a machine without CUDA
+    (CI's), does not load at all: the tests below would prove nothing otherwise."""
     _save_as_on_gpu({"w": torch.ones(2)}, tmp_path / "w.pt", monkeypatch)
+    if torch.cuda.is_available():
+        assert torch.load(tmp_path / "w.pt", weights_only=True)["w"].device.type == "cuda"
+        return
     with pytest.raises(RuntimeError, match="CUDA"):
         torch.load(tmp_path / "w.pt", weights_only=True)
 
@@ -50,10 +51,14 @@ def test_a_generative_checkpoint_from_a_gpu_loads_on_cpu(tmp_path, monkeypatch, 
     assert all(t.device.type == "cpu" for t in restored["model"].values())
 
 
+def _policy_net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+
+
 def test_rl_policy_weights_from_a_gpu_load_on_cpu(tmp_path, monkeypatch):
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    net = _policy_net()
     _save_as_on_gpu(net.state_dict(), tmp_path / "policy_weights.pt", monkeypatch)
-    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    fresh = _policy_net()  # other random weights, replaced by the file's
     loaded = load_checked(tmp_path / "policy_weights.pt", fresh.state_dict())
     fresh.load_state_dict(loaded)
     for name, tensor in fresh.state_dict().items():
