@@ -45,6 +45,7 @@ def connect(preload: Sequence[str] = (), *, api_server: bool = False) -> None:
             ray_compat.start_api_server()
         return
     check_address()
+    ray_compat.messages_to_stderr()  # before ray.init starts the thread that prints them
     loader = threading.Thread(target=_import_quietly, args=(tuple(preload),), daemon=True)
     loader.start()
     try:

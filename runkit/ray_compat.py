@@ -31,7 +31,8 @@ What is touched: ``ray._private.node.Node.start_monitor``, ``start_log_monitor``
 ``start_api_server`` (the methods ``Node.start_head_processes`` and
 ``Node.start_ray_processes`` call), replaced on the class only for the duration of the
 ``ray.init`` call; ``ray._private.worker._global_node``, the head node this process started,
-with its ``head`` flag and its ``all_processes`` (``PROCESS_TYPE_DASHBOARD``: the API server).
+with its ``head`` flag and its ``all_processes`` (``PROCESS_TYPE_DASHBOARD``: the API server);
+``ray._private.worker.print_to_stdstream`` (``messages_to_stderr``).
 ``tests/test_ray_compat.py`` checks each against the installed Ray. Joining a cluster
 (``RAY_ADDRESS``, a head started with ``ray start --head``) starts none of these processes
 here and is unchanged.
@@ -93,6 +94,26 @@ def lean_local_start(*, api_server: bool) -> Iterator[None]:
             setattr(ray_node.Node, name, method)
         if not users_prestart:
             os.environ.pop(PRESTART_ENV, None)
+
+
+def messages_to_stderr() -> None:
+    """Ray prints what its raylets send a driver ("N PYTHON worker processes have been
+    started", a worker that died) on the driver's standard output, from a thread, at any moment;
+    rlgen's standard output is the run's result, one JSON document, so once a raylet warned in
+    the middle of it. From now on in this process they go to standard error: the listener
+    thread calls ``print_to_stdstream`` by its module-level name, replaced here by one that
+    marks every message as an error line. Idempotent."""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    if getattr(original, "rlgen_to_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.rlgen_to_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def head_started_here() -> Any | None:

@@ -85,3 +85,26 @@ def test_prestart_is_off_only_inside_and_a_users_setting_is_kept(monkeypatch, us
             raise RuntimeError("start failed")
     assert inside == (users or "0")
     assert os.environ.get(ray_compat.PRESTART_ENV) == users
+
+
+def test_rays_messages_to_the_driver_go_to_stderr(monkeypatch, capsys):
+    """A raylet's message to the driver ("8 PYTHON worker processes have been started", once
+    printed into the middle of ``rlgen train``'s JSON result) is printed by Ray's listener
+    thread through ``print_to_stdstream``, called by its module-level name and going to stdout;
+    after ``messages_to_stderr`` it goes to stderr, and a second call wraps nothing twice."""
+    listener = inspect.getsource(ray_worker.listen_error_messages)
+    assert "print_to_stdstream(" in listener and '"is_err": False' in listener
+    assert list(inspect.signature(ray_worker.print_to_stdstream).parameters) == [
+        "data", "ignore_prefix",
+    ]  # fmt: skip
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)
+    message = {"lines": ["WARNING: 8 PYTHON worker processes"], "pid": "raylet", "is_err": False}
+    ray_worker.print_to_stdstream(message, ignore_prefix=False)
+    assert "8 PYTHON" in capsys.readouterr().out  # Ray's own: stdout
+    ray_compat.messages_to_stderr()
+    wrapped = ray_worker.print_to_stdstream
+    ray_compat.messages_to_stderr()
+    assert ray_worker.print_to_stdstream is wrapped
+    ray_worker.print_to_stdstream(message, ignore_prefix=False)
+    printed = capsys.readouterr()
+    assert "8 PYTHON" in printed.err and printed.out == ""
