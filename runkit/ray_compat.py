@@ -113,6 +113,7 @@ def messages_to_stderr() -> None:
         original({**data, "is_err": True}, ignore_prefix)
 
     to_stderr.rlgen_to_stderr = True  # type: ignore[attr-defined]
+    to_stderr.__wrapped__ = original  # type: ignore[attr-defined]
     worker.print_to_stdstream = to_stderr
 
 

@@ -97,7 +97,10 @@ def test_rays_messages_to_the_driver_go_to_stderr(monkeypatch, capsys):
     assert list(inspect.signature(ray_worker.print_to_stdstream).parameters) == [
         "data", "ignore_prefix",
     ]  # fmt: skip
-    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)
+    # Ray's own function, also where a start earlier in this process has replaced it already
+    monkeypatch.setattr(
+        ray_worker, "print_to_stdstream", inspect.unwrap(ray_worker.print_to_stdstream)
+    )
     message = {"lines": ["WARNING: 8 PYTHON worker processes"], "pid": "raylet", "is_err": False}
     ray_worker.print_to_stdstream(message, ignore_prefix=False)
     assert "8 PYTHON" in capsys.readouterr().out  # Ray's own: stdout
